@@ -1,0 +1,19 @@
+"""Recurrent layers written from their equations, with torch's names, shapes and layout."""
+
+from lstmkit.nn import functional
+from lstmkit.nn.cells import GRUCell, LSTMCell, RNNCell
+from lstmkit.nn.lstm import LSTM, DropMasks, GateActivations, GateWeights
+from lstmkit.nn.rnn import GRU, RNN
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "DropMasks",
+    "GRUCell",
+    "GateActivations",
+    "GateWeights",
+    "LSTMCell",
+    "RNNCell",
+    "functional",
+]
