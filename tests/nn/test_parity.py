@@ -76,8 +76,8 @@ def _check(ours, ref, mode, with_hx, batch_first, is_lstm):
         loss = sum((r * w).sum() for r, w in zip(results, weights))
         inputs = [x, *hx] if with_hx else [x]
         names, params = zip(*module.named_parameters())
-        grads.append(dict(zip(["x", "h0", "c0"][: len(inputs)] + list(names),
-                              torch.autograd.grad(loss, inputs + list(params), retain_graph=True))))  # fmt: skip
+        values = torch.autograd.grad(loss, inputs + list(params), retain_graph=True)
+        grads.append(dict(zip(["x", "h0", "c0"][: len(inputs)] + list(names), values)))
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=TOL, msg=name)
@@ -93,8 +93,8 @@ GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [True, Fa
 @pytest.mark.parametrize("num_layers,bidirectional,batch_first,bias", GRID)
 def test_lstm_matches_torch(mode, with_hx, proj_size, num_layers, bidirectional, batch_first, bias):
     kw = dict(input_size=H_IN, hidden_size=H, num_layers=num_layers, bias=bias,
-              batch_first=batch_first, bidirectional=bidirectional, proj_size=proj_size)  # fmt: skip
-    ours, ref = _pair(lnn.LSTM, torch.nn.LSTM, seed=num_layers, **kw)
+              batch_first=batch_first, bidirectional=bidirectional)  # fmt: skip
+    ours, ref = _pair(lnn.LSTM, torch.nn.LSTM, seed=num_layers, proj_size=proj_size, **kw)
     _check(ours, ref, mode, with_hx, batch_first, is_lstm=True)
 
 
