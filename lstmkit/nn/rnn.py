@@ -36,6 +36,7 @@ class RNN(RecurrentBase):
 
     Example::
 
+        >>> import torch
         >>> from lstmkit.nn import RNN
         >>> rnn = RNN(10, 20, 2)
         >>> output, h_n = rnn(torch.randn(5, 3, 10))
@@ -110,6 +111,7 @@ class GRU(RNN):
 
     Example::
 
+        >>> import torch
         >>> from lstmkit.nn import GRU
         >>> gru = GRU(10, 20, 2, bidirectional=True)
         >>> output, h_n = gru(torch.randn(5, 3, 10))
