@@ -1,0 +1,1 @@
+"""The gradient lab: long-time-lag tasks and gradient diagnostics."""
