@@ -205,7 +205,7 @@ class LSTMCell(_Cell):
 
 
 class GRUCell(_Cell):
-    r"""One GRU step, as ``torch.nn.GRUCell`` (equations in :func:`lstmkit.nn.functional.gru_step`).
+    r"""One GRU step, as ``torch.nn.GRUCell`` (equations in :class:`lstmkit.nn.GRU`).
 
     Inputs: input (N, H_in) or (H_in), hx (N, H) or (H), default zeros.
     Output: h_1 (N, H) or (H).

@@ -15,6 +15,16 @@ Every recurrence is split in two so that layers can compute the input projection
 whole sequence in one matrix multiply: ``*_input_projection`` (no dependence on time) and
 ``*_step`` (the recurrence proper, given the projected input ``xw``). ``*_cell`` is their
 composition: one step from a raw input, as ``torch.nn.*Cell`` computes it.
+
+The LSTM variants are arguments of the same functions, so that they compose:
+
+* peephole (Gers & Schmidhuber 2000): ``lstm_step(..., peephole=(w_ci, w_cf, w_co))``
+* layer norm (Ba et al. 2016): ``input_projection(..., ln_weight=)`` and
+  ``lstm_step(..., ln_hh_weight=, ln_c=(gain, shift))``
+* CIFG (Greff et al. 2017): ``lstm_step(..., coupled=True)``
+* zoneout (Krueger et al. 2016): :func:`zoneout` applied to the new and old ``h`` and ``c``
+* recurrent dropout (Gal & Ghahramani 2016): ``h_{t-1} * mask`` passed as ``hx[0]``
+* weight drop (Merity et al. 2017): ``w_hh * mask`` passed as ``w_hh``
 """
 
 from __future__ import annotations
@@ -145,14 +155,8 @@ def zoneout(new: Tensor, old: Tensor, mask: Tensor) -> Tensor:
 def gru_step(
     xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None = None
 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """One GRU step from ``xw = W_ih x_t + b_ih`` (N, 3H), as ``torch.nn.GRU`` computes it::
-
-        r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
-        z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-        n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
-        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
-
-    Returns ``h_t`` (N, H) and the gates ``(r, z, n)``.
+    """One GRU step from ``xw = W_ih x_t + b_ih`` (N, 3H), as ``torch.nn.GRU`` computes it
+    (equations in :class:`lstmkit.nn.GRU`). Returns ``h_t`` (N, H) and the gates ``(r, z, n)``.
     """
     x_r, x_z, x_n = xw.chunk(3, -1)
     h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, -1)

@@ -90,12 +90,15 @@ class RNN(RecurrentBase):
         )
         xw = LF.input_projection(
             x, self.param("weight_ih", layer, direction), self.param("bias_ih", layer, direction)
-        )  # (L, N, H)
+        )  # (L, N, G*H)
 
         def step(xw_t: Tensor, state: State, t: int):
-            return (LF.rnn_step(xw_t, state[0], w_hh, b_hh, self.nonlinearity),), ()
+            return (self._step(xw_t, state[0], w_hh, b_hh),), ()
 
         return self._scan(xw, state, step, valid, collect)
+
+    def _step(self, xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+        return LF.rnn_step(xw, h, w_hh, b_hh, self.nonlinearity)
 
 
 class GRU(RNN):
@@ -139,16 +142,5 @@ class GRU(RNN):
             bidirectional, device, dtype,
         )  # fmt: skip
 
-    def _run_direction(self, x, state, layer, direction, valid, collect):
-        w_hh, b_hh = (
-            self.param("weight_hh", layer, direction),
-            self.param("bias_hh", layer, direction),
-        )
-        xw = LF.input_projection(
-            x, self.param("weight_ih", layer, direction), self.param("bias_ih", layer, direction)
-        )  # (L, N, 3H)
-
-        def step(xw_t: Tensor, state: State, t: int):
-            return (LF.gru_step(xw_t, state[0], w_hh, b_hh)[0],), ()
-
-        return self._scan(xw, state, step, valid, collect)
+    def _step(self, xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+        return LF.gru_step(xw, h, w_hh, b_hh)[0]
