@@ -1,0 +1,95 @@
+"""Optimizers and learning-rate schedules, each schedule a closed-form function of the step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from lstmkit.train.config import TrainConfig
+
+
+def build_optimizer(config: TrainConfig, params: Iterable) -> torch.optim.Optimizer:
+    """AdamW or SGD over ``params`` (tensors or torch param-group dicts with their own lr)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+
+
+def discriminative_groups(layers: Sequence[nn.Module], lr: float, decay: float = 2.6) -> list[dict]:
+    """ULMFiT's discriminative learning rates: the last layer gets ``lr``, each earlier one
+    ``decay`` times less (Howard & Ruder 2018). ``layers`` are ordered input to output."""
+    n = len(layers)
+    return [
+        {"params": list(layer.parameters()), "lr": lr / decay ** (n - 1 - k)}
+        for k, layer in enumerate(layers)
+    ]
+
+
+def lr_factor(config: TrainConfig, total_steps: int | None) -> Callable[[int], float]:
+    """The schedule as a multiplier of each group's base lr after ``step`` optimizer steps."""
+    warmup = config.warmup_steps
+
+    def warm(step: int) -> float:
+        return (step + 1) / (warmup + 1) if step < warmup else 1.0
+
+    if config.schedule == "constant":
+        return warm
+    if total_steps is None:
+        raise ValueError(
+            f"schedule {config.schedule!r} needs the number of steps: give max_steps or "
+            "training data with a length"
+        )
+    if config.schedule == "cosine":
+
+        def cosine(step: int) -> float:
+            if step < warmup:
+                return warm(step)
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return cosine
+    if config.schedule == "linear":
+
+        def linear(step: int) -> float:
+            if step < warmup:
+                return warm(step)
+            return max(0.0, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+
+        return linear
+    # slanted triangular (Howard & Ruder 2018, eq. 3)
+    cut = max(1, math.floor(total_steps * config.stlr_cut_frac))
+    ratio = config.stlr_ratio
+
+    def slanted(step: int) -> float:
+        if step < cut:
+            p = step / cut
+        else:
+            p = max(0.0, 1.0 - (step - cut) / (cut * (1.0 / config.stlr_cut_frac - 1.0)))
+        return (1.0 + p * (ratio - 1.0)) / ratio
+
+    return slanted
+
+
+def build_schedulers(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int | None
+) -> dict[str, object]:
+    """``step``: a LambdaLR stepped after every optimizer step; ``plateau``: a
+    ReduceLROnPlateau stepped on the monitored metric after each epoch (or ``None``)."""
+    if config.schedule != "plateau":
+        step = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
+        return {"step": step, "plateau": None}
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=config.mode, factor=config.plateau_factor, patience=config.plateau_patience
+    )
+    return {"step": None, "plateau": plateau}
