@@ -63,7 +63,11 @@ StepFn = Callable[[nn.Module, Any, Any], StepOutput]
 
 @dataclass
 class History:
-    """Keras-like history: ``history["val_loss"]`` is the list of per-epoch values."""
+    """Keras-like history: ``history["val_loss"]`` is the list of per-epoch values.
+
+    ``epochs`` covers the whole run (resumed runs included); ``steps`` the steps of this
+    ``fit`` call (``train_log.csv`` has every step of the run).
+    """
 
     epochs: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -195,7 +199,7 @@ class Trainer:
             self.global_step, self.epoch = progress["global_step"], progress["epoch"]
             self._nonfinite_run = progress["nonfinite_run"]
             step_in_epoch, epoch_sums = progress["step_in_epoch"], progress["epoch_sums"]
-            history = History(progress["history"]["epochs"], progress["history"]["steps"])
+            history = History(epochs=progress["history"])
             for callback, state in zip(self.callbacks, progress["callbacks"]):
                 callback.load_state_dict(state)
             saved_rng = (rng, rng_tensors)
@@ -290,7 +294,7 @@ class Trainer:
             step_in_epoch = 0
             self._save_state(model, optimizer, schedulers, carry, 0, _Epoch(), history)
             if self.stop_training:
-                stop_reason = "early stopping"
+                stop_reason = "callback"
 
         final = dict(history.epochs[-1]) if history.epochs else {}
         final.update(global_step=self.global_step, stopped_by=stop_reason or "epochs")
@@ -371,7 +375,7 @@ class Trainer:
             optimizer.step()
         if schedulers["step"] is not None:
             schedulers["step"].step()
-        logs = {"loss": float(out.loss), "lr": lr, "grad_norm": norm,
+        logs = {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": norm,
                 "clipped": int(clipped), "skipped": int(skipped)}  # fmt: skip
         return {**logs, "metrics": dict(out.metrics), "size": out.size}, detach(out.state)
 
@@ -428,7 +432,7 @@ class Trainer:
                 "step_in_epoch": step_in_epoch,
                 "nonfinite_run": self._nonfinite_run,
                 "epoch_sums": sums.state(),
-                "history": {"epochs": history.epochs, "steps": history.steps},
+                "history": history.epochs,
                 "callbacks": [c.state_dict() for c in self.callbacks],
             }
             save_trainer_state(self.out_dir, model, optimizer, schedulers, progress, carry)

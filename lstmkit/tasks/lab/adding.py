@@ -55,3 +55,52 @@ def adding_batch(T: int, batch_size: int, generator: torch.Generator) -> AddingB
     x = torch.stack([values, markers], dim=-1).masked_fill(pad.unsqueeze(-1), 0.0)
     positions = torch.stack([first, second], dim=1)
     return AddingBatch(x, lengths, 0.5 + (x1 + x2) / 4.0, positions)
+
+
+class AddingStream:
+    """``steps_per_epoch`` fresh batches per epoch, a function of (seed, epoch) only.
+
+    Under DDP each process takes its share (rank::world_size) of every global batch of
+    ``batch_size`` sequences, so any number of processes trains on the same sequences.
+    """
+
+    def __init__(
+        self,
+        T: int,
+        batch_size: int,
+        steps_per_epoch: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.T, self.batch_size, self.steps_per_epoch = T, batch_size, steps_per_epoch
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(self.steps_per_epoch):
+            batch = adding_batch(self.T, self.batch_size, generator)
+            if self.world > 1:
+                take = slice(self.rank, None, self.world)
+                lengths = batch.lengths[take]
+                batch = AddingBatch(
+                    batch.x[: int(lengths.max()), take], lengths, batch.target[take],
+                    batch.positions[take],
+                )  # fmt: skip
+            yield batch
+
+
+def fixed_set(T: int, size: int, seed: int, batch_size: int = 500) -> list[AddingBatch]:
+    """A fixed evaluation set of ``size`` sequences drawn with its own seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        adding_batch(T, min(batch_size, size - start), generator)
+        for start in range(0, size, batch_size)
+    ]
