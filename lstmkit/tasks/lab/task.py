@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from lstmkit.nn import GRU, LSTM, RNN
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, AddingBatch, AddingStream, fixed_set
 from lstmkit.train import (
+    Callback,
     LambdaCallback,
     StepOutput,
     TrainConfig,
@@ -125,8 +126,16 @@ def load_config(data: dict[str, Any] | None = None) -> AddingConfig:
     return config
 
 
-def train(config: AddingConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train on the adding problem; write the model directory and ``results.json``."""
+def train(
+    config: AddingConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train on the adding problem; write the model directory and ``results.json``.
+
+    ``callbacks`` are added to the trainer's (e.g. a pruning callback during tuning).
+    """
     d = distributed.setup()
     out_dir = Path(out_dir)
     seed = config.train.seed
@@ -142,7 +151,7 @@ def train(config: AddingConfig, out_dir: str | Path, resume: bool = False) -> di
 
     trainer = Trainer(
         config.train, adding_step, out_dir=out_dir,
-        callbacks=[LambdaCallback(on_epoch_end=stop_at_target)],
+        callbacks=[LambdaCallback(on_epoch_end=stop_at_target), *(callbacks or [])],
         run_config={"task": "lab-adding", **to_dict(config)},
     )  # fmt: skip
     start = time.monotonic()
