@@ -114,7 +114,7 @@ class EarlyStopping(Callback):
                 self._best_weights = copy.deepcopy(unwrap(trainer.model).state_dict())
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:  # as Keras: patience=1 stops after one bad epoch
             self.stopped_epoch = logs["epoch"]
             trainer.stop_training = True
 
