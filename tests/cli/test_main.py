@@ -1,9 +1,27 @@
+"""The command line: version, help, the lab task's train -> evaluate -> resume round trip."""
+
 import json
 
 import pytest
 
 from lstmkit import __version__
 from lstmkit.cli.main import main
+
+FAST = [
+    "--T",
+    "12",
+    "--hidden-size",
+    "8",
+    "--no-progress",
+    "--data.steps_per_epoch",
+    "5",
+    "--data.val_size",
+    "50",
+    "--data.test_size",
+    "100",
+    "--train.epochs",
+    "3",
+]
 
 
 def test_version(capsys):
@@ -15,17 +33,65 @@ def test_version(capsys):
 
 def test_help_lists_commands(capsys):
     assert main([]) == 0
-    assert "demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo" in out and "lab" in out
 
 
-def test_demo_writes_json(tmp_path, capsys):
-    out = tmp_path / "demo.json"
-    code = main(["demo", "--T", "12", "--max-steps", "3", "--no-progress", "--json", str(out)])
-    assert code == 0
-    result = json.loads(out.read_text())
-    assert result["steps"] == 3 and result["train_sequences"] == 96 and result["T"] == 12
-    assert 0.0 <= result["solved_fraction"] <= 1.0
-    assert f"{result['solved_fraction']:.1%} of 2000 fresh" in capsys.readouterr().out
+def test_train_evaluate_resume_round_trip(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["lab", "adding", *FAST, "--out", str(out), "--max-steps", "7"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 7 and results["train_sequences"] == 7 * 32
+    assert results["test_sequences"] == 100
+    assert {"config.json", "model.safetensors", "metrics.json", "train_log.csv"} <= {
+        p.name for p in out.iterdir()
+    }
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["T"] == 12 and config["model"]["hidden_size"] == 8
+    assert "solved" in capsys.readouterr().out
+
+    report = tmp_path / "eval.json"
+    assert main(["lab", "evaluate", "--model", str(out), "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["n"] == 100
+    assert metrics["solved_fraction"] == pytest.approx(results["solved_fraction"])
+
+    assert main(["lab", "adding", *FAST, "--out", str(out), "--resume", "--max-steps", "12"]) == 0
+    log = (out / "train_log.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in log[1:]] == list(range(1, 13))
+
+
+def test_variant_flags_reach_the_model(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "lab",
+        "adding",
+        *FAST,
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--peephole",
+        "--zoneout",
+        "0.1",
+        "--layer-norm",
+    ]
+    assert main(args) == 0
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert model["peephole"] and model["layer_norm"] and model["zoneout"] == 0.1
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["lab", "adding", "--out", str(tmp_path), "--train.lr", "-1"]) == 2
+    assert "lr must be positive, got -1.0" in capsys.readouterr().err
+    assert main(["lab", "adding", "--out", str(tmp_path), "--model", "rnn", "--peephole"]) == 2
+    assert "peephole apply to the lstm cell only, not rnn" in capsys.readouterr().err
+    assert main(["lab", "adding", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert "cannot resume: no trainer state" in capsys.readouterr().err
+    assert main(["lab", "evaluate", "--model", str(tmp_path / "nothing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["lab", "adding", "stray"])
 
 
 def test_unknown_command_is_an_error(capsys):
