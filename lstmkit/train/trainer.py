@@ -356,7 +356,8 @@ class Trainer:
             if self._nonfinite_run >= cfg.max_nonfinite_steps:
                 raise RuntimeError(
                     f"training stopped at step {self.global_step + 1}: {self._nonfinite_run} "
-                    f"consecutive steps had non-finite gradients (loss {float(out.loss.detach())}); "
+                    "consecutive steps had non-finite gradients "
+                    f"(loss {float(out.loss.detach())}); "
                     "lower the learning rate, clip harder or set detect_anomaly"
                 )
             optimizer.zero_grad(set_to_none=True)
