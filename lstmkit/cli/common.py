@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from lstmkit.train.config import apply_overrides, load_yaml
 
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def preset_path(name: str) -> Path:
+    """The bundled preset ``name`` (``lstmkit/presets/NAME.yaml``)."""
+    path = PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise FileNotFoundError(f"no preset named {name!r}; bundled presets: {known}")
+    return path
+
 
 def add_train_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE", help="a YAML preset (sections model, data, train)"
-    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", metavar="NAME", help="a bundled preset (lstmkit/presets)")
+    source.add_argument("--config", metavar="FILE", help="a YAML config file")
     parser.add_argument(
         "--out", default=default_out, help=f"model directory (default {default_out})"
     )
@@ -26,8 +38,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, default_out: str) -> No
 
 
 def config_from_args(args: argparse.Namespace, overrides: list[str], extra: dict[str, Any]) -> dict:
-    """Preset file < explicit flags (``extra``, ``--seed``, ``--max-steps``) < ``--section.key``."""
-    data = load_yaml(args.config) if args.config else {}
+    """Preset/config file < explicit flags (``extra``, ``--seed``, ...) < ``--section.key``."""
+    if args.preset:
+        data = load_yaml(preset_path(args.preset))
+    else:
+        data = load_yaml(args.config) if args.config else {}
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for dotted, value in extra.items():
         if value is not None:

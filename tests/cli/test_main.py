@@ -99,3 +99,15 @@ def test_unknown_command_is_an_error(capsys):
         main(["nope"])
     assert exit_.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_bundled_presets_load_and_say_how_to_run():
+    from lstmkit.cli.common import PRESETS
+    from lstmkit.tasks.lab import task
+    from lstmkit.train import load_yaml
+
+    presets = sorted(PRESETS.glob("lab-*.yaml"))
+    assert presets
+    for path in presets:
+        assert "# how to run:" in path.read_text()
+        task.load_config(load_yaml(path))  # validates every key and value
