@@ -200,7 +200,7 @@ class RecurrentBase(nn.Module):
                     "Input and hidden tensors are not at the same device, found input tensor "
                     f"at {x.device} and hidden tensor at {s.device}"
                 )
-            if s.dtype != x.dtype:
+            if s.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
                 raise ValueError(f"hx dtype ({s.dtype}) does not match input dtype ({x.dtype})")
         return states
 
@@ -213,7 +213,7 @@ class RecurrentBase(nn.Module):
                 "Input and parameter tensors are not at the same device, found input tensor "
                 f"at {x.device} and parameter tensor at {weight.device}"
             )
-        if x.dtype != weight.dtype:
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(
                 f"{self._name} input dtype ({x.dtype}) does not match weight dtype "
                 f"({weight.dtype}). Convert input: input.to({weight.dtype}), or convert model: "

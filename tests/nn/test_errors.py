@@ -143,3 +143,10 @@ def test_lengths_with_packed_or_unbatched_input_is_refused():
 def test_cell_errors(call, exc, message):
     with pytest.raises(exc, match=re.escape(message)):
         call()
+
+
+def test_autocast_lifts_the_dtype_check_as_in_torch():
+    lstm = LSTM(3, 5, num_layers=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h_n, c_n) = lstm(X.bfloat16())
+    assert out.shape == (7, 4, 5) and out.dtype == torch.bfloat16

@@ -1,0 +1,1 @@
+"""Data: loaders for canonical formats, tokenizers, batching."""
