@@ -190,6 +190,7 @@ class Trainer:
         schedulers = build_schedulers(cfg, optimizer, horizon)
         history = History()
         step_in_epoch, epoch_sums, carry, saved_rng = 0, None, None, None
+        self.global_step, self.epoch, self._nonfinite_run, self.resumed = 0, 0, 0, False
         if resume:
             if self.out_dir is None:
                 raise ValueError("resume needs an out_dir holding trainer_state/")
@@ -217,6 +218,8 @@ class Trainer:
 
         start = time.monotonic()
         stop_reason = None
+        if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+            stop_reason = f"max_steps={cfg.max_steps}"
         self.stop_training = False
         while self.epoch < cfg.epochs and stop_reason is None:
             epoch = self.epoch

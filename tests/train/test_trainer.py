@@ -226,3 +226,28 @@ def test_model_directory_contents(tmp_path, tiny_data):
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0]
     assert header == "step,epoch,loss,lr,grad_norm,clipped,skipped,sign_acc"
     assert len((tmp_path / "train_log.csv").read_text().splitlines()) == 1 + 8
+
+
+def test_deterministic_and_seeded_runs_repeat(tiny_data):
+    def run():
+        torch.manual_seed(0)
+        model = TinyModel()
+        Trainer(_config(epochs=2, deterministic=True, seed=3), tiny_step).fit(
+            model, loader(tiny_data, 16, True)
+        )
+        return model
+
+    try:
+        a, b = run(), run()
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_a_second_fit_starts_from_step_zero(tiny_data):
+    trainer = Trainer(_config(max_steps=3), tiny_step)
+    trainer.fit(TinyModel(), loader(tiny_data, 16, True))
+    history = trainer.fit(TinyModel(), loader(tiny_data, 16, True))
+    assert [s["step"] for s in history.steps] == [1, 2, 3]
