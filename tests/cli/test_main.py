@@ -111,3 +111,26 @@ def test_bundled_presets_load_and_say_how_to_run():
     for path in presets:
         assert "# how to run:" in path.read_text()
         task.load_config(load_yaml(path))  # validates every key and value
+
+
+def test_ddp_through_the_cli_matches_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[2]
+    args = ["lab", "adding", *FAST, "--max-steps", "6"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "lstmkit.cli.main", *args, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    one = load_file(str(tmp_path / "one" / "model.safetensors"))
+    for name in one:
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5, msg=name)

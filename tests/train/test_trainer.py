@@ -251,3 +251,12 @@ def test_a_second_fit_starts_from_step_zero(tiny_data):
     trainer.fit(TinyModel(), loader(tiny_data, 16, True))
     history = trainer.fit(TinyModel(), loader(tiny_data, 16, True))
     assert [s["step"] for s in history.steps] == [1, 2, 3]
+
+
+def test_progress_bar_on_a_terminal(tiny_data, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    config = TrainConfig(epochs=1, tensorboard=False, progress=True)
+    Trainer(config, tiny_step).fit(TinyModel(), loader(tiny_data, 16, True))
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "loss=" in out and "lr=" in out and "4/4" in out
+    assert "epoch 1/1: loss" in out  # the summary line
