@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from lstmkit.kernels.torch_rnn import torch_rnn
+
 State = tuple[Tensor, ...]
 StepFn = Callable[[Tensor, State, int], tuple[State, tuple[Tensor, ...]]]
 
@@ -60,6 +62,7 @@ class RecurrentBase(nn.Module):
 
     _name = "RNN"
     _has_cell = False  # True for the LSTM, whose state is (h, c)
+    _implementations: tuple[str, ...] = ("auto", "reference", "torch")
 
     def __init__(
         self,
@@ -71,8 +74,15 @@ class RecurrentBase(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
+        implementation: str = "auto",
     ) -> None:
         super().__init__()
+        if implementation not in self._implementations:
+            raise ValueError(
+                f"implementation must be one of {', '.join(self._implementations)}; "
+                f"got {implementation!r}"
+            )
+        self.implementation = implementation
         for flag, name in ((bias, "bias"), (batch_first, "batch_first")):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
@@ -295,9 +305,47 @@ class RecurrentBase(nn.Module):
             gates = None if gates is None else tuple(g.transpose(1, 2) for g in gates)
         return output, final, gates
 
+    @property
+    def _kernel_mode(self) -> str:
+        """The name of torch's kernel for this layer (``torch.lstm``, ``torch.gru``, ...)."""
+        return self._name
+
+    def _flat_weights(self) -> list[Tensor]:
+        """Torch's flat weight list: per layer and direction w_ih, w_hh[, b_ih, b_hh][, w_hr]."""
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        names += ["weight_hr"] if self.proj_size > 0 else []
+        return [
+            self.param(name, layer, direction)
+            for layer in range(self.num_layers)
+            for direction in range(self.num_directions)
+            for name in names
+        ]
+
+    def active_variants(self) -> list[str]:
+        """Options in effect now that torch's kernels lack (none for GRU and RNN)."""
+        return []
+
+    def _use_torch_kernel(self, collect: bool) -> bool:
+        """Whether this call runs torch's fused kernel (see the class docstring's rules)."""
+        if self.implementation == "reference":
+            return False
+        reasons = self.active_variants() + (["return_gates"] if collect else [])
+        if self.implementation == "torch" and reasons:
+            raise ValueError(
+                f"implementation='torch' runs standard configurations only; active now: "
+                f"{', '.join(reasons)}"
+            )
+        return not reasons and self.implementation in ("auto", "torch")
+
     def _run(
         self, x: Tensor, states: State, lengths: Tensor | None, collect: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
+        if self._use_torch_kernel(collect):
+            output, final = torch_rnn(
+                self._kernel_mode, x, states, self._flat_weights(), self.bias, self.num_layers,
+                self.dropout, self.training, self.bidirectional, lengths,
+            )  # fmt: skip
+            return output, final, None
         steps = x.size(0)
         valid = rev_index = None
         if lengths is not None:

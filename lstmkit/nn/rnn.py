@@ -59,16 +59,23 @@ class RNN(RecurrentBase):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        implementation: str = "auto",
     ) -> None:
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
-        )
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            implementation=implementation,
+        )  # fmt: skip
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
                 f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
             )
         self.nonlinearity = nonlinearity
         self._create_parameters(self._gates * hidden_size, device, dtype)
+
+    @property
+    def _kernel_mode(self) -> str:
+        return f"RNN_{self.nonlinearity.upper()}"
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -136,11 +143,17 @@ class GRU(RNN):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        implementation: str = "auto",
     ) -> None:
         super().__init__(
             input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout,
-            bidirectional, device, dtype,
+            bidirectional, device, dtype, implementation=implementation,
         )  # fmt: skip
+
+    @property
+    def _kernel_mode(self) -> str:
+        return "GRU"
 
     def _step(self, xw: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
         return LF.gru_step(xw, h, w_hh, b_hh)[0]

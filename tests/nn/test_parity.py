@@ -87,22 +87,32 @@ MODES = ["padded", "lengths", "packed", "unbatched"]
 GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [True, False]))
 
 
+IMPLEMENTATIONS = ["reference", "torch"]  # the spec, and torch's fused kernel on our weights
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_hx", [False, True])
 @pytest.mark.parametrize("proj_size", [0, PROJ])
 @pytest.mark.parametrize("num_layers,bidirectional,batch_first,bias", GRID)
-def test_lstm_matches_torch(mode, with_hx, proj_size, num_layers, bidirectional, batch_first, bias):
+def test_lstm_matches_torch(
+    mode, with_hx, proj_size, num_layers, bidirectional, batch_first, bias, implementation
+):
     kw = dict(input_size=H_IN, hidden_size=H, num_layers=num_layers, bias=bias,
               batch_first=batch_first, bidirectional=bidirectional)  # fmt: skip
     ours, ref = _pair(lnn.LSTM, torch.nn.LSTM, seed=num_layers, proj_size=proj_size, **kw)
+    ours.implementation = implementation
     _check(ours, ref, mode, with_hx, batch_first, is_lstm=True)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_hx", [False, True])
 @pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("num_layers,bidirectional,batch_first,bias", GRID)
-def test_gru_rnn_match_torch(mode, with_hx, kind, num_layers, bidirectional, batch_first, bias):
+def test_gru_rnn_match_torch(
+    mode, with_hx, kind, num_layers, bidirectional, batch_first, bias, implementation
+):
     kw = dict(input_size=H_IN, hidden_size=H, num_layers=num_layers, bias=bias,
               batch_first=batch_first, bidirectional=bidirectional)  # fmt: skip
     if kind == "gru":
@@ -110,6 +120,7 @@ def test_gru_rnn_match_torch(mode, with_hx, kind, num_layers, bidirectional, bat
     else:
         kw["nonlinearity"] = kind.split("_")[1]
         ours, ref = _pair(lnn.RNN, torch.nn.RNN, seed=0, **kw)
+    ours.implementation = implementation
     _check(ours, ref, mode, with_hx, batch_first, is_lstm=False)
 
 
