@@ -397,8 +397,10 @@ class RecurrentBase(nn.Module):
         """Apply ``step`` over time. Past a sequence's length its state is frozen (so the
         final state is the one at its own last step) and its output and gates are zero."""
         outputs, extras = [], []
-        for t in range(xw.size(0)):
-            new_state, extra = step(xw[t], state, t)
+        # unbind, not xw[t]: its backward stacks the per-step gradients once instead of
+        # scattering each into a zero tensor of the whole sequence (quadratic in L)
+        for t, xw_t in enumerate(xw.unbind(0)):
+            new_state, extra = step(xw_t, state, t)
             if valid is not None:
                 keep = valid[t].unsqueeze(-1)  # (N, 1)
                 new_state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))

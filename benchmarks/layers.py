@@ -1,0 +1,239 @@
+"""Speed and memory of LSTM layers: lstmkit's paths vs torch.nn.LSTM vs a naive loop.
+
+Run from the repository root::
+
+    python -m benchmarks.layers            # every size and configuration
+    python -m benchmarks.layers --quick    # fewer repeats, the two smaller sizes
+
+All numbers come from ONE process, so the ratios compare like with like. First a square
+float32 GEMM gives the machine's practical peak; then, for each size (T, B, I, H) and
+configuration, forward-only and forward+backward are timed (median of repeats after warm-up)
+for ``torch.nn.LSTM`` (the baseline: the standard configuration of the same size),
+``lstmkit`` with ``implementation="auto"`` (its fast path), ``lstmkit`` reference path, and a
+naive per-step autograd loop (the tutorial LSTM). Reported: ms, the ratio to torch.nn.LSTM,
+GFLOP/s of the gate GEMMs (forward 2·T·B·4H·(I+H) per layer and direction, backward twice
+that), the fraction of the GEMM peak, and the memory autograd saves for backward (the
+activations that dominate training's peak memory; distinct storages, in MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lstmkit.nn import LSTM
+
+SIZES = [(200, 32, 128, 256), (100, 64, 256, 512), (50, 8, 64, 128), (500, 16, 64, 64)]
+QUICK_SIZES = [(50, 8, 64, 128), (500, 16, 64, 64)]
+CONFIGS = {
+    "standard": {},
+    "bidirectional 2-layer": {"num_layers": 2, "bidirectional": True},
+    "layer_norm": {"layer_norm": True},
+    "peephole": {"peephole": True},
+    "zoneout + recurrent_dropout": {"zoneout": 0.1, "recurrent_dropout": 0.25},
+    "weight_drop": {"weight_drop": 0.5},
+}
+STRUCTURE = ("num_layers", "bidirectional")
+
+
+class NaiveLSTM(nn.Module):
+    """The per-step autograd loop most tutorials write (standard equations, one layer)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.size(1), self.cell.hidden_size)
+        c = torch.zeros_like(h)
+        outputs = []
+        for t in range(x.size(0)):
+            gates = x[t] @ self.cell.weight_ih.T + self.cell.bias_ih
+            gates = gates + h @ self.cell.weight_hh.T + self.cell.bias_hh
+            i, f, g, o = gates.chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs)
+
+
+@dataclass
+class Timing:
+    forward_ms: float
+    train_ms: float
+    saved_mb: float
+
+
+def gemm_peak(n: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n float32 matrix product (median of repeats)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _median_ms(fn: Callable[[], None], warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _saved_mb(module: nn.Module, x: torch.Tensor) -> float:
+    """MB of distinct storages autograd keeps for the backward pass of one forward."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _output(module, x).sum()
+    return sum(storages.values()) / 2**20
+
+
+def _output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = module(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> Timing:
+    module.train()
+
+    def forward() -> None:
+        with torch.no_grad():
+            _output(module, x)
+
+    def train() -> None:
+        module.zero_grad(set_to_none=True)
+        _output(module, x).sum().backward()
+
+    return Timing(
+        _median_ms(forward, warmup, repeats),
+        _median_ms(train, warmup, repeats),
+        _saved_mb(module, x),
+    )
+
+
+def gate_flops(T: int, B: int, H_in: int, H: int, layers: int = 1, directions: int = 1) -> float:
+    """Forward FLOPs of the gate GEMMs: 2·T·B·4H·(in + H) per layer and direction."""
+    total, size_in = 0.0, H_in
+    for _ in range(layers):
+        total += directions * 2 * T * B * 4 * H * (size_in + H)
+        size_in = H * directions
+    return total
+
+
+def run(sizes, warmup: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    peak = gemm_peak()
+    rows = []
+    for T, B, H_in, H in sizes:
+        x = torch.randn(T, B, H_in)
+        baselines: dict[tuple, Timing] = {}
+        for name, kwargs in CONFIGS.items():
+            structure = {k: v for k, v in kwargs.items() if k in STRUCTURE}
+            layers, directions = (
+                structure.get("num_layers", 1),
+                1 + structure.get("bidirectional", 0),
+            )
+            key = tuple(sorted(structure.items()))
+            if key not in baselines:
+                baselines[key] = measure(nn.LSTM(H_in, H, **structure), x, warmup, repeats)
+            base = baselines[key]
+            flops = gate_flops(T, B, H_in, H, layers, directions)
+            candidates = {
+                "torch.nn.LSTM": base,
+                "lstmkit auto": measure(LSTM(H_in, H, **kwargs), x, warmup, repeats),
+                "lstmkit reference": measure(
+                    LSTM(H_in, H, implementation="reference", **kwargs), x, warmup, repeats
+                ),
+            }
+            if not structure:
+                candidates["naive loop"] = measure(NaiveLSTM(H_in, H), x, warmup, repeats)
+            for impl, timing in candidates.items():
+                rows.append({
+                    "T": T, "B": B, "I": H_in, "H": H, "config": name, "impl": impl,
+                    "forward_ms": timing.forward_ms, "train_ms": timing.train_ms,
+                    "forward_ratio": timing.forward_ms / base.forward_ms,
+                    "train_ratio": timing.train_ms / base.train_ms,
+                    "train_gflops": 3 * flops / timing.train_ms / 1e6,
+                    "train_peak_fraction": 3 * flops / timing.train_ms / 1e6 / peak,
+                    "saved_mb": timing.saved_mb,
+                    "memory_ratio": timing.saved_mb / base.saved_mb,
+                })  # fmt: skip
+                _print_row(rows[-1])
+    return {"gemm_peak_gflops": peak, "rows": rows}
+
+
+def _print_row(r: dict) -> None:
+    print(
+        f"{r['T']:>4} {r['B']:>3} {r['I']:>4} {r['H']:>4}  {r['config']:<28} {r['impl']:<18} "
+        f"fwd {r['forward_ms']:8.1f} ms ({r['forward_ratio']:5.2f}x)  "
+        f"train {r['train_ms']:8.1f} ms ({r['train_ratio']:5.2f}x)  "
+        f"{r['train_gflops']:6.1f} GFLOP/s ({r['train_peak_fraction']:4.0%})  "
+        f"saved {r['saved_mb']:7.1f} MB ({r['memory_ratio']:4.2f}x)",
+        flush=True,
+    )
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"GEMM peak (1024² float32 matmul): {result['gemm_peak_gflops']:.1f} GFLOP/s",
+        "",
+        "| T | B | I | H | config | implementation | forward ms | ×torch | train ms | ×torch "
+        "| train GFLOP/s | % of peak | saved MB | ×torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['T']} | {r['B']} | {r['I']} | {r['H']} | {r['config']} | {r['impl']} "
+            f"| {r['forward_ms']:.1f} | {r['forward_ratio']:.2f} | {r['train_ms']:.1f} "
+            f"| {r['train_ratio']:.2f} | {r['train_gflops']:.1f} | {r['train_peak_fraction']:.0%} "
+            f"| {r['saved_mb']:.1f} | {r['memory_ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two sizes, fewer repeats")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
+    args = parser.parse_args(argv)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}",
+        flush=True,
+    )
+    sizes, warmup, repeats = (QUICK_SIZES, 1, 3) if args.quick else (SIZES, 2, 5)
+    result = run(sizes, warmup, repeats)
+    print(f"GEMM peak: {result['gemm_peak_gflops']:.1f} GFLOP/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
