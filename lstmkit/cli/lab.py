@@ -45,6 +45,24 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _vanishing(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lstmkit.tasks.lab import vanishing
+
+    if overrides:
+        raise ValueError(f"lab vanishing takes no config overrides, got {' '.join(overrides)}")
+    results = vanishing.run(
+        args.out, tuple(args.T), args.hidden_size, train_T=args.train_T,
+        train_steps=args.train_steps, seed=args.seed, models=tuple(args.models),
+    )  # fmt: skip
+    T = max(args.T)
+    for name, entry in results["models"].items():
+        init, trained = entry["init"][T]["dh"][-1], entry["trained"][T]["dh"][-1]
+        print(f"{name:>16}: ||dL/dh_0|| / ||dL/dh_T-1|| at T={T}: init {init[0] / init[-1]:.2e}, "
+              f"trained {trained[0] / trained[-1]:.2e}")  # fmt: skip
+    print(f"plot: {args.out}/vanishing.png, numbers: {args.out}/results.json, profiles.csv")
+    return 0
+
+
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.lab import task
 
@@ -53,6 +71,10 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     )
     _report(task.train(config, args.out, resume=args.resume))
     return 0
+
+
+def _vanishing_models() -> tuple[str, ...]:
+    return ("rnn", "gru", "lstm", "lstm-peephole", "lstm-layer_norm")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -86,6 +108,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         adding.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
     adding.add_argument("--budget-minutes", type=float, help="wall-time budget (train.max_minutes)")
     adding.set_defaults(func=_adding)
+
+    vanishing = experiments.add_parser(
+        "vanishing",
+        help="gradient-norm decay over time: Elman RNN vs GRU vs LSTMs, at init and trained",
+        description="Measure ||dL/dh_t|| at every step for a loss at the last step, for each "
+        "model at initialisation and after a short training on the adding problem; writes "
+        "results.json, profiles.csv and vanishing.png (log scale).",
+    )
+    vanishing.add_argument("--T", type=int, nargs="+", default=[10, 100, 1000],
+                           help="sequence lengths to measure (default 10 100 1000)")  # fmt: skip
+    vanishing.add_argument("--models", nargs="+", default=list(_vanishing_models()),
+                           choices=list(_vanishing_models()), help="models to compare")  # fmt: skip
+    vanishing.add_argument("--hidden-size", type=int, default=32)
+    vanishing.add_argument("--train-T", type=int, default=50, help="adding-problem T to train on")
+    vanishing.add_argument("--train-steps", type=int, default=400)
+    vanishing.add_argument("--seed", type=int, default=0)
+    vanishing.add_argument("--out", default="runs/lab-vanishing")
+    vanishing.set_defaults(func=_vanishing)
 
     evaluate = experiments.add_parser("evaluate", help="evaluate a trained lab model directory")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a model directory")

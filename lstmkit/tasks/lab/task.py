@@ -20,6 +20,7 @@ from lstmkit.nn import GRU, LSTM, RNN
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, AddingBatch, AddingStream, fixed_set
 from lstmkit.train import (
     Callback,
+    History,
     LambdaCallback,
     StepOutput,
     TrainConfig,
@@ -126,18 +127,15 @@ def load_config(data: dict[str, Any] | None = None) -> AddingConfig:
     return config
 
 
-def train(
+def train_model(
     config: AddingConfig,
     out_dir: str | Path,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
-) -> dict[str, Any]:
-    """Train on the adding problem; write the model directory and ``results.json``.
-
-    ``callbacks`` are added to the trainer's (e.g. a pruning callback during tuning).
-    """
+) -> tuple[SequenceRegressor, Trainer, History]:
+    """Fit a model on the adding problem (writing its model directory); return the model,
+    the trainer (its step count, its ``evaluate``) and the history."""
     d = distributed.setup()
-    out_dir = Path(out_dir)
     seed = config.train.seed
     torch.manual_seed(seed)  # the same initial weights in every process
     model = SequenceRegressor(config.model)
@@ -154,9 +152,23 @@ def train(
         callbacks=[LambdaCallback(on_epoch_end=stop_at_target), *(callbacks or [])],
         run_config={"task": "lab-adding", **to_dict(config)},
     )  # fmt: skip
+    history = trainer.fit(model, stream, val, resume=resume)
+    return model, trainer, history
+
+
+def train(
+    config: AddingConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train on the adding problem; write the model directory and ``results.json`` with the
+    solved fraction of fresh test sequences. ``callbacks`` are added to the trainer's (e.g.
+    a pruning callback during tuning)."""
     start = time.monotonic()
-    trainer.fit(model, stream, val, resume=resume)
+    model, trainer, _ = train_model(config, out_dir, resume, callbacks)
     seconds = time.monotonic() - start
+    data, seed = config.data, config.train.seed
     test = trainer.evaluate(model, fixed_set(data.T, data.test_size, seed + TEST_SEED_OFFSET))
     results = {
         "task": "adding",
@@ -169,8 +181,8 @@ def train(
         "steps": trainer.global_step,
         "seconds": round(seconds, 1),
     }
-    if d.is_main:
-        write_json(out_dir / "results.json", results)
+    if trainer.is_main:
+        write_json(Path(out_dir) / "results.json", results)
     return results
 
 
