@@ -63,6 +63,21 @@ def _vanishing(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _exploding(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lstmkit.tasks.lab import exploding
+
+    if overrides:
+        raise ValueError(f"lab exploding takes no config overrides, got {' '.join(overrides)}")
+    results = exploding.run(
+        args.out, args.T, args.spectral_radius, args.hidden_size, args.lr, args.steps, args.seed
+    )
+    for name, r in results["runs"].items():
+        print(f"{name:>15}: {r['nonfinite_steps']} non-finite steps, max gradient norm "
+              f"{r['max_grad_norm']:.3g}, final loss {r['final_loss']:.4g}")  # fmt: skip
+    print(f"plot: {args.out}/exploding.png, numbers: {args.out}/results.json")
+    return 0
+
+
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.lab import task
 
@@ -126,6 +141,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     vanishing.add_argument("--seed", type=int, default=0)
     vanishing.add_argument("--out", default="runs/lab-vanishing")
     vanishing.set_defaults(func=_vanishing)
+
+    exploding = experiments.add_parser(
+        "exploding",
+        help="an Elman RNN with exploding gradients trained without and with clipping",
+        description="Scale an Elman RNN's recurrent matrix to a spectral radius > 1 and train it "
+        "with SGD on the adding problem three times: no clipping, value clipping, norm "
+        "clipping. Writes results.json, exploding.png and the three model directories.",
+    )
+    exploding.add_argument("--T", type=int, default=30, help="adding-problem T (default 30)")
+    exploding.add_argument("--spectral-radius", type=float, default=3.0)
+    exploding.add_argument("--hidden-size", type=int, default=32)
+    exploding.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
+    exploding.add_argument("--steps", type=int, default=300)
+    exploding.add_argument("--seed", type=int, default=0)
+    exploding.add_argument("--out", default="runs/lab-exploding")
+    exploding.set_defaults(func=_exploding)
 
     evaluate = experiments.add_parser("evaluate", help="evaluate a trained lab model directory")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a model directory")

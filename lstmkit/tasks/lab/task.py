@@ -49,10 +49,13 @@ class ModelConfig:
     recurrent_dropout: float = 0.0
     weight_drop: float = 0.0
     forget_bias: float | None = 1.0
+    spectral_radius: float | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"model.cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
+        if self.spectral_radius is not None and (self.cell != "rnn" or self.spectral_radius <= 0):
+            raise ValueError("model.spectral_radius must be positive and needs model.cell: rnn")
         variants = {k: v for k, v in self.variant_kwargs().items() if v and k != "forget_bias"}
         if self.cell != "lstm" and variants:
             raise ValueError(f"{', '.join(variants)} apply to the lstm cell only, not {self.cell}")
@@ -104,6 +107,16 @@ class SequenceRegressor(nn.Module):
         kwargs = config.variant_kwargs() if config.cell == "lstm" else {}
         self.rnn = CELLS[config.cell](input_size, config.hidden_size, config.num_layers, **kwargs)
         self.head = nn.Linear(config.hidden_size, out_features)
+        if config.spectral_radius is not None:
+            self._set_spectral_radius(config.spectral_radius)
+
+    @torch.no_grad()
+    def _set_spectral_radius(self, radius: float) -> None:
+        """Scale each Elman W_hh so its largest |eigenvalue| is ``radius`` (> 1: gradients
+        can explode, Pascanu et al. 2013)."""
+        for layer in range(self.rnn.num_layers):
+            w = self.rnn.param("weight_hh", layer)
+            w.mul_(radius / torch.linalg.eigvals(w).abs().max())
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         _, state = self.rnn(x, lengths=lengths)
