@@ -7,27 +7,41 @@ import json
 
 from lstmkit.cli.common import add_train_arguments, config_from_args
 
+PROBLEMS = {  # command: (data.problem, default T, help)
+    "adding": ("adding", 30, "the adding problem (Hochreiter & Schmidhuber 1997, experiment 4)"),
+    "temporal-order": ("temporal_order", 100, "temporal order, task 6a (1997): XX/XY/YX/YY"),
+    "copy": ("copy", 100, "copy memory with delay T (Arjovsky et al. 2016)"),
+}
+
 
 def _report(results: dict) -> None:
-    print(
-        f"{results['cell'].upper()} solved {results['solved_fraction']:.1%} of "
-        f"{results['test_sequences']} fresh adding-problem sequences (T={results['T']}, "
-        f"error < 0.04) after {results['train_sequences']:,} training sequences in "
-        f"{results['seconds']} s"
-    )
+    cell, n, T = results["cell"].upper(), results["test_sequences"], results["T"]
+    if results["task"] == "adding":
+        score = f"solved {results['solved_fraction']:.1%} of {n} fresh adding-problem sequences"
+        score += f" (T={T}, error < 0.04)"
+    else:
+        score = f"reached {results['accuracy']:.1%} accuracy on {n} fresh {results['task']} "
+        score += f"sequences (T={T})"
+        if "baseline_accuracy" in results:
+            score += f"; memoryless baseline {results['baseline_accuracy']:.1%}"
+    print(f"{cell} {score} after {results['train_sequences']:,} training sequences in "
+          f"{results['seconds']} s")  # fmt: skip
 
 
-def _adding(args: argparse.Namespace, overrides: list[str]) -> int:
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.lab import task
 
     variants = {f"model.{k}": getattr(args, k) for k in ("layer_norm", "peephole", "coupled")}
     extra = {
-        "data.T": args.T, "model.cell": args.model, "model.hidden_size": args.hidden_size,
+        "data.problem": args.problem, "data.T": args.T,
+        "model.cell": args.model, "model.hidden_size": args.hidden_size,
         "model.zoneout": args.zoneout, "model.recurrent_dropout": args.recurrent_dropout,
         "model.weight_drop": args.weight_drop, "train.max_minutes": args.budget_minutes,
         **{k: True for k, v in variants.items() if v},
     }  # fmt: skip
-    config = task.load_config(config_from_args(args, overrides, extra))
+    data = config_from_args(args, overrides, extra)
+    data.setdefault("data", {}).setdefault("T", PROBLEMS[args.command_name][1])
+    config = task.load_config(data)
     results = task.train(config, args.out, resume=args.resume)
     _report(results)
     print(f"model directory: {args.out}")
@@ -106,23 +120,29 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     lab = commands.add_parser("lab", help="the gradient lab: long-time-lag experiments")
     experiments = lab.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    adding = experiments.add_parser(
-        "adding",
-        help="the adding problem (Hochreiter & Schmidhuber 1997, experiment 4)",
-        description="Train a recurrent model on the adding problem; writes a model directory "
-        "and results.json. Any config value can be overridden as --section.key VALUE "
-        "(e.g. --train.lr 3e-3).",
-    )
-    add_train_arguments(adding, default_out="runs/lab-adding")
-    adding.add_argument("--T", type=int, help="minimal sequence length (data.T, default 30)")
-    adding.add_argument("--model", choices=["lstm", "gru", "rnn"], help="model.cell (default lstm)")
-    adding.add_argument("--hidden-size", type=int, help="model.hidden_size (default 32)")
-    for flag in ("layer-norm", "peephole", "coupled"):
-        adding.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
-    for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
-        adding.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
-    adding.add_argument("--budget-minutes", type=float, help="wall-time budget (train.max_minutes)")
-    adding.set_defaults(func=_adding)
+    for command, (problem, default_T, description) in PROBLEMS.items():
+        sub = experiments.add_parser(
+            command,
+            help=description,
+            description=f"Train a recurrent model on {description}; writes a model directory "
+            "and results.json. Any config value can be overridden as --section.key VALUE "
+            "(e.g. --train.lr 3e-3).",
+        )
+        add_train_arguments(sub, default_out=f"runs/lab-{command}")
+        sub.add_argument("--T", type=int,
+                         help=f"sequence length / delay (data.T, default {default_T})")  # fmt: skip
+        sub.add_argument(
+            "--model", choices=["lstm", "gru", "rnn"], help="model.cell (default lstm)"
+        )
+        sub.add_argument("--hidden-size", type=int, help="model.hidden_size (default 32)")
+        for flag in ("layer-norm", "peephole", "coupled"):
+            sub.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
+        for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
+            sub.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
+        sub.add_argument(
+            "--budget-minutes", type=float, help="wall-time budget (train.max_minutes)"
+        )
+        sub.set_defaults(func=_train, problem=problem, command_name=command)
 
     vanishing = experiments.add_parser(
         "vanishing",

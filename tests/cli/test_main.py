@@ -134,3 +134,21 @@ def test_ddp_through_the_cli_matches_one_process(tmp_path):
     one = load_file(str(tmp_path / "one" / "model.safetensors"))
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    "command,problem", [("temporal-order", "temporal_order"), ("copy", "copy")]
+)
+def test_classification_problems_round_trip(tmp_path, command, problem):
+    out = tmp_path / command
+    args = ["lab", command, "--T", "20", "--max-steps", "4", "--no-progress", "--out", str(out),
+            "--data.test_size", "50", "--data.val_size", "50"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == problem and results["T"] == 20 and 0 <= results["accuracy"] <= 1
+    assert json.loads((out / "config.json").read_text())["data"]["problem"] == problem
+    report = tmp_path / "eval.json"
+    assert main(["lab", "evaluate", "--model", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["accuracy"] == pytest.approx(results["accuracy"])
+    if problem == "copy":
+        assert results["baseline_accuracy"] == 0.125

@@ -105,16 +105,16 @@ def test_space_errors_name_the_key(data, match):
 
 def test_with_params_sets_dotted_keys_in_their_sections():
     base = {"train": {"epochs": 4}, "data": {"T": 20}}
-    config = with_params(base, {"train.lr": 0.01, "model.hidden_size": 32, "target_solved": 0.9})
+    config = with_params(base, {"train.lr": 0.01, "model.hidden_size": 32, "target": 0.9})
     assert config == {
         "train": {"epochs": 4, "lr": 0.01},
         "data": {"T": 20},
         "model": {"hidden_size": 32},
-        "target_solved": 0.9,
+        "target": 0.9,
     }
     assert base == {"train": {"epochs": 4}, "data": {"T": 20}}  # a copy: base is untouched
-    with pytest.raises(ValueError, match=r"cannot set target_solved\.x: target_solved is not"):
-        with_params(config, {"target_solved.x": 1})
+    with pytest.raises(ValueError, match=r"cannot set target\.x: target is not"):
+        with_params(config, {"target.x": 1})
 
 
 # -- the search loop with fake objectives (no training) ----------------------------------------

@@ -5,7 +5,8 @@
 starts with ``B`` and ends with ``E``; two relevant symbols, each ``X`` or ``Y``, sit at
 ``t1`` uniform in [10, 20] and ``t2`` uniform in [50, 60] (1-based positions, as in the
 paper); every other symbol is a distractor drawn uniformly from ``a, b, c, d``. The class,
-given at the end, is the order: XX, XY, YX or YY (0..3), balanced.
+given at the end, is the order: XX, XY, YX or YY (0..3), balanced. ``T`` (default 100, the
+paper's) scales it: lengths in [T, T + T/10], t1 in [T/10, T/5], t2 in [T/2, 3T/5].
 
 **Copy memory** (Arjovsky, Shah & Bengio 2016) with delay ``T``: 10 symbols drawn uniformly
 from 1..8, then ``T - 1`` blanks (0), a delimiter (9), then 10 more blanks; the target is
@@ -37,16 +38,20 @@ class ClassificationBatch:
     target: Tensor
 
 
-def temporal_order_batch(batch_size: int, generator: torch.Generator) -> ClassificationBatch:
-    """Draw ``batch_size`` sequences of the 1997 temporal order task 6a."""
-    lengths = torch.randint(100, 111, (batch_size,), generator=generator)
+def temporal_order_batch(
+    batch_size: int, generator: torch.Generator, T: int = 100
+) -> ClassificationBatch:
+    """Draw ``batch_size`` sequences of the 1997 temporal order task 6a (T = 100)."""
+    if T < 20:
+        raise ValueError(f"temporal order needs T >= 20, got T={T}")
+    lengths = torch.randint(T, T + T // 10 + 1, (batch_size,), generator=generator)
     steps = int(lengths.max())
     symbols = torch.randint(0, 4, (steps, batch_size), generator=generator)  # distractors
     rows = torch.arange(batch_size)
     symbols[0] = _SYMBOL["B"]
     symbols[lengths - 1, rows] = _SYMBOL["E"]
-    t1 = torch.randint(10, 21, (batch_size,), generator=generator) - 1  # 1-based in the paper
-    t2 = torch.randint(50, 61, (batch_size,), generator=generator) - 1
+    t1 = torch.randint(T // 10, T // 5 + 1, (batch_size,), generator=generator) - 1  # 1-based
+    t2 = torch.randint(T // 2, 3 * T // 5 + 1, (batch_size,), generator=generator) - 1
     target = torch.randint(0, 4, (batch_size,), generator=generator)
     first, second = target // 2, target % 2  # 0 = X, 1 = Y
     symbols[t1, rows] = _SYMBOL["X"] + first

@@ -1,14 +1,19 @@
 """The lab's task pipeline: a recurrent model trained on a generated long-time-lag problem.
 
-``train`` builds the model and the data from an :class:`AddingConfig`, fits it with the
+Problems (``data.problem``): ``adding`` (1997, experiment 4; regression, metric ``solved``),
+``temporal_order`` (1997, task 6a; 4 classes, metric ``accuracy``) and ``copy`` (copy memory,
+Arjovsky et al. 2016; per-step classes, metric ``accuracy`` on the 10 copied symbols).
+``train`` builds the model and the data from a :class:`LabConfig`, fits it with the
 :class:`lstmkit.train.Trainer` (progress bar, CSV log, checkpoints, exact resume, DDP), and
-writes a model directory plus ``results.json`` with the solved fraction on 2,000 fresh test
-sequences drawn from a seed the training never used. ``evaluate`` reloads a model directory.
+writes a model directory plus ``results.json`` with the metric on fresh test sequences drawn
+from a seed the training never used. ``evaluate`` reloads a model directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN
-from lstmkit.tasks.lab.adding import SOLVED_ERROR, AddingBatch, AddingStream, fixed_set
+from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
+from lstmkit.tasks.lab.sequences import (
+    COPY_ALPHABET,
+    COPY_LENGTH,
+    copy_baseline_loss,
+    copy_batch,
+    temporal_order_batch,
+)
 from lstmkit.train import (
     Callback,
     History,
@@ -66,10 +78,31 @@ class ModelConfig:
         return {k: getattr(self, k) for k in names}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """How a problem is generated, read and scored."""
+
+    make_batch: Callable[[int, int, torch.Generator], Any]  # (T, batch size, generator)
+    input_size: int
+    out_features: int
+    per_step: bool  # the head reads every step (copy) or the final state
+    metric: str
+    shortest: int
+
+
+PROBLEMS = {
+    "adding": Problem(adding_batch, 2, 1, False, "solved", 11),
+    "temporal_order": Problem(lambda T, n, g: temporal_order_batch(n, g, T), 8, 4, False,
+                              "accuracy", 20),
+    "copy": Problem(copy_batch, COPY_ALPHABET + 2, COPY_ALPHABET + 1, True, "accuracy", 1),
+}  # fmt: skip
+
+
 @dataclass
 class DataConfig:
-    """The adding problem: minimal length ``T``, batches per epoch, evaluation set sizes."""
+    """The problem, its length ``T``, batches per epoch and evaluation set sizes."""
 
+    problem: str = "adding"
     T: int = 30
     batch_size: int = 32
     steps_per_epoch: int = 100
@@ -77,33 +110,46 @@ class DataConfig:
     test_size: int = 2000
 
     def __post_init__(self) -> None:
-        if self.T < 11:
-            raise ValueError(f"data.T must be >= 11 for the adding problem, got {self.T}")
+        if self.problem not in PROBLEMS:
+            raise ValueError(
+                f"data.problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}"
+            )
+        shortest = PROBLEMS[self.problem].shortest
+        if shortest > self.T:
+            raise ValueError(
+                f"data.T must be >= {shortest} for the {self.problem} problem, got {self.T}"
+            )
         for name in ("batch_size", "steps_per_epoch", "val_size", "test_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"data.{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass
-class AddingConfig:
-    """The whole run: ``model``, ``data`` and ``train`` sections, and the stopping target."""
+class LabConfig:
+    """The whole run: ``model``, ``data`` and ``train`` sections, and ``target``: training
+    stops once the validation metric (solved fraction or accuracy) reaches it."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-2, epochs=50))
-    target_solved: float = 0.99
+    target: float = 0.99
 
     def __post_init__(self) -> None:
-        if not 0 < self.target_solved <= 1:
-            raise ValueError(f"target_solved must be in (0, 1], got {self.target_solved}")
+        if not 0 < self.target <= 1:
+            raise ValueError(f"target must be in (0, 1], got {self.target}")
 
 
-class SequenceRegressor(nn.Module):
-    """A recurrent layer reads the variable-length sequence; a linear head reads its final
-    hidden state (the last layer's, at each sequence's own last step)."""
+class SequenceModel(nn.Module):
+    """A recurrent layer reads the (variable-length) sequence; a linear head reads its final
+    hidden state (the last layer's, at each sequence's own last step) or, with ``per_step``,
+    its output at every step."""
 
-    def __init__(self, config: ModelConfig, input_size: int = 2, out_features: int = 1) -> None:
+    def __init__(
+        self, config: ModelConfig, input_size: int = 2, out_features: int = 1,
+        per_step: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.per_step = per_step
         kwargs = config.variant_kwargs() if config.cell == "lstm" else {}
         self.rnn = CELLS[config.cell](input_size, config.hidden_size, config.num_layers, **kwargs)
         self.head = nn.Linear(config.hidden_size, out_features)
@@ -118,78 +164,140 @@ class SequenceRegressor(nn.Module):
             w = self.rnn.param("weight_hh", layer)
             w.mul_(radius / torch.linalg.eigvals(w).abs().max())
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        _, state = self.rnn(x, lengths=lengths)
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        output, state = self.rnn(x, lengths=lengths)
+        if self.per_step:
+            return self.head(output)  # (L, N, out_features)
         h_n = state[0] if isinstance(state, tuple) else state  # (layers, N, H)
-        return self.head(h_n[-1]).squeeze(-1)  # (N,)
+        return self.head(h_n[-1]).squeeze(-1)  # (N,) or (N, out_features)
 
 
-def adding_step(model: nn.Module, batch: AddingBatch, state: Any = None) -> StepOutput:
-    """MSE on the final prediction; ``solved`` is the fraction within 0.04 of the target."""
-    prediction = model(batch.x, batch.lengths)
-    loss = nn.functional.mse_loss(prediction.float(), batch.target)
-    solved = ((prediction.detach().float() - batch.target).abs() < SOLVED_ERROR).float().mean()
-    return StepOutput(loss, len(batch.target), {"solved": float(solved)})
+def build_model(config: LabConfig) -> SequenceModel:
+    problem = PROBLEMS[config.data.problem]
+    return SequenceModel(config.model, problem.input_size, problem.out_features, problem.per_step)
 
 
-def load_config(data: dict[str, Any] | None = None) -> AddingConfig:
+def lab_step(model: nn.Module, batch: Any, state: Any = None) -> StepOutput:
+    """The loss and metric of one batch of any lab problem (see the module docstring)."""
+    if hasattr(batch, "positions"):  # adding: MSE; solved = within 0.04 of the target
+        prediction = model(batch.x, batch.lengths).float()
+        loss = nn.functional.mse_loss(prediction, batch.target)
+        solved = ((prediction.detach() - batch.target).abs() < SOLVED_ERROR).float().mean()
+        return StepOutput(loss, len(batch.target), {"solved": float(solved)})
+    if batch.target.dim() == 2:  # copy: cross-entropy at every step, accuracy on the copy
+        logits = model(batch.x).float()  # (L, N, C)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.target.flatten())
+        copied = logits[-COPY_LENGTH:].argmax(-1) == batch.target[-COPY_LENGTH:]
+        return StepOutput(loss, batch.target.size(1), {"accuracy": float(copied.float().mean())})
+    logits = model(batch.x, batch.lengths).float()  # temporal order: (N, 4)
+    loss = nn.functional.cross_entropy(logits, batch.target)
+    accuracy = (logits.argmax(-1) == batch.target).float().mean()
+    return StepOutput(loss, len(batch.target), {"accuracy": float(accuracy)})
+
+
+def _shard(batch: Any, rank: int, world: int) -> Any:
+    """This process's share (rank::world) of a global batch."""
+    take = slice(rank, None, world)
+    fields = {}
+    for f in dataclasses.fields(batch):
+        value = getattr(batch, f.name)
+        two_d_target = f.name == "target" and value.dim() == 2
+        fields[f.name] = value[:, take] if f.name == "x" or two_d_target else value[take]
+    if "lengths" in fields:  # drop the padding no sequence of this share reaches
+        fields["x"] = fields["x"][: int(fields["lengths"].max())]
+    return type(batch)(**fields)
+
+
+class ProblemStream:
+    """``steps_per_epoch`` fresh batches per epoch, a function of (seed, epoch) only.
+
+    Under DDP each process takes its share (rank::world_size) of every global batch of
+    ``batch_size`` sequences, so any number of processes trains on the same sequences.
+    """
+
+    def __init__(self, data: DataConfig, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.data, self.seed, self.rank, self.world = data, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.data.steps_per_epoch
+
+    def __iter__(self):
+        make = PROBLEMS[self.data.problem].make_batch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(self.data.steps_per_epoch):
+            batch = make(self.data.T, self.data.batch_size, generator)
+            yield batch if self.world == 1 else _shard(batch, self.rank, self.world)
+
+
+def fixed_set(data: DataConfig, size: int, seed: int, batch_size: int = 500) -> list:
+    """A fixed evaluation set of ``size`` sequences drawn with its own seed."""
+    make = PROBLEMS[data.problem].make_batch
+    generator = torch.Generator().manual_seed(seed)
+    return [make(data.T, min(batch_size, size - start), generator)
+            for start in range(0, size, batch_size)]  # fmt: skip
+
+
+def load_config(data: dict[str, Any] | None = None) -> LabConfig:
     data = dict(data or {})
     train = data.pop("train", {})
-    config = from_dict(AddingConfig, data)
-    config.train = from_dict(TrainConfig, {**to_dict(AddingConfig().train), **train}, "train")
+    config = from_dict(LabConfig, data)
+    config.train = from_dict(TrainConfig, {**to_dict(LabConfig().train), **train}, "train")
     return config
 
 
 def train_model(
-    config: AddingConfig,
+    config: LabConfig,
     out_dir: str | Path,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
-) -> tuple[SequenceRegressor, Trainer, History]:
-    """Fit a model on the adding problem (writing its model directory); return the model,
-    the trainer (its step count, its ``evaluate``) and the history."""
+) -> tuple[SequenceModel, Trainer, History]:
+    """Fit a model on the configured problem (writing its model directory); return the
+    model, the trainer (its step count, its ``evaluate``) and the history."""
     d = distributed.setup()
     seed = config.train.seed
     torch.manual_seed(seed)  # the same initial weights in every process
-    model = SequenceRegressor(config.model)
-    data = config.data
-    stream = AddingStream(data.T, data.batch_size, data.steps_per_epoch, seed, d.rank, d.world_size)
-    val = fixed_set(data.T, data.val_size, seed + VAL_SEED_OFFSET)
+    model = build_model(config)
+    stream = ProblemStream(config.data, seed, d.rank, d.world_size)
+    val = fixed_set(config.data, config.data.val_size, seed + VAL_SEED_OFFSET)
+    monitor = "val_" + PROBLEMS[config.data.problem].metric
 
     def stop_at_target(trainer: Trainer, logs: dict[str, Any]) -> None:
-        if logs["val_solved"] >= config.target_solved:
+        if logs[monitor] >= config.target:
             trainer.stop_training = True
 
     trainer = Trainer(
-        config.train, adding_step, out_dir=out_dir,
+        config.train, lab_step, out_dir=out_dir,
         callbacks=[LambdaCallback(on_epoch_end=stop_at_target), *(callbacks or [])],
-        run_config={"task": "lab-adding", **to_dict(config)},
+        run_config={"task": "lab", **to_dict(config)},
     )  # fmt: skip
     history = trainer.fit(model, stream, val, resume=resume)
     return model, trainer, history
 
 
 def train(
-    config: AddingConfig,
+    config: LabConfig,
     out_dir: str | Path,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
 ) -> dict[str, Any]:
-    """Train on the adding problem; write the model directory and ``results.json`` with the
-    solved fraction of fresh test sequences. ``callbacks`` are added to the trainer's (e.g.
-    a pruning callback during tuning)."""
+    """Train; write the model directory and ``results.json`` with the metric on fresh test
+    sequences (``solved_fraction`` for adding, ``accuracy`` otherwise). ``callbacks`` are
+    added to the trainer's (e.g. a pruning callback during tuning)."""
     start = time.monotonic()
     model, trainer, _ = train_model(config, out_dir, resume, callbacks)
     seconds = time.monotonic() - start
     data, seed = config.data, config.train.seed
-    test = trainer.evaluate(model, fixed_set(data.T, data.test_size, seed + TEST_SEED_OFFSET))
+    test = trainer.evaluate(model, fixed_set(data, data.test_size, seed + TEST_SEED_OFFSET))
     results = {
-        "task": "adding",
+        "task": data.problem,
         "T": data.T,
         "cell": config.model.cell,
-        "solved_fraction": test["solved"],
+        **_scores(data, test),
         "test_sequences": data.test_size,
-        "test_mse": test["loss"],
         "train_sequences": trainer.global_step * data.batch_size,
         "steps": trainer.global_step,
         "seconds": round(seconds, 1),
@@ -199,26 +307,35 @@ def train(
     return results
 
 
-def load_model(model_dir: str | Path) -> tuple[SequenceRegressor, AddingConfig]:
+def _scores(data: DataConfig, metrics: dict[str, float]) -> dict[str, float]:
+    """The reported numbers of an evaluation, named per problem."""
+    if data.problem == "adding":
+        return {"solved_fraction": metrics["solved"], "test_mse": metrics["loss"]}
+    scores = {"accuracy": metrics["accuracy"], "test_loss": metrics["loss"]}
+    if data.problem == "copy":  # what a model without memory achieves
+        scores.update(baseline_accuracy=1 / COPY_ALPHABET, baseline_loss=copy_baseline_loss(data.T))
+    return scores
+
+
+def load_model(model_dir: str | Path) -> tuple[SequenceModel, LabConfig]:
     """Rebuild a trained model from its directory (config.json + model.safetensors)."""
     model_dir = Path(model_dir)
     raw = read_json(model_dir / CONFIG_FILE)
-    if raw.get("task") != "lab-adding":
-        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not lab-adding")
+    if raw.get("task") != "lab":
+        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not a lab model")
     config = load_config({k: v for k, v in raw.items() if k != "task"})
-    model = SequenceRegressor(config.model)
+    model = build_model(config)
     load_weights(model, model_dir / MODEL_FILE)
     return model.eval(), config
 
 
 def evaluate(model_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Solved fraction and MSE on the validation or test sequences of the saved run."""
+    """The metric on the validation or test sequences of the saved run."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     model, config = load_model(model_dir)
     seed = config.train.seed + (VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET)
     size = config.data.val_size if split == "val" else config.data.test_size
-    metrics = Trainer(config.train, adding_step).evaluate(
-        model, fixed_set(config.data.T, size, seed)
-    )
-    return {"split": split, "n": size, "solved_fraction": metrics["solved"], "mse": metrics["loss"]}
+    metrics = Trainer(config.train, lab_step).evaluate(model, fixed_set(config.data, size, seed))
+    scores = _scores(config.data, metrics)
+    return {"split": split, "problem": config.data.problem, "n": size, **scores}

@@ -33,7 +33,7 @@ MODELS = {
 }
 
 
-def _profile(model: task.SequenceRegressor, T: int, batch: int, seed: int) -> dict[str, list]:
+def _profile(model: task.SequenceModel, T: int, batch: int, seed: int) -> dict[str, list]:
     data = adding_batch(max(T, 11), batch, torch.Generator().manual_seed(seed))
     x = data.x[:T]  # every sequence has at least T pairs: a fixed length for the profile
 
@@ -66,7 +66,7 @@ def run(
             "train": {"epochs": 1, "seed": seed, "progress": False, "tensorboard": False},
         })  # fmt: skip
         torch.manual_seed(seed)
-        model = task.SequenceRegressor(config.model)
+        model = task.build_model(config)
         init = {T: _profile(model, T, batch, seed + 1) for T in lengths}
         trained_model, _, history = task.train_model(config, out_dir / name)
         trained = {T: _profile(trained_model, T, batch, seed + 1) for T in lengths}
