@@ -48,6 +48,22 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _heatmap(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lstmkit.nn import LSTM
+    from lstmkit.tasks.lab import task
+    from lstmkit.tasks.lab.heatmap import gate_heatmap
+
+    model, config = task.load_model(args.model)
+    if not isinstance(model.rnn, LSTM):
+        raise ValueError(f"{args.model} holds a {config.model.cell} model; gates need an lstm")
+    x, labels = task.example(config, args.seed)
+    out = args.out or f"{args.model}/gates"
+    title = f"{config.data.problem}, T={config.data.T}: gates of {args.model}"
+    for path in gate_heatmap(model.rnn, x, labels, out, args.layer, title=title):
+        print(path)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.lab import task
 
@@ -177,6 +193,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     exploding.add_argument("--seed", type=int, default=0)
     exploding.add_argument("--out", default="runs/lab-exploding")
     exploding.set_defaults(func=_exploding)
+
+    heatmap = experiments.add_parser(
+        "heatmap",
+        help="gate heat-map (PNG and HTML) of a trained lab LSTM over a fresh sequence",
+    )
+    heatmap.add_argument("--model", required=True, metavar="DIR", help="a lab model directory")
+    heatmap.add_argument("--layer", type=int, default=0)
+    heatmap.add_argument("--seed", type=int, default=0, help="which fresh sequence to draw")
+    heatmap.add_argument("--out", metavar="PATH", help="file stem (default DIR/gates)")
+    heatmap.set_defaults(func=_heatmap)
 
     evaluate = experiments.add_parser("evaluate", help="evaluate a trained lab model directory")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a model directory")

@@ -26,6 +26,7 @@ from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
 from lstmkit.tasks.lab.sequences import (
     COPY_ALPHABET,
     COPY_LENGTH,
+    TEMPORAL_SYMBOLS,
     copy_baseline_loss,
     copy_batch,
     temporal_order_batch,
@@ -315,6 +316,22 @@ def _scores(data: DataConfig, metrics: dict[str, float]) -> dict[str, float]:
     if data.problem == "copy":  # what a model without memory achieves
         scores.update(baseline_accuracy=1 / COPY_ALPHABET, baseline_loss=copy_baseline_loss(data.T))
     return scores
+
+
+def example(config: LabConfig, seed: int) -> tuple[Tensor, list[str]]:
+    """One fresh sequence of the problem (L, H_in) and a label per step, for pictures."""
+    batch = PROBLEMS[config.data.problem].make_batch(
+        config.data.T, 1, torch.Generator().manual_seed(seed)
+    )
+    x = batch.x[:, 0]
+    if config.data.problem == "adding":
+        marks = {1.0: "X", -1.0: "|", 0.0: ""}
+        labels = [f"{marks[float(m)]}{v:+.1f}" for v, m in x.tolist()]
+    elif config.data.problem == "temporal_order":
+        labels = [TEMPORAL_SYMBOLS[k] for k in x.argmax(-1).tolist()]
+    else:
+        labels = [{0: "_", COPY_ALPHABET + 1: ":"}.get(k, str(k)) for k in x.argmax(-1).tolist()]
+    return x, labels
 
 
 def load_model(model_dir: str | Path) -> tuple[SequenceModel, LabConfig]:
