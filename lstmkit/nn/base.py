@@ -335,7 +335,7 @@ class RecurrentBase(nn.Module):
                 f"implementation='torch' runs standard configurations only; active now: "
                 f"{', '.join(reasons)}"
             )
-        return not reasons and self.implementation in ("auto", "torch")
+        return not reasons and self.implementation in ("auto", "torch")  # "fused": lstmkit's
 
     def _run(
         self, x: Tensor, states: State, lengths: Tensor | None, collect: bool

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from lstmkit.kernels.fused_lstm import fusable, lstm_direction
 from lstmkit.nn import functional as LF
 from lstmkit.nn.base import RecurrentBase, State, as_pair, check_probability
 
@@ -182,18 +183,23 @@ class LSTM(RecurrentBase):
 
     **Implementation** (``implementation=``, default ``"auto"``): the reference path (a
     Python loop over :func:`lstmkit.nn.functional.lstm_step`) is the spec. With ``"auto"`` a
-    call runs PyTorch's fused kernel (``torch.lstm``: oneDNN on CPU, cuDNN on CUDA) on this
-    module's own parameters when it is eligible, that is when
+    call runs
 
-    * no variant is active in the current mode (see :meth:`active_variants`: ``layer_norm``,
-      ``peephole``, ``coupled`` always; ``zoneout``, ``recurrent_dropout``, ``weight_drop``
-      only in training), and
-    * ``return_gates`` is ``False``;
+    1. PyTorch's fused kernel (``torch.lstm``: oneDNN on CPU, cuDNN on CUDA) on this module's
+       own parameters when no variant is active in the current mode (see
+       :meth:`active_variants`: ``layer_norm``, ``peephole``, ``coupled`` always;
+       ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training) and
+       ``return_gates`` is ``False``;
+    2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
+       and a hand-written backward through time in C++) for every layer and direction, when
+       the tensors are CPU float32/float64 of one dtype and the extension is built (at first
+       use; ``LSTMKIT_NO_EXTENSION=1`` turns it off); its ``return_gates`` are detached;
+    3. otherwise the reference path.
 
-    otherwise it runs the reference path. ``"reference"`` always runs the reference path;
-    ``"torch"`` requires the fused kernel and raises if the call is not eligible. Both paths
-    agree to float rounding (tested to 1e-10 in float64); in training with ``dropout > 0``
-    between layers each path draws its own dropout masks.
+    ``"reference"`` always runs the reference path, ``"torch"`` requires (1) and ``"fused"``
+    prefers (2) even for standard configurations; both raise or fall back as stated. All
+    paths agree to float rounding (tested in float64); in training with ``dropout > 0``
+    between layers, torch's kernel draws its own dropout masks.
 
     Args:
         input_size: number of expected features in the input ``x`` (H_in).
@@ -249,7 +255,7 @@ class LSTM(RecurrentBase):
 
     _name = "LSTM"
     _has_cell = True
-    _implementations = ("auto", "reference", "torch")
+    _implementations = ("auto", "reference", "torch", "fused")
 
     def __init__(
         self,
@@ -377,6 +383,14 @@ class LSTM(RecurrentBase):
         ln_c = (p("ln_c_weight"), p("ln_c_bias")) if self.layer_norm else None
         b_hh, w_hr, ln_hh = p("bias_hh"), p("weight_hr"), p("ln_hh_weight")
         xw = LF.input_projection(x, p("weight_ih"), p("bias_ih"), p("ln_ih_weight"))  # (L, N, G*H)
+        fused_args = (xw, *state, w_hh, b_hh, w_hr)
+        extra = (*(peephole or ()), ln_hh, *(ln_c or ()), masks.recurrent)
+        if self.implementation != "reference" and fusable(*fused_args, *extra):
+            return lstm_direction(
+                *fused_args, peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c,
+                coupled=self.coupled, rec_mask=masks.recurrent, zoneout_h=masks.zoneout_h,
+                zoneout_c=masks.zoneout_c, valid=valid, collect=collect,
+            )  # fmt: skip
 
         def step(xw_t: Tensor, state: State, t: int):
             h, c = state

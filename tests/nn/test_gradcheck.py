@@ -47,11 +47,13 @@ def _check(module, states, lengths):
     assert gradcheck(f, (x, *states, *leaves), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
+@pytest.mark.parametrize("implementation", ["reference", "fused"])
 @pytest.mark.parametrize("kw", LSTM_VARIANTS, ids=str)
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
-def test_lstm_variants_gradcheck(kw, lengths):
+def test_lstm_variants_gradcheck(kw, lengths, implementation):
     torch.manual_seed(1)
-    m = LSTM(H_IN, H, num_layers=2, bidirectional=True, **kw).double().train()
+    m = LSTM(H_IN, H, num_layers=2, bidirectional=True, implementation=implementation, **kw)
+    m = m.double().train()
     h_out = m.output_size
     states = [torch.randn(4, N, s, dtype=torch.double, requires_grad=True) for s in (h_out, H)]
     _check(m, states, lengths)

@@ -46,6 +46,47 @@ def test_lstm_eligibility(kernel_calls, kwargs, training, gates, uses_kernel):
     assert kernel_calls == (["LSTM"] if uses_kernel else [])
 
 
+@pytest.fixture
+def fused_calls(monkeypatch):
+    import lstmkit.nn.lstm as lstm_module
+
+    calls = []
+    real = lstm_module.lstm_direction
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lstm_module, "lstm_direction", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "kwargs,gates,fused",
+    [
+        (dict(peephole=True, num_layers=2, bidirectional=True), False, 4),  # every direction
+        (dict(zoneout=0.1), False, 1),
+        (dict(), True, 1),  # return_gates on a standard configuration
+        (dict(), False, 0),  # torch's kernel
+        (dict(implementation="fused"), False, 1),
+        (dict(peephole=True, implementation="reference"), False, 0),
+    ],
+)
+def test_lstmkit_kernel_eligibility(fused_calls, kwargs, gates, fused):
+    from lstmkit.kernels.fused_lstm import extension_available
+
+    if not extension_available():
+        pytest.skip("the fused LSTM extension is not built here")
+    LSTM(4, 5, **kwargs).train()(X, return_gates=gates)
+    assert len(fused_calls) == fused
+
+
+def test_without_the_extension_variants_run_the_reference_path(fused_calls, monkeypatch):
+    monkeypatch.setenv("LSTMKIT_NO_EXTENSION", "1")
+    out, _ = LSTM(4, 5, peephole=True, implementation="fused")(X)
+    assert fused_calls == [] and out.shape == (6, 3, 5)
+
+
 def test_gru_rnn_use_torch_kernels(kernel_calls):
     GRU(4, 5)(X)
     RNN(4, 5, nonlinearity="relu")(X, lengths=[6, 2, 3])
@@ -58,8 +99,10 @@ def test_forcing_torch_on_a_variant_is_an_error():
     with pytest.raises(ValueError, match="runs standard configurations only; active now: "
                        "peephole, zoneout"):  # fmt: skip
         m(X)
-    with pytest.raises(ValueError, match="implementation must be one of auto, reference, torch"):
+    with pytest.raises(ValueError, match="must be one of auto, reference, torch, fused"):
         LSTM(4, 5, implementation="cudnn")
+    with pytest.raises(ValueError, match="must be one of auto, reference, torch; got 'fused'"):
+        GRU(4, 5, implementation="fused")
 
 
 def test_paths_agree_in_float64_with_gradients():

@@ -87,10 +87,12 @@ MODES = ["padded", "lengths", "packed", "unbatched"]
 GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [True, False]))
 
 
-IMPLEMENTATIONS = ["reference", "torch"]  # the spec, and torch's fused kernel on our weights
+# the spec, torch's fused kernel on our weights, and lstmkit's fused kernel
+IMPLEMENTATIONS = ["reference", "torch"]
+LSTM_IMPLEMENTATIONS = [*IMPLEMENTATIONS, "fused"]
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", LSTM_IMPLEMENTATIONS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_hx", [False, True])
 @pytest.mark.parametrize("proj_size", [0, PROJ])

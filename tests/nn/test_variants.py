@@ -103,10 +103,14 @@ def _perturb(m):
     return m
 
 
+PATHS = ["reference", "fused"]
+
+
+@pytest.mark.parametrize("implementation", PATHS)
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(kw) or "standard")
-def test_deterministic_variants_follow_the_papers(kw):
+def test_deterministic_variants_follow_the_papers(kw, implementation):
     torch.manual_seed(0)
-    m = _perturb(LSTM(H_IN, H, **kw).double())
+    m = _perturb(LSTM(H_IN, H, implementation=implementation, **kw).double())
     x, h0, c0 = _inputs(m)
     out, (h_n, c_n), gates = m(x, (h0, c0), return_gates=True)
     ref_out, ref_h, ref_c, ref_gates = paper_lstm(m, x, h0[0], c0[0])
@@ -141,10 +145,11 @@ STOCHASTIC = [
 ]
 
 
+@pytest.mark.parametrize("implementation", PATHS)
 @pytest.mark.parametrize("kw", STOCHASTIC, ids=str)
-def test_stochastic_variants_follow_the_papers(kw, monkeypatch):
+def test_stochastic_variants_follow_the_papers(kw, implementation, monkeypatch):
     torch.manual_seed(0)
-    m = _perturb(LSTM(H_IN, H, **kw).double()).train()
+    m = _perturb(LSTM(H_IN, H, implementation=implementation, **kw).double()).train()
     masks = _fixed_masks(m)
     monkeypatch.setattr(m, "draw_masks", lambda *a, **k: masks)
     x, h0, c0 = _inputs(m)

@@ -1,0 +1,1 @@
+"""Fused recurrent kernels and wrappers around torch's own."""
