@@ -196,9 +196,9 @@ class LSTMCell(_Cell):
         )  # fmt: skip
         p_h, p_c = self.zoneout
         if self.training and p_h > 0:
-            h_new = LF.zoneout(h_new, h, bernoulli_mask(h.shape, p_h, h).bool())
+            h_new = LF.zoneout(h_new, h, bernoulli_mask(h.shape, p_h, h))
         if self.training and p_c > 0:
-            c_new = LF.zoneout(c_new, c, bernoulli_mask(c.shape, p_c, c).bool())
+            c_new = LF.zoneout(c_new, c, bernoulli_mask(c.shape, p_c, c))
         if not is_batched:
             return h_new.squeeze(0), c_new.squeeze(0)
         return h_new, c_new

