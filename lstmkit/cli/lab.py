@@ -85,10 +85,12 @@ def _vanishing(args: argparse.Namespace, overrides: list[str]) -> int:
         train_steps=args.train_steps, seed=args.seed, models=tuple(args.models),
     )  # fmt: skip
     T = max(args.T)
+    lags = [lag for lag in (10, 100, T - 1) if lag < T]
+    print(f"||dL/dh_t|| at {', '.join(map(str, lags))} steps back (T={T}), init -> trained:")
     for name, entry in results["models"].items():
         init, trained = entry["init"][T]["dh"][-1], entry["trained"][T]["dh"][-1]
-        print(f"{name:>16}: ||dL/dh_0|| / ||dL/dh_T-1|| at T={T}: init {init[0] / init[-1]:.2e}, "
-              f"trained {trained[0] / trained[-1]:.2e}")  # fmt: skip
+        cells = ", ".join(f"{init[T - 1 - lag]:.1e} -> {trained[T - 1 - lag]:.1e}" for lag in lags)
+        print(f"{name:>16}: {cells}")
     print(f"plot: {args.out}/vanishing.png, numbers: {args.out}/results.json, profiles.csv")
     return 0
 
