@@ -10,7 +10,7 @@ from lstmkit.tasks.lab import task
 def test_spectral_radius_is_set():
     config = task.load_config({"model": {"cell": "rnn", "spectral_radius": 2.5}})
     model = task.build_model(config)
-    radius = torch.linalg.eigvals(model.rnn.weight_hh_l0).abs().max()
+    radius = torch.linalg.eigvals(model.rnn.weight_hh_l0.detach()).abs().max()
     assert float(radius) == pytest.approx(2.5, rel=1e-5)
     with pytest.raises(ValueError, match="spectral_radius must be positive and needs"):
         task.load_config({"model": {"cell": "lstm", "spectral_radius": 2.0}})
