@@ -321,6 +321,10 @@ class RecurrentBase(nn.Module):
             for name in names
         ]
 
+    def _kernel_weights(self) -> list[Tensor]:
+        """The flat weights torch's kernel runs on this call (LSTM drops ``weight_hh`` here)."""
+        return self._flat_weights()
+
     def active_variants(self) -> list[str]:
         """Options in effect now that torch's kernels lack (none for GRU and RNN)."""
         return []
@@ -329,7 +333,10 @@ class RecurrentBase(nn.Module):
         """Whether this call runs torch's fused kernel (see the class docstring's rules)."""
         if self.implementation == "reference":
             return False
-        reasons = self.active_variants() + (["return_gates"] if collect else [])
+        # weight_drop only changes the weights of one call, so torch's kernel runs it on the
+        # dropped weights (as AWD-LSTM does with cuDNN).
+        reasons = [v for v in self.active_variants() if v != "weight_drop"]
+        reasons += ["return_gates"] if collect else []
         if self.implementation == "torch" and reasons:
             raise ValueError(
                 f"implementation='torch' runs standard configurations only; active now: "
@@ -342,7 +349,7 @@ class RecurrentBase(nn.Module):
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         if self._use_torch_kernel(collect):
             output, final = torch_rnn(
-                self._kernel_mode, x, states, self._flat_weights(), self.bias, self.num_layers,
+                self._kernel_mode, x, states, self._kernel_weights(), self.bias, self.num_layers,
                 self.dropout, self.training, self.bidirectional, lengths,
             )  # fmt: skip
             return output, final, None

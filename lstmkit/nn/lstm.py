@@ -191,7 +191,8 @@ class LSTM(RecurrentBase):
        own parameters when no variant is active in the current mode (see
        :meth:`active_variants`: ``layer_norm``, ``peephole``, ``coupled`` always;
        ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training) and
-       ``return_gates`` is ``False``;
+       ``return_gates`` is ``False``; ``weight_drop`` alone also runs here, on the dropped
+       ``weight_hh`` (one mask per call, as in AWD-LSTM);
     2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
        and a hand-written backward through time in C++) for every layer and direction, when
        the tensors are CPU float32/float64 of one dtype and the extension is built (at first
@@ -316,6 +317,18 @@ class LSTM(RecurrentBase):
                       ("weight_drop", self.weight_drop))  # fmt: skip
             active += [name for name, p in random if p]
         return active
+
+    def _kernel_weights(self) -> list[Tensor]:
+        weights = self._flat_weights()
+        if not (self.training and self.weight_drop > 0):
+            return weights
+        per_group = len(weights) // (self.num_layers * self.num_directions)
+        for k in range(self.num_layers * self.num_directions):
+            layer, direction = divmod(k, self.num_directions)
+            w_hh = weights[k * per_group + 1]  # each group is w_ih, w_hh, ...
+            mask = self.draw_masks(layer, direction, 0, 0, w_hh).weight_hh
+            weights[k * per_group + 1] = w_hh * mask
+        return weights
 
     def gate_weights(self, layer: int = 0, direction: int = 0) -> GateWeights:
         """Per-gate matrices ``W_f, W_i, W_o, W_g`` acting on ``[h_{t-1}, x_t]`` and biases.

@@ -47,7 +47,7 @@ def _check(module, states, lengths):
     assert gradcheck(f, (x, *states, *leaves), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
-@pytest.mark.parametrize("implementation", ["reference", "fused"])
+@pytest.mark.parametrize("implementation", ["reference", "fused", "auto"])
 @pytest.mark.parametrize("kw", LSTM_VARIANTS, ids=str)
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
 def test_lstm_variants_gradcheck(kw, lengths, implementation):

@@ -36,7 +36,8 @@ X = torch.randn(6, 3, 4)
         (dict(zoneout=0.1), True, False, False),
         (dict(zoneout=0.1, recurrent_dropout=0.2, weight_drop=0.3), False, False, True),
         (dict(recurrent_dropout=0.2), True, False, False),
-        (dict(weight_drop=0.3), True, False, False),
+        (dict(weight_drop=0.3), True, False, True),  # on the dropped weights
+        (dict(weight_drop=0.3, peephole=True), True, False, False),
         (dict(implementation="reference"), True, False, False),
     ],
 )
@@ -66,6 +67,7 @@ def fused_calls(monkeypatch):
     [
         (dict(peephole=True, num_layers=2, bidirectional=True), False, 4),  # every direction
         (dict(zoneout=0.1), False, 1),
+        (dict(weight_drop=0.3, num_layers=2), False, 0),  # torch's kernel, dropped weights
         (dict(), True, 1),  # return_gates on a standard configuration
         (dict(), False, 0),  # torch's kernel
         (dict(implementation="fused"), False, 1),

@@ -103,7 +103,7 @@ def _perturb(m):
     return m
 
 
-PATHS = ["reference", "fused"]
+PATHS = ["reference", "fused", "auto"]  # auto: torch's kernel for weight_drop alone
 
 
 @pytest.mark.parametrize("implementation", PATHS)
