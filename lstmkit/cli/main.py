@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lstmkit import __version__
-from lstmkit.cli import lab, tools
+from lstmkit.cli import lab, lm, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lstmkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     lab.add_commands(commands)
+    lm.add_commands(commands)
     tools.add_commands(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""Language modelling: LSTM LMs with AWD-LSTM regularisation, evaluation and generation."""
