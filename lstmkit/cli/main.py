@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lstmkit import __version__
-from lstmkit.cli import lab, lm, tools
+from lstmkit.cli import lab, lm, sentiment, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     lab.add_commands(commands)
     lm.add_commands(commands)
+    sentiment.add_commands(commands)
     tools.add_commands(commands)
     return parser
 

@@ -43,7 +43,7 @@ class LockedDropout(nn.Module):
             raise ValueError(f"LockedDropout expects a 3-D input, got shape {tuple(x.shape)}")
         shape = (x.size(0), 1, x.size(2)) if self.batch_first else (1, *x.shape[1:])
         mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
-        return x * mask / (1 - self.p)
+        return x * mask / (1 - self.p) if self.p < 1 else x * mask  # p = 1: zeros, as torch
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -57,5 +57,5 @@ def embedding_dropout(embed: nn.Embedding, ids: Tensor, p: float, training: bool
         return embed(ids)
     weight = embed.weight
     mask = torch.empty(weight.size(0), 1, dtype=weight.dtype, device=weight.device)
-    mask = mask.bernoulli_(1 - p) / (1 - p)
+    mask = mask.bernoulli_(1 - p) / (1 - p) if p < 1 else mask.zero_()  # p = 1: no 0 / 0
     return F.embedding(ids, weight * mask, embed.padding_idx)

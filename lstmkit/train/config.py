@@ -207,6 +207,12 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
             f"unknown key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
             f"known: {', '.join(names)}"
         )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k, v in data.items():
+        factory = fields[k].default_factory
+        if isinstance(v, dict) and dataclasses.is_dataclass(hints[k]) and callable(factory):
+            # a section given in part keeps the defaults its parent chose for the rest
+            data[k] = {**to_dict(factory()), **v}
     kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 

@@ -445,8 +445,12 @@ class Trainer:
     def _write_model_dir(self, model, final, history) -> None:
         if self.out_dir is None or not self.is_main:
             return
-        best_only = any(getattr(c, "save_best_only", False) for c in self.callbacks)
-        if not best_only or not (self.out_dir / MODEL_FILE).is_file():
+        # a best-only checkpoint that has recorded a best epoch owns model.safetensors
+        kept = any(
+            getattr(c, "save_best_only", False) and getattr(c, "best_epoch", None) is not None
+            for c in self.callbacks
+        )
+        if not kept:
             save_weights(model, self.out_dir / MODEL_FILE)
         write_json(self.out_dir / METRICS_FILE, {**final, "history": history.epochs})
 

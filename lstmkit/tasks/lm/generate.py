@@ -127,7 +127,8 @@ def generate(
         new_text = tokenizer.decode(out)  # whole-sequence decode keeps subword spacing right
         yield new_text[len(text) :]
         text = new_text
-        logits, state = step(token.view(1, 1), state)
+        if len(out) < max_new:  # no step after the last token
+            logits, state = step(token.view(1, 1), state)
 
 
 def _beam_search(step, tokenizer, logits, state, max_new, width, length_penalty):
@@ -137,7 +138,7 @@ def _beam_search(step, tokenizer, logits, state, max_new, width, length_penalty)
     scores = torch.zeros(1, device=logits.device)  # (B,) summed log-probs
     beams: list[list[int]] = [[]]
     emitted, text = 0, ""
-    for _ in range(max_new):
+    for n in range(max_new):
         logp = logits.log_softmax(-1) + scores.unsqueeze(1)  # (B, V)
         scores, flat = logp.flatten().topk(min(width, logp.numel()))
         parent, token = flat // vocab, flat % vocab
@@ -150,7 +151,8 @@ def _beam_search(step, tokenizer, logits, state, max_new, width, length_penalty)
             new_text = tokenizer.decode(beams[0][:common])
             yield new_text[len(text) :]
             text, emitted = new_text, common
-        logits, state = step(token.view(1, -1), state)
+        if n + 1 < max_new:
+            logits, state = step(token.view(1, -1), state)
     lengths = torch.tensor([max(len(b), 1) for b in beams], device=scores.device)
     best = int((scores / lengths.float() ** length_penalty).argmax())
     yield tokenizer.decode(beams[best])[len(text) :]
