@@ -229,6 +229,9 @@ def _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume)
     trainer of the last stage."""
     groups = model.layer_groups()
     run_config = {"task": "sentiment", "vocab_size": tokenizer.vocab_size, **to_dict(config)}
+    if config.model.pretrained is not None:  # the encoder's architecture, so the directory
+        lm = read_json(Path(config.model.pretrained) / CONFIG_FILE)  # stands on its own
+        run_config["encoder"] = lm["model"]
     callbacks = [EarlyStopping("val_accuracy", config.patience, restore_best_weights=True)]
     if config.model.pretrained is None:
         trainer = Trainer(config.train, sentiment_step, predict_fn=predict_probs,
@@ -321,19 +324,18 @@ def load_model(model_dir: str | Path) -> tuple[SentimentClassifier, Tokenizer, S
     raw = read_json(model_dir / CONFIG_FILE)
     if raw.get("task") != "sentiment":
         raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not a sentiment model")
-    config = load_config({k: v for k, v in raw.items() if k not in ("task", "vocab_size")})
+    config = load_config(
+        {k: v for k, v in raw.items() if k not in ("task", "vocab_size", "encoder")}
+    )
     tokenizer = Tokenizer.load(model_dir)
     m = config.model
     if m.pretrained is None:
         encoder: nn.Module = RecurrentEncoder(raw["vocab_size"], m, tokenizer.pad_id)
-    else:  # the architecture of the language model, the weights from this directory
-        from lstmkit.tasks.lm.model import LanguageModel
-        from lstmkit.tasks.lm.task import load_config as lm_config
+    else:  # the language model's architecture, the weights from this directory
+        from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
 
-        lm_cfg = lm_config({k: v for k, v in read_json(Path(m.pretrained) / CONFIG_FILE).items()
-                            if k not in ("task", "vocab_size")})  # fmt: skip
-        encoder = LMEncoder(LanguageModel(raw["vocab_size"], lm_cfg.model), m.chunk_len,
-                            m.grad_chunks)  # fmt: skip
+        lm = LanguageModel(raw["vocab_size"], from_dict(LMModelConfig, raw["encoder"], "encoder"))
+        encoder = LMEncoder(lm, m.chunk_len, m.grad_chunks)
     model = SentimentClassifier(encoder, m)
     load_weights(model, model_dir / MODEL_FILE)
     return model.eval(), tokenizer, config
