@@ -45,10 +45,11 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ValueError(f"sentiment predict takes no overrides, got {' '.join(overrides)}")
     if args.text:
         texts = args.text
+    elif args.file:
+        with open(args.file, encoding="utf-8") as f:
+            texts = [line.rstrip("\n") for line in f if line.strip()]
     else:
-        stream = open(args.file, encoding="utf-8") if args.file else sys.stdin
-        with stream:
-            texts = [line.rstrip("\n") for line in stream if line.strip()]
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     results = task.predict(args.model, texts)
     if args.json:
         print(json.dumps([{"text": t, **r} for t, r in zip(texts, results)], indent=2))
@@ -72,8 +73,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="classification report on the val or test split")
     p.add_argument("--model", required=True, help="a model directory from sentiment train")
     p.add_argument("--data", help="aclImdb folder or archive (default: the training data)")
-    p.add_argument("--split", choices=("val", "test"), default="val",
-                   help="val: the run's held-out training reviews; test: the test split")  # fmt: skip
+    p.add_argument(
+        "--split", choices=("val", "test"), default="val",
+        help="val: the run's held-out training reviews; test: the test split",
+    )  # fmt: skip
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(func=_evaluate)
 

@@ -39,8 +39,15 @@ from lstmkit.tasks.sentiment.model import (
     SentimentModelConfig,
 )
 from lstmkit.train import EarlyStopping, StepOutput, TrainConfig, Trainer, from_dict, to_dict
-from lstmkit.train.checkpoint import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_weights
-from lstmkit.train.checkpoint import read_json, save_weights, write_json
+from lstmkit.train.checkpoint import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    load_weights,
+    read_json,
+    save_weights,
+    write_json,
+)
 from lstmkit.train.optim import discriminative_groups
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "aclImdb_sample.tar.gz"
@@ -310,8 +317,8 @@ def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) ->
     if trainer.is_main:
         write_json(out_dir / "results.json", {**results, "report": result["report"]})
         metrics = read_json(out_dir / METRICS_FILE)
-        write_json(out_dir / METRICS_FILE, {**metrics, **{f"val_{k}": v for k, v in results.items()
-                                                          if k not in ("task", "split")}})  # fmt: skip
+        val = {f"val_{k}": v for k, v in results.items() if k not in ("task", "split")}
+        write_json(out_dir / METRICS_FILE, {**metrics, **val})
     print(format_report(result))
     return results
 
