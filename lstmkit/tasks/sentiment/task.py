@@ -38,14 +38,21 @@ from lstmkit.tasks.sentiment.model import (
     SentimentClassifier,
     SentimentModelConfig,
 )
-from lstmkit.train import EarlyStopping, StepOutput, TrainConfig, Trainer, from_dict, to_dict
+from lstmkit.train import (
+    EarlyStopping,
+    ModelCheckpoint,
+    StepOutput,
+    TrainConfig,
+    Trainer,
+    from_dict,
+    to_dict,
+)
 from lstmkit.train.checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
     load_weights,
     read_json,
-    save_weights,
     write_json,
 )
 from lstmkit.train.optim import discriminative_groups
@@ -239,7 +246,12 @@ def _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume)
     if config.model.pretrained is not None:  # the encoder's architecture, so the directory
         lm = read_json(Path(config.model.pretrained) / CONFIG_FILE)  # stands on its own
         run_config["encoder"] = lm["model"]
-    callbacks = [EarlyStopping("val_accuracy", config.patience, restore_best_weights=True)]
+    # the best epoch's weights go to model.safetensors as they happen, so that a resumed run
+    # keeps them (early stopping's in-memory copy of them is not part of the trainer state)
+    callbacks = [
+        EarlyStopping("val_accuracy", config.patience, restore_best_weights=True),
+        ModelCheckpoint("val_accuracy", "max", save_best_only=True),
+    ]
     if config.model.pretrained is None:
         trainer = Trainer(config.train, sentiment_step, predict_fn=predict_probs,
                           callbacks=callbacks, out_dir=out_dir, run_config=run_config)  # fmt: skip
@@ -300,7 +312,7 @@ def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) ->
     train_data = loader(train_enc, data.batch_size, True, seed, tokenizer.pad_id)
     val_data = loader(val_enc, data.eval_batch_size, False, seed, tokenizer.pad_id)
     trainer = _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume)
-    save_weights(model, out_dir / MODEL_FILE)  # the best epoch's (early stopping restored)
+    load_weights(model, out_dir / MODEL_FILE)  # the best epoch's, also after a resume
     probs = torch.cat(trainer.predict(model, val_data))
     order = [i for batch in val_data.batch_sampler for i in batch]
     result = scores(probs, [val_enc.labels[i] for i in order])
