@@ -73,7 +73,7 @@ class SentimentDataConfig:
         tokenizer: ``word`` or ``bpe`` (a pretrained encoder brings its own). Default: word
         vocab_size, min_frequency: the tokenizer's vocabulary bounds. Default: 20000, 2
         max_len: longer reviews keep their first quarter and the rest from the end.
-            Default: 400
+            Default: 256
         batch_size, eval_batch_size: reviews per batch (bucketed by length). Default: 32, 64
     """
 
@@ -83,7 +83,7 @@ class SentimentDataConfig:
     tokenizer: str = "word"
     vocab_size: int = 20000
     min_frequency: int = 2
-    max_len: int = 400
+    max_len: int = 256
     batch_size: int = 32
     eval_batch_size: int = 64
 
@@ -119,7 +119,7 @@ class SentimentConfig:
     model: SentimentModelConfig = field(default_factory=SentimentModelConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            lr=3e-3, epochs=8, monitor="val_accuracy", mode="max", schedule="cosine"
+            lr=3e-3, epochs=6, monitor="val_accuracy", mode="max", schedule="cosine"
         )
     )
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -287,7 +287,9 @@ def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) ->
     ``results.json`` with the validation scores and the wall time."""
     start = time.monotonic()
     out_dir, data = Path(out_dir), config.data
-    _, train_reviews, val_reviews = _splits(data)
+    reviews, train_reviews, val_reviews = _splits(data)
+    if reviews.skipped:
+        print(f"skipped {len(reviews.skipped)} empty reviews, e.g. {reviews.skipped[0]}")
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.model.pretrained is not None:
         tokenizer = Tokenizer.load(config.model.pretrained)
