@@ -144,7 +144,7 @@ def gate_flops(T: int, B: int, H_in: int, H: int, layers: int = 1, directions: i
     return total
 
 
-def run(sizes, warmup: int, repeats: int) -> dict:
+def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     peak = gemm_peak()
     rows = []
@@ -152,6 +152,8 @@ def run(sizes, warmup: int, repeats: int) -> dict:
         x = torch.randn(T, B, H_in)
         baselines: dict[tuple, Timing] = {}
         for name, kwargs in CONFIGS.items():
+            if configs is not None and name not in configs:
+                continue
             structure = {k: v for k, v in kwargs.items() if k in STRUCTURE}
             layers, directions = (
                 structure.get("num_layers", 1),
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="two sizes, fewer repeats")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
+    parser.add_argument(
+        "--configs", nargs="+", choices=list(CONFIGS), metavar="NAME",
+        help=f"only these configurations (torch's baseline is always timed): {', '.join(CONFIGS)}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -231,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     sizes, warmup, repeats = (QUICK_SIZES, 1, 3) if args.quick else (SIZES, 2, 5)
-    result = run(sizes, warmup, repeats)
+    result = run(sizes, warmup, repeats, args.configs)
     print(f"GEMM peak: {result['gemm_peak_gflops']:.1f} GFLOP/s")
     if args.json:
         with open(args.json, "w") as f:
