@@ -54,8 +54,8 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         if server.cut_after is not None:
             body = body[: server.cut_after]
+        server.served += len(body)  # counted before sending: the client may finish first
         self.wfile.write(body)
-        server.served += len(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
