@@ -42,7 +42,12 @@ from lstmkit.train import (
     from_dict,
     to_dict,
 )
-from lstmkit.train.checkpoint import CONFIG_FILE, MODEL_FILE, load_weights, read_json, write_json
+from lstmkit.train.checkpoint import (
+    MODEL_FILE,
+    load_weights,
+    read_run_config,
+    write_json,
+)
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 10_000
@@ -337,9 +342,7 @@ def example(config: LabConfig, seed: int) -> tuple[Tensor, list[str]]:
 def load_model(model_dir: str | Path) -> tuple[SequenceModel, LabConfig]:
     """Rebuild a trained model from its directory (config.json + model.safetensors)."""
     model_dir = Path(model_dir)
-    raw = read_json(model_dir / CONFIG_FILE)
-    if raw.get("task") != "lab":
-        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not a lab model")
+    raw = read_run_config(model_dir, "lab", "a lab model")
     config = load_config({k: v for k, v in raw.items() if k != "task"})
     model = build_model(config)
     load_weights(model, model_dir / MODEL_FILE)

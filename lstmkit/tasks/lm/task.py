@@ -33,11 +33,11 @@ from lstmkit.data.tokenizer import Tokenizer
 from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
 from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, Trainer, from_dict, to_dict
 from lstmkit.train.checkpoint import (
-    CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
     load_weights,
     read_json,
+    read_run_config,
     write_json,
 )
 
@@ -267,11 +267,7 @@ def train(config: LMConfig, out_dir: str | Path, resume: bool = False) -> dict[s
 def load_model(model_dir: str | Path) -> tuple[LanguageModel, Tokenizer, LMConfig]:
     """Rebuild a trained LM, its tokenizer and config from its model directory."""
     model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model directory (no {CONFIG_FILE})")
-    raw = read_json(model_dir / CONFIG_FILE)
-    if raw.get("task") != "lm":
-        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not a language model")
+    raw = read_run_config(model_dir, "lm", "a language model")
     config = load_config({k: v for k, v in raw.items() if k not in ("task", "vocab_size")})
     tokenizer = Tokenizer.load(model_dir)
     model = LanguageModel(raw["vocab_size"], config.model)

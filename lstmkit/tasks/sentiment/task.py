@@ -53,6 +53,7 @@ from lstmkit.train.checkpoint import (
     MODEL_FILE,
     load_weights,
     read_json,
+    read_run_config,
     write_json,
 )
 from lstmkit.train.optim import discriminative_groups
@@ -340,11 +341,7 @@ def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) ->
 def load_model(model_dir: str | Path) -> tuple[SentimentClassifier, Tokenizer, SentimentConfig]:
     """Rebuild a trained classifier, its tokenizer and config from its model directory."""
     model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model directory (no {CONFIG_FILE})")
-    raw = read_json(model_dir / CONFIG_FILE)
-    if raw.get("task") != "sentiment":
-        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not a sentiment model")
+    raw = read_run_config(model_dir, "sentiment", "a sentiment model")
     config = load_config(
         {k: v for k, v in raw.items() if k not in ("task", "vocab_size", "encoder")}
     )
