@@ -89,7 +89,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["lab", "adding", "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "cannot resume: no trainer state" in capsys.readouterr().err
     assert main(["lab", "evaluate", "--model", str(tmp_path / "nothing")]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "nothing is not a model directory (no config.json)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["lab", "adding", "stray"])
 
