@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,10 @@ def config_from_args(args: argparse.Namespace, overrides: list[str], extra: dict
     if args.no_progress:
         train["progress"] = False
     return apply_overrides(data, overrides)
+
+
+def write_json(path: str | None, data: Any) -> None:
+    """Write ``data`` to ``path`` (a ``--json FILE`` flag) as indented JSON, if given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lstmkit.cli.common import add_train_arguments, config_from_args
+from lstmkit.cli.common import add_train_arguments, config_from_args, write_json
 
 PROBLEMS = {  # command: (data.problem, default T, help)
     "adding": ("adding", 30, "the adding problem (Hochreiter & Schmidhuber 1997, experiment 4)"),
@@ -69,9 +69,7 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
 
     metrics = task.evaluate(args.model, args.split)
     print(json.dumps(metrics, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(metrics, f, indent=2)
+    write_json(args.json, metrics)
     return 0
 
 

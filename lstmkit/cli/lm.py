@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lstmkit.cli.common import add_train_arguments, config_from_args
+from lstmkit.cli.common import add_train_arguments, config_from_args, write_json
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -29,9 +29,7 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ValueError(f"lm evaluate takes no config overrides, got {' '.join(overrides)}")
     results = task.evaluate(args.model, args.data, args.split, args.batch_size)
     print(json.dumps(results, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
 
 

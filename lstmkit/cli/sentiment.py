@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lstmkit.cli.common import add_train_arguments, config_from_args
+from lstmkit.cli.common import add_train_arguments, config_from_args, write_json
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -32,9 +32,7 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     result = task.evaluate(args.model, args.data, args.split)
     print(f"{result['split']} split of {result['data']}: {result['n']} reviews")
     print(task.format_report(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0
 
 

@@ -217,6 +217,13 @@ def scores(probs: Tensor, labels: list[int]) -> dict[str, Any]:
     }
 
 
+def score_split(trainer: Trainer, model: nn.Module, batches: DataLoader, data: Encoded) -> dict:
+    """:func:`scores` of ``model`` on the (unshuffled) ``batches`` of ``data``."""
+    probs = torch.cat(trainer.predict(model, batches))
+    order = [i for batch in batches.batch_sampler for i in batch]  # the batches' review order
+    return scores(probs, [data.labels[i] for i in order])
+
+
 def format_report(result: dict[str, Any]) -> str:
     """scikit-learn's text report plus the confusion matrix and ROC-AUC."""
     lines = [f"{'':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
@@ -316,9 +323,7 @@ def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) ->
     val_data = loader(val_enc, data.eval_batch_size, False, seed, tokenizer.pad_id)
     trainer = _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume)
     load_weights(model, out_dir / MODEL_FILE)  # the best epoch's, also after a resume
-    probs = torch.cat(trainer.predict(model, val_data))
-    order = [i for batch in val_data.batch_sampler for i in batch]
-    result = scores(probs, [val_enc.labels[i] for i in order])
+    result = score_split(trainer, model, val_data, val_enc)
     results = {
         "task": "sentiment",
         "split": "val",
@@ -375,10 +380,8 @@ def evaluate(model_dir: str | Path, path: str | Path | None, split: str) -> dict
     enc = encode_reviews(tokenizer, [r.text for r in reviews], [r.label for r in reviews],
                          data.max_len)  # fmt: skip
     batches = loader(enc, data.eval_batch_size, False, 0, tokenizer.pad_id)
-    probs = torch.cat(Trainer(config.train, sentiment_step, predict_fn=predict_probs)
-                      .predict(model, batches))  # fmt: skip
-    order = [i for batch in batches.batch_sampler for i in batch]
-    result = scores(probs, [enc.labels[i] for i in order])
+    trainer = Trainer(config.train, sentiment_step, predict_fn=predict_probs)
+    result = score_split(trainer, model, batches, enc)
     return {"split": split, "data": str(source), **result}
 
 
