@@ -36,11 +36,14 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         "data.problem": args.problem, "data.T": args.T,
         "model.cell": args.model, "model.hidden_size": args.hidden_size,
         "model.zoneout": args.zoneout, "model.recurrent_dropout": args.recurrent_dropout,
-        "model.weight_drop": args.weight_drop, "train.max_minutes": args.budget_minutes,
+        "model.weight_drop": args.weight_drop, "model.chrono": args.chrono,
+        "train.max_minutes": args.budget_minutes,
         **{k: True for k, v in variants.items() if v},
     }  # fmt: skip
     data = config_from_args(args, overrides, extra)
     data.setdefault("data", {}).setdefault("T", PROBLEMS[args.command_name][1])
+    if args.target is not None:
+        data["target"] = args.target
     config = task.load_config(data)
     results = task.train(config, args.out, resume=args.resume)
     _report(results)
@@ -119,7 +122,7 @@ def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _vanishing_models() -> tuple[str, ...]:
-    return ("rnn", "gru", "lstm", "lstm-peephole", "lstm-layer_norm")
+    return ("rnn", "gru", "lstm", "lstm-peephole", "lstm-layer_norm", "lstm-chrono")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -155,6 +158,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             sub.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
         for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
             sub.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
+        sub.add_argument("--chrono", type=int, metavar="T_MAX",
+                         help="LSTM chrono initialisation of the forget/input biases for "
+                         "dependencies up to T_MAX steps (model.chrono)")  # fmt: skip
+        sub.add_argument(
+            "--target", type=float, help="stop once the validation metric reaches it (0.99)"
+        )
         sub.add_argument(
             "--budget-minutes", type=float, help="wall-time budget (train.max_minutes)"
         )

@@ -2,6 +2,7 @@
 
 from lstmkit.nn import functional
 from lstmkit.nn.cells import GRUCell, LSTMCell, RNNCell
+from lstmkit.nn.init import chrono_init_
 from lstmkit.nn.lstm import LSTM, DropMasks, GateActivations, GateWeights
 from lstmkit.nn.rnn import GRU, RNN
 
@@ -15,5 +16,6 @@ __all__ = [
     "GateWeights",
     "LSTMCell",
     "RNNCell",
+    "chrono_init_",
     "functional",
 ]

@@ -75,10 +75,16 @@ def test_variant_flags_reach_the_model(tmp_path):
         "--zoneout",
         "0.1",
         "--layer-norm",
+        "--chrono",
+        "13",
+        "--target",
+        "0.5",
     ]
     assert main(args) == 0
-    model = json.loads((out / "config.json").read_text())["model"]
+    config = json.loads((out / "config.json").read_text())
+    model = config["model"]
     assert model["peephole"] and model["layer_norm"] and model["zoneout"] == 0.1
+    assert model["chrono"] == 13 and config["target"] == 0.5
 
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):

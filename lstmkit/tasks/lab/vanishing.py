@@ -30,6 +30,7 @@ MODELS = {
     "lstm": {"cell": "lstm"},
     "lstm-peephole": {"cell": "lstm", "peephole": True},
     "lstm-layer_norm": {"cell": "lstm", "layer_norm": True},
+    "lstm-chrono": {"cell": "lstm", "chrono": 1000},  # memory spans up to 1,000 steps
 }
 
 
