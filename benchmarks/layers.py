@@ -12,7 +12,9 @@ for ``torch.nn.LSTM`` (the baseline: the standard configuration of the same size
 ``lstmkit`` with ``implementation="auto"`` (its fast path: torch's kernel for the standard
 configurations, lstmkit's fused kernel for the variants), lstmkit's fused kernel forced on the
 standard configuration, the reference path, and a naive per-step autograd loop (the tutorial
-LSTM). Reported: ms, the ratio to torch.nn.LSTM,
+LSTM). The "variable lengths (packed)" configuration feeds every layer the same
+PackedSequence (lengths uniform in [T/2, T]); its baseline is torch.nn.LSTM on that input and
+its FLOPs count only the steps inside the sequences. Reported: ms, the ratio to torch.nn.LSTM,
 GFLOP/s of the gate GEMMs (forward 2·T·B·4H·(I+H) per layer and direction, backward twice
 that), the fraction of the GEMM peak, and the memory autograd saves for backward (the
 activations that dominate training's peak memory; distinct storages, in MB).
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from lstmkit.nn import LSTM
 
@@ -42,6 +45,7 @@ CONFIGS = {
     "peephole": {"peephole": True},
     "zoneout + recurrent_dropout": {"zoneout": 0.1, "recurrent_dropout": 0.25},
     "weight_drop": {"weight_drop": 0.5},
+    "variable lengths (packed)": {"packed": True},
 }
 STRUCTURE = ("num_layers", "bidirectional")
 
@@ -112,9 +116,18 @@ def _saved_mb(module: nn.Module, x: torch.Tensor) -> float:
     return sum(storages.values()) / 2**20
 
 
-def _output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _output(module: nn.Module, x: torch.Tensor | PackedSequence) -> torch.Tensor:
     out = module(x)
-    return out[0] if isinstance(out, tuple) else out
+    out = out[0] if isinstance(out, tuple) else out
+    return out.data if isinstance(out, PackedSequence) else out
+
+
+def packed_batch(x: torch.Tensor) -> PackedSequence:
+    """``x`` (T, B, I) as a packed batch of lengths uniform in [T/2, T], the longest T."""
+    T, B = x.size(0), x.size(1)
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+    lengths[0] = T
+    return pack_padded_sequence(x, lengths, enforce_sorted=False)
 
 
 def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> Timing:
@@ -154,28 +167,33 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
         for name, kwargs in CONFIGS.items():
             if configs is not None and name not in configs:
                 continue
+            packed = kwargs.get("packed", False)
+            kwargs = {k: v for k, v in kwargs.items() if k != "packed"}
+            x_in = packed_batch(x) if packed else x
             structure = {k: v for k, v in kwargs.items() if k in STRUCTURE}
             layers, directions = (
                 structure.get("num_layers", 1),
                 1 + structure.get("bidirectional", 0),
             )
-            key = tuple(sorted(structure.items()))
+            key = (*sorted(structure.items()), packed)
             if key not in baselines:
-                baselines[key] = measure(nn.LSTM(H_in, H, **structure), x, warmup, repeats)
+                baselines[key] = measure(nn.LSTM(H_in, H, **structure), x_in, warmup, repeats)
             base = baselines[key]
             flops = gate_flops(T, B, H_in, H, layers, directions)
+            if packed:  # only the steps inside each sequence count
+                flops *= x_in.batch_sizes.sum().item() / (T * B)
             candidates = {
                 "torch.nn.LSTM": base,
-                "lstmkit auto": measure(LSTM(H_in, H, **kwargs), x, warmup, repeats),
+                "lstmkit auto": measure(LSTM(H_in, H, **kwargs), x_in, warmup, repeats),
                 "lstmkit reference": measure(
-                    LSTM(H_in, H, implementation="reference", **kwargs), x, warmup, repeats
+                    LSTM(H_in, H, implementation="reference", **kwargs), x_in, warmup, repeats
                 ),
             }
-            if not kwargs:  # lstmkit's own kernel on the standard configuration too
+            if not kwargs and not packed:  # lstmkit's own kernel on the standard configuration
                 candidates["lstmkit fused"] = measure(
                     LSTM(H_in, H, implementation="fused"), x, warmup, repeats
                 )
-            if not structure:
+            if not structure and not packed:
                 candidates["naive loop"] = measure(NaiveLSTM(H_in, H), x, warmup, repeats)
             for impl, timing in candidates.items():
                 rows.append({

@@ -329,7 +329,7 @@ class RecurrentBase(nn.Module):
         """Options in effect now that torch's kernels lack (none for GRU and RNN)."""
         return []
 
-    def _use_torch_kernel(self, collect: bool) -> bool:
+    def _use_torch_kernel(self, collect: bool, x: Tensor, lengths: Tensor | None) -> bool:
         """Whether this call runs torch's fused kernel (see the class docstring's rules)."""
         if self.implementation == "reference":
             return False
@@ -347,7 +347,7 @@ class RecurrentBase(nn.Module):
     def _run(
         self, x: Tensor, states: State, lengths: Tensor | None, collect: bool
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
-        if self._use_torch_kernel(collect):
+        if self._use_torch_kernel(collect, x, lengths):
             output, final = torch_rnn(
                 self._kernel_mode, x, states, self._kernel_weights(), self.bias, self.num_layers,
                 self.dropout, self.training, self.bidirectional, lengths,

@@ -190,9 +190,12 @@ class LSTM(RecurrentBase):
     1. PyTorch's fused kernel (``torch.lstm``: oneDNN on CPU, cuDNN on CUDA) on this module's
        own parameters when no variant is active in the current mode (see
        :meth:`active_variants`: ``layer_norm``, ``peephole``, ``coupled`` always;
-       ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training) and
-       ``return_gates`` is ``False``; ``weight_drop`` alone also runs here, on the dropped
-       ``weight_hh`` (one mask per call, as in AWD-LSTM);
+       ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training),
+       ``return_gates`` is ``False``, and the call is not a variable-length batch on the CPU
+       with gradients enabled where (2) can run (torch's CPU kernel trains packed batches
+       2.1-5.6x slower than (2); under ``no_grad`` it stays here);
+       ``weight_drop`` alone also runs here, on the dropped ``weight_hh`` (one mask per
+       call, as in AWD-LSTM);
     2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
        and a hand-written backward through time in C++) for every layer and direction, when
        the tensors are CPU float32/float64 of one dtype and the extension is built (at first
@@ -317,6 +320,15 @@ class LSTM(RecurrentBase):
                       ("weight_drop", self.weight_drop))  # fmt: skip
             active += [name for name, p in random if p]
         return active
+
+    def _use_torch_kernel(self, collect: bool, x: Tensor, lengths: Tensor | None) -> bool:
+        if not super()._use_torch_kernel(collect, x, lengths):
+            return False
+        # On the CPU torch trains a packed batch far more slowly than an unpacked one (2.1-5.6x
+        # slower than lstmkit's kernel, which masks the lengths in its loop; BENCHMARKS.md); its
+        # forward alone is faster at H >= 256, so inference keeps torch's kernel.
+        packed = lengths is not None and self.implementation == "auto" and torch.is_grad_enabled()
+        return not (packed and fusable(x, *self._flat_weights()))
 
     def _kernel_weights(self) -> list[Tensor]:
         weights = self._flat_weights()

@@ -47,6 +47,26 @@ def test_lstm_eligibility(kernel_calls, kwargs, training, gates, uses_kernel):
     assert kernel_calls == (["LSTM"] if uses_kernel else [])
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_variable_lengths_on_the_cpu_take_lstmkits_kernel(kernel_calls, monkeypatch, packed):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from lstmkit.kernels.fused_lstm import extension_available
+
+    lengths = torch.tensor([6, 2, 3])
+    x = pack_padded_sequence(X, lengths, enforce_sorted=False) if packed else X
+    kwargs = {} if packed else {"lengths": lengths}
+    LSTM(4, 5, num_layers=2)(x, **kwargs)
+    assert kernel_calls == ([] if extension_available() else ["LSTM"])
+    with torch.no_grad():  # inference: torch's packed forward is as fast
+        LSTM(4, 5)(x, **kwargs)
+    LSTM(4, 5, implementation="torch")(x, **kwargs)  # forced: torch's packed kernel
+    LSTM(4, 5)(X, lengths=[6, 6, 6])  # all full: no masking, torch's kernel
+    monkeypatch.setenv("LSTMKIT_NO_EXTENSION", "1")
+    LSTM(4, 5)(x, **kwargs)  # no extension: torch's packed kernel
+    assert kernel_calls[-4:] == ["LSTM"] * 4
+
+
 @pytest.fixture
 def fused_calls(monkeypatch):
     import lstmkit.nn.lstm as lstm_module
@@ -107,9 +127,10 @@ def test_forcing_torch_on_a_variant_is_an_error():
         GRU(4, 5, implementation="fused")
 
 
-def test_paths_agree_in_float64_with_gradients():
+@pytest.mark.parametrize("implementation", ["auto", "torch"])
+def test_paths_agree_in_float64_with_gradients(implementation):
     torch.manual_seed(0)
-    fast = LSTM(4, 5, num_layers=2, bidirectional=True).double()
+    fast = LSTM(4, 5, num_layers=2, bidirectional=True, implementation=implementation).double()
     ref = LSTM(4, 5, num_layers=2, bidirectional=True, implementation="reference").double()
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(6, 3, 4, dtype=torch.double)
