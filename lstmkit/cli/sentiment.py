@@ -58,6 +58,20 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _gates(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lstmkit.tasks.lab.heatmap import gate_heatmap
+    from lstmkit.tasks.sentiment import task
+
+    if overrides:
+        raise ValueError(f"sentiment gates takes no overrides, got {' '.join(overrides)}")
+    rnn, x, tokens = task.gate_inputs(args.model, args.text)
+    out = args.out or f"{args.model}/gates"
+    title = f"gates of {args.model} (layer {args.layer}, direction {args.direction})"
+    for path in gate_heatmap(rnn, x, tokens, out, args.layer, args.direction, title=title):
+        print(path)
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     sentiment = commands.add_parser("sentiment", help="IMDB sentiment: train, evaluate, predict")
     sub = sentiment.add_subparsers(dest="sentiment_command", metavar="COMMAND", required=True)
@@ -84,3 +98,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--file", help="a UTF-8 file with one text a line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("gates", help="gate heat-map (PNG + HTML) of the LSTM over a text's tokens")
+    p.add_argument("--model", required=True, help="a model directory from sentiment train")
+    p.add_argument("text", help="the text (a review) to read")
+    p.add_argument("--out", help="output path prefix (default MODEL/gates): .png and .html")
+    p.add_argument("--layer", type=int, default=0, help="LSTM layer (default 0)")
+    p.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default 0)")
+    p.set_defaults(func=_gates)

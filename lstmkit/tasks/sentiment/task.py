@@ -404,3 +404,21 @@ def predict(model_dir: str | Path, texts: list[str]) -> list[dict[str, Any]]:
             out.append({"label": LABELS[k], "probability": float(probs[k]),
                         "positive": float(probs[1])})  # fmt: skip
     return out
+
+
+def gate_inputs(model_dir: str | Path, text: str) -> tuple[nn.Module, Tensor, list[str]]:
+    """For a gate heat-map of ``text``: the encoder's LSTM, the embedded tokens (L, E) it
+    reads and the tokens (all of them: the heat-map is not truncated to ``max_len``)."""
+    model, tokenizer, _ = load_model(model_dir)
+    if not isinstance(model.encoder, RecurrentEncoder):
+        raise ValueError(
+            f"{model_dir} has a language-model encoder; gate heat-maps read the LSTM of a "
+            "classifier trained from scratch"
+        )
+    cleaned = clean_text(text)
+    if not cleaned:
+        raise ValueError("the text is empty")
+    encoding = tokenizer.hf.encode(cleaned)
+    with torch.no_grad():
+        x = model.encoder.embedding(torch.tensor(encoding.ids))  # (L, E)
+    return model.encoder.rnn, x, list(encoding.tokens)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from sklearn import metrics as skm
 
 from lstmkit.cli.main import main
+from lstmkit.data.imdb import clean_text
 from lstmkit.data.tokenizer import Tokenizer
 from lstmkit.tasks.lm import task as lm_task
 from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
@@ -469,6 +470,27 @@ def test_predict_rejects_empty_input(trained, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
     rc, _, err = run(["sentiment", "predict", "--model", str(trained)])
     assert rc == 2 and "no text to classify" in err
+
+
+def test_gate_heatmap_of_a_review_reads_the_encoders_lstm(trained, tmp_path):
+    text = "A wonderful film. " * 30  # longer than data.max_len: nothing is truncated
+    rnn, x, tokens = task.gate_inputs(trained, text)
+    model, tokenizer, config = task.load_model(trained)
+    assert len(tokens) > config.data.max_len
+    assert tokens == tokenizer.hf.encode(clean_text(text)).tokens
+    ids = torch.tensor(tokenizer.encode(clean_text(text)))
+    torch.testing.assert_close(x, model.encoder.embedding(ids), rtol=0, atol=0)
+    torch.testing.assert_close(rnn.state_dict(), model.encoder.rnn.state_dict(), rtol=0, atol=0)
+    _, _, gates = rnn(x, return_gates=True)
+    out = tmp_path / "gates"
+    rc, stdout, err = run(["sentiment", "gates", "--model", str(trained), text, "--out", str(out)])
+    assert rc == 0, err
+    assert stdout.split() == [str(out) + ".png", str(out) + ".html"]
+    page = (tmp_path / "gates.html").read_text()
+    assert "wonderful" in page and "data:image/png;base64," in page
+    assert gates.f.shape[-2] == len(tokens)  # (layers * directions, L, H): every token
+    rc, _, err = run(["sentiment", "gates", "--model", str(trained), "<br />"])
+    assert rc == 2 and "the text is empty" in err
 
 
 def test_resume_of_a_finished_run_keeps_the_best_epochs_model(tmp_path):
