@@ -7,7 +7,7 @@ how to run (alone on the machine; RESULTS.md says how long each row took on 2 CP
 Each row is one `lstmkit lab adding` run (hidden 32, AdamW lr 1e-2, clip norm 1, batch 32,
 seed 0), stopped once 99.5% of 2,000 validation sequences are solved or by its budget; the
 solved fraction is measured on 2,000 fresh test sequences. The chrono-initialised LSTMs get
-the issue's budgets (15 minutes at T = 100 and 200, 60 at T = 500 and 1000); the Elman RNN
+the issue's budgets (15 minutes at T = 100 and 200, 60 at T = 500) and 60 at T = 1000; the RNN
 gets 15 minutes at T = 100; the other baselines ``--baseline-minutes``. A row that fails at
 one T is not run at longer ones. ``--cap-minutes`` caps every budget. Results go to
 OUT/T{T}-{row}/results.json; the rows are appended to OUT/table.md.
