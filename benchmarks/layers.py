@@ -5,14 +5,15 @@ Run from the repository root::
     python -m benchmarks.layers            # every size and configuration
     python -m benchmarks.layers --quick    # fewer repeats, the two smaller sizes
 
-All numbers come from ONE process, so the ratios compare like with like. First a square
-float32 GEMM gives the machine's practical peak; then, for each size (T, B, I, H) and
-configuration, forward-only and forward+backward are timed (median of repeats after warm-up)
-for ``torch.nn.LSTM`` (the baseline: the standard configuration of the same size),
-``lstmkit`` with ``implementation="auto"`` (its fast path: torch's kernel for the standard
-configurations, lstmkit's fused kernel for the variants), lstmkit's fused kernel forced on the
-standard configuration, the reference path, and a naive per-step autograd loop (the tutorial
-LSTM). The "variable lengths (packed)" configuration feeds every layer the same
+All numbers come from ONE process, so the ratios compare like with like. First a square float32
+GEMM gives the machine's practical peak; then, for each size (T, B, I, H) and configuration,
+forward-only and forward+backward are timed (median of repeats after warm-up; the repeats of
+all implementations of a size are interleaved round-robin, so that a shared machine's slow
+phases hit them alike) for ``torch.nn.LSTM`` (the baseline: the standard configuration of the
+same size), ``lstmkit`` with ``implementation="auto"`` (its fast path: torch's kernel for the
+standard configurations, lstmkit's fused kernel for the variants), lstmkit's fused kernel
+forced on the standard configuration, the reference path, and a naive per-step autograd loop
+(the tutorial LSTM). The "variable lengths (packed)" configuration feeds every layer the same
 PackedSequence (lengths uniform in [T/2, T]); its baseline is torch.nn.LSTM on that input and
 its FLOPs count only the steps inside the sequences. Reported: ms, the ratio to torch.nn.LSTM,
 GFLOP/s of the gate GEMMs (forward 2·T·B·4H·(I+H) per layer and direction, backward twice
@@ -91,15 +92,21 @@ def gemm_peak(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def _median_ms(fn: Callable[[], None], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _interleaved_medians(
+    fns: dict[str, Callable[[], None]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median ms of each function, timed round-robin: repeat r of every function runs before
+    repeat r + 1 of any, so that a shared VM's slow phases hit all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
 
 
 def _saved_mb(module: nn.Module, x: torch.Tensor) -> float:
@@ -130,22 +137,29 @@ def packed_batch(x: torch.Tensor) -> PackedSequence:
     return pack_padded_sequence(x, lengths, enforce_sorted=False)
 
 
-def measure(module: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> Timing:
-    module.train()
+def measure(
+    cases: dict[str, tuple[nn.Module, torch.Tensor | PackedSequence]], warmup: int, repeats: int
+) -> dict[str, Timing]:
+    """Forward-only and training times (interleaved across ``cases``) and saved memory."""
+    forward_fns, train_fns = {}, {}
+    for name, (module, x) in cases.items():
+        module.train()
 
-    def forward() -> None:
-        with torch.no_grad():
-            _output(module, x)
+        def forward(module=module, x=x) -> None:
+            with torch.no_grad():
+                _output(module, x)
 
-    def train() -> None:
-        module.zero_grad(set_to_none=True)
-        _output(module, x).sum().backward()
+        def train(module=module, x=x) -> None:
+            module.zero_grad(set_to_none=True)
+            _output(module, x).sum().backward()
 
-    return Timing(
-        _median_ms(forward, warmup, repeats),
-        _median_ms(train, warmup, repeats),
-        _saved_mb(module, x),
-    )
+        forward_fns[name], train_fns[name] = forward, train
+    forward_ms = _interleaved_medians(forward_fns, warmup, repeats)
+    train_ms = _interleaved_medians(train_fns, warmup, repeats)
+    return {
+        name: Timing(forward_ms[name], train_ms[name], _saved_mb(module, x))
+        for name, (module, x) in cases.items()
+    }
 
 
 def gate_flops(T: int, B: int, H_in: int, H: int, layers: int = 1, directions: int = 1) -> float:
@@ -163,7 +177,8 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
     rows = []
     for T, B, H_in, H in sizes:
         x = torch.randn(T, B, H_in)
-        baselines: dict[tuple, Timing] = {}
+        cases: dict[str, tuple[nn.Module, torch.Tensor | PackedSequence]] = {}
+        plan = []  # (configuration, its baseline's case, its implementations' cases, FLOPs)
         for name, kwargs in CONFIGS.items():
             if configs is not None and name not in configs:
                 continue
@@ -175,27 +190,28 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
                 structure.get("num_layers", 1),
                 1 + structure.get("bidirectional", 0),
             )
-            key = (*sorted(structure.items()), packed)
-            if key not in baselines:
-                baselines[key] = measure(nn.LSTM(H_in, H, **structure), x_in, warmup, repeats)
-            base = baselines[key]
+            base = f"torch.nn.LSTM {sorted(structure.items())} packed={packed}"
+            if base not in cases:
+                cases[base] = (nn.LSTM(H_in, H, **structure), x_in)
             flops = gate_flops(T, B, H_in, H, layers, directions)
             if packed:  # only the steps inside each sequence count
                 flops *= x_in.batch_sizes.sum().item() / (T * B)
-            candidates = {
-                "torch.nn.LSTM": base,
-                "lstmkit auto": measure(LSTM(H_in, H, **kwargs), x_in, warmup, repeats),
-                "lstmkit reference": measure(
-                    LSTM(H_in, H, implementation="reference", **kwargs), x_in, warmup, repeats
-                ),
+            impls = {
+                "lstmkit auto": (LSTM(H_in, H, **kwargs), x_in),
+                "lstmkit reference": (LSTM(H_in, H, implementation="reference", **kwargs), x_in),
             }
             if not kwargs and not packed:  # lstmkit's own kernel on the standard configuration
-                candidates["lstmkit fused"] = measure(
-                    LSTM(H_in, H, implementation="fused"), x, warmup, repeats
-                )
+                impls["lstmkit fused"] = (LSTM(H_in, H, implementation="fused"), x)
             if not structure and not packed:
-                candidates["naive loop"] = measure(NaiveLSTM(H_in, H), x, warmup, repeats)
-            for impl, timing in candidates.items():
+                impls["naive loop"] = (NaiveLSTM(H_in, H), x)
+            for impl, case in impls.items():
+                cases[f"{name}: {impl}"] = case
+            plan.append((name, base, ["torch.nn.LSTM", *impls], flops))
+        timings = measure(cases, warmup, repeats)
+        for name, base_case, impls, flops in plan:
+            base = timings[base_case]
+            for impl in impls:
+                timing = base if impl == "torch.nn.LSTM" else timings[f"{name}: {impl}"]
                 rows.append({
                     "T": T, "B": B, "I": H_in, "H": H, "config": name, "impl": impl,
                     "forward_ms": timing.forward_ms, "train_ms": timing.train_ms,
