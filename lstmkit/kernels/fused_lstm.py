@@ -90,9 +90,10 @@ class FusedLSTMDirection(torch.autograd.Function):
     """Autograd wrapper of the extension's ``forward`` and ``backward`` (see ``lstm_cpu.cpp``).
 
     Inputs in order: ``xw, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh_weight,
-    ln_c_weight, ln_c_bias, rec_mask, zoneout_h, zoneout_c, valid, coupled, collect`` (shapes
-    as in :func:`lstm_direction`; optional ones ``None``). Returns ``out, h_n, c_n`` and, with
-    ``collect``, ``f, i, o, g, c``; those five are not differentiable. Not twice differentiable.
+    ln_c_weight, ln_c_bias, ln_ih_weight, b_ih, rec_mask, zoneout_h, zoneout_c, valid, coupled,
+    collect`` (shapes as in :func:`lstm_direction`; optional ones ``None``). Returns ``out, h_n,
+    c_n`` and, with ``collect``, ``f, i, o, g, c``; those five are not differentiable. Not twice
+    differentiable.
     """
 
     @staticmethod
@@ -113,7 +114,7 @@ class FusedLSTMDirection(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout, dh_n, dc_n, *_gates):
         stored = ctx.saved_tensors
-        params, saved = stored[:13], stored[13:]
+        params, saved = stored[:15], stored[15:]
         like = stored[0]
         grads = ctx.ext.backward(
             dout,
@@ -123,7 +124,7 @@ class FusedLSTMDirection(torch.autograd.Function):
             *(_absent(t, like) for t in params),
             ctx.coupled,
         )
-        # xw, h0, c0, then w_hh ... ln_c_bias; no gradients for the masks and flags
+        # xw, h0, c0, then w_hh ... b_ih; no gradients for the masks and flags
         return (*grads, None, None, None, None, None, None)
 
 
@@ -138,6 +139,7 @@ def lstm_direction(
     peephole: tuple[Tensor | None, Tensor, Tensor] | None = None,
     ln_hh_weight: Tensor | None = None,
     ln_c: tuple[Tensor, Tensor | None] | None = None,
+    ln_ih: tuple[Tensor, Tensor | None] | None = None,
     coupled: bool = False,
     rec_mask: Tensor | None = None,
     zoneout_h: Tensor | None = None,
@@ -148,11 +150,15 @@ def lstm_direction(
     """Run one LSTM layer in one direction over ``xw``, the projected input sequence.
 
     Args:
-        xw: ``input_projection(x, w_ih, b_ih, ln_ih_weight)`` for all steps, (T, N, G*H).
+        xw: ``input_projection(x, w_ih, b_ih)`` for all steps, (T, N, G*H); with ``ln_ih``
+            the raw product ``x W_ih^T`` instead.
         h0, c0: initial states (N, P) and (N, H); P = proj_size or H.
         w_hh: (G*H, P), already multiplied by the weight-drop mask if any.
         b_hh: (G*H), added after the recurrent layer norm. w_hr: projection (P, H).
         peephole, ln_hh_weight, ln_c, coupled: as in :func:`lstmkit.nn.functional.lstm_step`.
+        ln_ih: ``(ln_ih_weight, b_ih)``: the rest of ``input_projection(x, w_ih, b_ih,
+            ln_ih_weight)``, ``LN(xw) * ln_ih_weight + b_ih``, computed in the kernel's pass
+            over each row (``b_ih`` may be ``None``).
         rec_mask: recurrent dropout (N, P): ``h_{t-1} * rec_mask`` enters ``W_hh`` (only there).
         zoneout_h, zoneout_c: bool (T, N, P) and (T, N, H); true keeps the previous value.
         valid: bool (T, N), false past a sequence's length: the state is frozen there and the
@@ -165,7 +171,9 @@ def lstm_direction(
     """
     w_ci, w_cf, w_co = (None, None, None) if peephole is None else peephole
     ln_c_weight, ln_c_bias = (None, None) if ln_c is None else ln_c
-    params = (w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh_weight, ln_c_weight, ln_c_bias, rec_mask)
+    ln_ih_weight, b_ih = (None, None) if ln_ih is None else ln_ih
+    params = (w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh_weight, ln_c_weight, ln_c_bias)
+    params += (ln_ih_weight, b_ih, rec_mask)
     if not fusable(xw, h0, c0, *params):
         raise RuntimeError(
             "the fused LSTM kernel needs CPU float32/float64 tensors of one dtype and the built "
@@ -178,9 +186,12 @@ def lstm_direction(
 
 
 def fusable(xw: Tensor, *tensors: Tensor | None) -> bool:
-    """Whether :func:`lstm_direction` can run: CPU, float32/float64, one dtype throughout,
-    and the extension available (the first call may build it)."""
+    """Whether :func:`lstm_direction` can run: CPU, float32/float64, one dtype throughout, no
+    autocast (it would change the input projection's dtype), and the extension available (the
+    first call may build it)."""
     if xw.device.type != "cpu" or xw.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_autocast_enabled("cpu"):
         return False
     if any(t is not None and (t.dtype != xw.dtype or t.device != xw.device) for t in tensors):
         return False

@@ -5,20 +5,22 @@
 // recurrent dropout on the h entering W_hh, zoneout, and variable lengths (state frozen and
 // output zero past a sequence's end). The Python loop pays autograd and dispatch overhead on
 // a dozen small ops per step; here a step is one GEMM (two with a projection) plus one fused
-// pass over each batch row, and the backward through time is written out by hand.
+// pass over each batch row, and the backward through time is written out by hand. With
+// ln_ih_weight, xw is the raw product x W_ih^T and its layer norm and b_ih (the rest of
+// input_projection) are computed in the same pass: that saves two passes over (T, N, GH).
 //
 // Shapes: T steps, N batch, H cell size, P size of h (proj_size or H), G = 4 gate blocks
 // i|f|g|o (G = 3, f|g|o, when coupled). Optional tensors are absent when undefined or empty.
 //
 //   forward(xw (T,N,GH), h0 (N,P), c0 (N,H), w_hh (GH,P), b_hh (GH), w_hr (P,H),
 //           w_ci, w_cf, w_co (H), ln_hh_weight (GH), ln_c_weight, ln_c_bias (H),
-//           rec_mask (N,P), zo_h (T,N,P) bool, zo_c (T,N,H) bool, valid (T,N) bool,
-//           coupled, collect)
+//           ln_ih_weight (GH), b_ih (GH), rec_mask (N,P), zo_h (T,N,P) bool, zo_c (T,N,H) bool,
+//           valid (T,N) bool, coupled, collect)
 //     -> ([out (T,N,P), h_n (N,P), c_n (N,H)], gates [f, i, o, g, c] each (T,N,H) or [],
 //         saved: opaque tensors for backward)
 //   backward(dout, dh_n, dc_n, saved, <the forward's parameters and masks>, coupled)
-//     -> [dxw, dh0, dc0, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b]
-//        (undefined where the parameter is absent)
+//     -> [dxw, dh0, dc0, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b,
+//         dln_ih, db_ih] (undefined where the parameter is absent)
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -27,7 +29,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <tuple>
 #include <utility>
@@ -133,6 +134,25 @@ void layer_norm_backward(const T* dy, const T* gamma, const T* xhat, A rstd, int
   for (int64_t j = 0; j < n; ++j) dx[j] = rstd * (A(dy[j]) * gamma[j] - sum - xhat[j] * dot);
 }
 
+// The same for a row whose xhat was not kept: xhat = (x - mean) * rstd is recomputed.
+template <typename A, typename T>
+void layer_norm_backward(const T* dy, const T* gamma, const T* x, A mean, A rstd, int64_t n,
+                         T* dx) {
+  A sum = 0, dot = 0;
+#pragma omp simd reduction(+ : sum, dot)
+  for (int64_t j = 0; j < n; ++j) {
+    const A d = A(dy[j]) * gamma[j];
+    sum += d;
+    dot += d * ((x[j] - mean) * rstd);
+  }
+  sum /= n;
+  dot /= n;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    dx[j] = rstd * (A(dy[j]) * gamma[j] - sum - (x[j] - mean) * rstd * dot);
+  }
+}
+
 // Sizes, gate offsets and the inputs of one direction. The additive and peephole terms are
 // never null (zeros when absent) so that the gate loops have no branches and vectorise; the
 // layer norms, recurrent dropout and the boolean masks are null when absent.
@@ -141,7 +161,7 @@ struct Cell {
   int64_t steps, batch, hidden, out_size, gates;  // T, N, H, P, G*H
   int64_t oi, of, og, oo;  // offsets of the i, f, g, o blocks in a row of G*H (no i if coupled)
   const T *b_hh, *w_ci, *w_cf, *w_co, *ln_c_b;
-  const T *ln_hh, *ln_c_w, *rec_mask;
+  const T *ln_hh, *ln_c_w, *ln_ih, *b_ih, *rec_mask;
   const bool *zo_h, *zo_c, *valid;
 
   bool is_valid(int64_t row) const { return valid == nullptr || valid[row]; }
@@ -156,8 +176,9 @@ struct Cell {
 
 // The inputs, contiguous (or zeros, see Cell) and kept alive while the loops read them.
 struct Inputs {
-  Tensor w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, rec_mask, zo_h, zo_c, valid;
-  bool coupled, has_b_hh, has_w_ci, has_peephole, has_ln_c_b;  // which gradients to return
+  Tensor w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, ln_ih, b_ih, rec_mask;
+  Tensor zo_h, zo_c, valid;
+  bool coupled, has_b_hh, has_w_ci, has_peephole, has_ln_c_b, has_b_ih;  // gradients to return
 
   template <typename T>
   Cell<T> cell(int64_t steps, int64_t batch, int64_t hidden, int64_t out_size) const {
@@ -178,6 +199,8 @@ struct Inputs {
     c.ln_c_b = ptr<T>(ln_c_b);
     c.ln_hh = ptr<T>(ln_hh);
     c.ln_c_w = ptr<T>(ln_c_w);
+    c.ln_ih = ptr<T>(ln_ih);
+    c.b_ih = ptr<T>(b_ih);
     c.rec_mask = ptr<T>(rec_mask);
     c.zo_h = ptr<bool>(zo_h);
     c.zo_c = ptr<bool>(zo_c);
@@ -189,7 +212,8 @@ struct Inputs {
 Inputs check_inputs(const Tensor& xw, int64_t N, int64_t H, int64_t P, const Tensor& w_hh,
                     const Tensor& b_hh, const Tensor& w_hr, const Tensor& w_ci,
                     const Tensor& w_cf, const Tensor& w_co, const Tensor& ln_hh_weight,
-                    const Tensor& ln_c_weight, const Tensor& ln_c_bias, const Tensor& rec_mask,
+                    const Tensor& ln_c_weight, const Tensor& ln_c_bias,
+                    const Tensor& ln_ih_weight, const Tensor& b_ih, const Tensor& rec_mask,
                     const Tensor& zo_h, const Tensor& zo_c, const Tensor& valid, bool coupled) {
   const int64_t T = xw.size(0), GH = (coupled ? 3 : 4) * H;
   TORCH_CHECK(xw.dim() == 3 && xw.size(1) == N && xw.size(2) == GH, "xw must be (T, N, ",
@@ -217,6 +241,9 @@ Inputs check_inputs(const Tensor& xw, int64_t N, int64_t H, int64_t P, const Ten
   TORCH_CHECK(given(ln_c_weight) || !given(ln_c_bias), "ln_c_bias needs ln_c_weight");
   check(ln_c_weight, {H}, "ln_c_weight", false);
   check(ln_c_bias, {H}, "ln_c_bias", false);
+  TORCH_CHECK(given(ln_ih_weight) || !given(b_ih), "b_ih needs ln_ih_weight");
+  check(ln_ih_weight, {GH}, "ln_ih_weight", false);
+  check(b_ih, {GH}, "b_ih", false);
   check(rec_mask, {N, P}, "rec_mask", false);
   check(zo_h, {T, N, P}, "zo_h", true);
   check(zo_c, {T, N, H}, "zo_c", true);
@@ -234,6 +261,8 @@ Inputs check_inputs(const Tensor& xw, int64_t N, int64_t H, int64_t P, const Ten
   in.ln_hh = dense(ln_hh_weight);
   in.ln_c_w = dense(ln_c_weight);
   in.ln_c_b = or_zeros(ln_c_bias, H);
+  in.ln_ih = dense(ln_ih_weight);
+  in.b_ih = given(ln_ih_weight) ? or_zeros(b_ih, GH) : Tensor();
   in.rec_mask = dense(rec_mask);
   in.zo_h = dense(zo_h);
   in.zo_c = dense(zo_c);
@@ -243,24 +272,32 @@ Inputs check_inputs(const Tensor& xw, int64_t N, int64_t H, int64_t P, const Ten
   in.has_w_ci = given(w_ci);
   in.has_peephole = given(w_cf);
   in.has_ln_c_b = given(ln_c_bias);
+  in.has_b_ih = given(b_ih);
   return in;
 }
 
 // An uninitialised (T, N, ...) buffer. A training step writes hundreds of MB of such buffers
 // into freshly mapped memory, and faulting it in 4 KiB pages costs as much as the pointwise
-// work itself (30 ms per 120 MB here); large buffers are therefore aligned to 2 MiB and
-// offered to the kernel as transparent huge pages, which it faults in 512 times less often
-// (where THP is "madvise" or "always"; elsewhere this is an ordinary allocation).
+// work itself (30 ms per 120 MB here, 7 ms with huge pages). Large buffers are therefore
+// mapped 2 MiB-aligned and offered to the kernel as transparent huge pages (taken where THP
+// is "madvise" or "always"; elsewhere these are ordinary pages), and unmapped when freed, so
+// that every call pays the same, whatever the allocator's history.
 Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
 #ifdef __linux__
   constexpr size_t kHugePage = size_t(2) << 20;
   const size_t bytes = c10::multiply_integers(shape) * options.dtype().itemsize();
   if (bytes >= kHugePage) {
-    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    void* data = nullptr;
-    if (posix_memalign(&data, kHugePage, rounded) == 0) {
-      madvise(data, rounded, MADV_HUGEPAGE);  // a hint: failure leaves ordinary pages
-      return at::from_blob(data, shape, [](void* p) { std::free(p); }, options);
+    const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw != MAP_FAILED) {  // keep the 2 MiB-aligned part of the mapping
+      char* begin = static_cast<char*>(raw);
+      const size_t misalign = reinterpret_cast<uintptr_t>(begin) % kHugePage;
+      char* data = begin + (misalign == 0 ? 0 : kHugePage - misalign);
+      if (data > begin) munmap(begin, data - begin);
+      munmap(data + size, begin + kHugePage - data);  // the slack after the buffer
+      madvise(data, size, MADV_HUGEPAGE);  // a hint: failure leaves ordinary pages
+      return at::from_blob(data, shape, [size](void* p) { munmap(p, size); }, options);
     }
   }
 #endif
@@ -278,7 +315,9 @@ int64_t grain(int64_t row_size) { return std::max<int64_t>(1, 65536 / row_size);
 // Buffers of the forward pass; `saved` ones are (T, N, ...) and kept for the backward.
 template <typename T>
 struct Forward {
-  const T* xw;   // (T, N, GH) input projection
+  const T* xw;   // (T, N, GH) input projection (the raw product with ln_ih)
+  T* mean_ih;    // (T, N) saved (ln_ih): moments of each row of xw
+  T* rstd_ih;    // (T, N) saved (ln_ih)
   const T* r;    // (N, GH) this step's h_{t-1} W_hh^T
   T* act;        // (T, N, GH) saved: activated gates in the layout of xw
   T* rhat;       // (T, N, GH) saved (layer norm): normalised recurrent product
@@ -303,6 +342,15 @@ void gates_forward_row(const Cell<T>& L, const Forward<T>& B, int64_t t, int64_t
   const T* xw = B.xw + row * GH;
   const T* r = B.r + n * GH;
   T* a = B.act + row * GH;  // pre-activations first, overwritten by the activations
+
+  if (L.ln_ih != nullptr) {  // LN(x W_ih^T; gamma) + b_ih, then read in place of xw
+    const auto [mean, rstd] = moments<A>(xw, GH);
+    B.mean_ih[row] = mean;
+    B.rstd_ih[row] = rstd;
+#pragma omp simd
+    for (int64_t j = 0; j < GH; ++j) a[j] = A(L.ln_ih[j]) * ((xw[j] - mean) * rstd) + L.b_ih[j];
+    xw = a;
+  }
 
   if (L.ln_hh != nullptr) {  // LN(h W_hh^T; gamma) + b_hh
     const auto [mean, rstd] = moments<A>(r, GH);
@@ -391,11 +439,14 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   const int64_t T_ = xw.size(0), N = xw.size(1), H = c0.size(1), P = h0.size(1);
   const int64_t GH = xw.size(2);
   const bool project = in.w_hr.defined(), ln_hh = in.ln_hh.defined(), ln_c = in.ln_c_w.defined();
+  const bool ln_ih = in.ln_ih.defined();
   const Cell<T> L = in.cell<T>(T_, N, H, P);
   const auto opt = xw.options();
 
   Tensor x = xw.contiguous();
   Tensor act = buffer({T_, N, GH}, opt);
+  Tensor mean_ih = ln_ih ? buffer({T_, N}, opt) : Tensor();
+  Tensor rstd_ih = ln_ih ? buffer({T_, N}, opt) : Tensor();
   Tensor rhat = ln_hh ? buffer({T_, N, GH}, opt) : Tensor();
   Tensor rstd_hh = ln_hh ? buffer({T_, N}, opt) : Tensor();
   Tensor cs = buffer({T_ + 1, N, H}, opt);
@@ -415,7 +466,8 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   hs[0].copy_(h0);
   if (in.rec_mask.defined()) hin[0].copy_(h0 * in.rec_mask);
 
-  Forward<T> B{x.const_data_ptr<T>(), r.const_data_ptr<T>(), mut<T>(act), mut<T>(rhat),
+  Forward<T> B{x.const_data_ptr<T>(), mut<T>(mean_ih), mut<T>(rstd_ih),
+               r.const_data_ptr<T>(), mut<T>(act), mut<T>(rhat),
                mut<T>(rstd_hh),       mut<T>(cs),          mut<T>(cnew), mut<T>(xhat_c),
                mut<T>(rstd_c),        mut<T>(tc),          nullptr,      mut<T>(hs),
                mut<T>(hin),           mut<T>(out)};
@@ -449,7 +501,10 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
              zeroed(act.narrow(2, L.oo, H)), zeroed(act.narrow(2, L.og, H)),
              zeroed(cs.narrow(0, 1, T_))};
   }
-  std::vector<Tensor> saved = {hin, act, cs, cnew, tc, ms, rhat, rstd_hh, xhat_c, rstd_c};
+  // with ln_ih the raw product is kept too (it is the input: no copy when contiguous)
+  std::vector<Tensor> saved = {hin,    act,    cs,      cnew,    tc,
+                               ms,     rhat,   rstd_hh, xhat_c,  rstd_c,
+                               ln_ih ? x : Tensor(), mean_ih, rstd_ih};
   return {{out, hs[T_].clone(), cs[T_].clone()}, gates, saved};
 }
 
@@ -474,8 +529,12 @@ struct Backward {
   T* dcnew;          // (N, H) gradient of c_t as computed (not kept)
   T* dch;            // (N, H) gradient of c_t through tanh(LN(c_t))
   T* dy;             // (T, N, H) (layer norm): gradient of LN(c_t), summed for its parameters
-  T* dxw;            // (T, N, GH) gradient of the pre-activations = of xw
+  T* dxw;            // (T, N, GH) gradient of the pre-activations = of xw (without ln_ih)
   T* dr;             // (T, N, GH) gradient of h W_hh^T (aliases dxw without layer norm)
+  const T* xw;       // (T, N, GH) (ln_ih) the raw product, its moments, and its gradient
+  const T* mean_ih;
+  const T* rstd_ih;
+  T* dxraw;
 };
 
 // Step t, row n: split the gradients of the states h_t, c_t between the previous state
@@ -558,14 +617,20 @@ void gates_backward_row(const Cell<T>& L, const Backward<T>& B, int64_t t, int64
     layer_norm_backward<A>(da, L.ln_hh, B.rhat + row * GH, A(B.rstd_hh[row]), GH,
                            B.dr + row * GH);
   }
+  if (L.ln_ih != nullptr) {
+    layer_norm_backward<A>(da, L.ln_ih, B.xw + row * GH, A(B.mean_ih[row]), A(B.rstd_ih[row]),
+                           GH, B.dxraw + row * GH);
+  }
 }
 
 // Sum over the rows of x * y, column by column, for (rows, cols) arrays with row strides: the
 // gradient of a per-feature gain or peephole weight in one pass, without a (rows, cols)
-// temporary. Accumulated in double: rows = T * N can be large.
+// temporary. Accumulated in double: rows = T * N can be large. With per-row `mean` and `rstd`,
+// y is first normalised, (y - mean) * rstd, as a layer norm's xhat that was not kept.
 template <typename T>
 Tensor column_dot(const T* x, int64_t x_stride, const T* y, int64_t y_stride, int64_t rows,
-                  int64_t cols, const at::TensorOptions& options) {
+                  int64_t cols, const at::TensorOptions& options, const T* mean = nullptr,
+                  const T* rstd = nullptr) {
   constexpr int64_t kStrip = 64;  // columns per task; each row contributes a contiguous strip
   Tensor out = at::empty({cols}, options);
   T* o = out.mutable_data_ptr<T>();
@@ -576,8 +641,9 @@ Tensor column_dot(const T* x, int64_t x_stride, const T* y, int64_t y_stride, in
       for (int64_t r = 0; r < rows; ++r) {
         const T* xr = x + r * x_stride + c0;
         const T* yr = y + r * y_stride + c0;
+        const double shift = mean ? mean[r] : 0, scale = rstd ? rstd[r] : 1;
 #pragma omp simd
-        for (int64_t c = 0; c < width; ++c) acc[c] += double(xr[c]) * double(yr[c]);
+        for (int64_t c = 0; c < width; ++c) acc[c] += double(xr[c]) * ((yr[c] - shift) * scale);
       }
       for (int64_t c = 0; c < width; ++c) o[c0 + c] = T(acc[c]);
     }
@@ -590,10 +656,12 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
                                   const std::vector<Tensor>& saved, const Inputs& in) {
   const Tensor &hin = saved[0], &act = saved[1], &cs = saved[2], &cnew = saved[3],
                &tc = saved[4], &ms = saved[5], &rhat = saved[6], &rstd_hh = saved[7],
-               &xhat_c = saved[8], &rstd_c = saved[9];
+               &xhat_c = saved[8], &rstd_c = saved[9], &xw = saved[10], &mean_ih = saved[11],
+               &rstd_ih = saved[12];
   const int64_t T_ = act.size(0), N = act.size(1), GH = act.size(2), H = cs.size(2);
   const int64_t P = hin.size(2);
   const bool project = in.w_hr.defined(), ln_hh = in.ln_hh.defined(), ln_c = in.ln_c_w.defined();
+  const bool ln_ih = in.ln_ih.defined();
   const Cell<T> L = in.cell<T>(T_, N, H, P);
   const auto opt = act.options();
 
@@ -608,11 +676,13 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
   Tensor dy = ln_c ? buffer({T_, N, H}, opt) : Tensor();
   Tensor dxw = buffer({T_, N, GH}, opt);
   Tensor dr = ln_hh ? buffer({T_, N, GH}, opt) : dxw;
+  Tensor dxraw = ln_ih ? buffer({T_, N, GH}, opt) : Tensor();
 
   Backward<T> B{ptr<T>(act),  ptr<T>(rhat),  ptr<T>(rstd_hh), ptr<T>(cs),    ptr<T>(cnew),
                 ptr<T>(xhat_c), ptr<T>(rstd_c), ptr<T>(tc),    ptr<T>(dout), mut<T>(dh),
                 ptr<T>(dhin), mut<T>(dc),    nullptr,         mut<T>(dcnew), mut<T>(dch),
-                mut<T>(dy),   mut<T>(dxw),   mut<T>(dr)};
+                mut<T>(dy),   mut<T>(dxw),   mut<T>(dr),      ptr<T>(xw),    ptr<T>(mean_ih),
+                ptr<T>(rstd_ih), mut<T>(dxraw)};
   auto gates_backward = [&](int64_t t, int64_t n, const T* dm) {
     in.coupled ? gates_backward_row<true>(L, B, t, n, dm)
                : gates_backward_row<false>(L, B, t, n, dm);
@@ -652,7 +722,12 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
   Tensor dln_hh = ln_hh ? dot(dxw, 0, rhat) : Tensor();
   Tensor dln_c_w = ln_c ? dot(dy, 0, xhat_c) : Tensor();
   Tensor dln_c_b = in.has_ln_c_b ? total(dy) : Tensor();
-  return {dxw, dh0, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b};
+  Tensor dln_ih = ln_ih ? column_dot(ptr<T>(dxw), GH, ptr<T>(xw), GH, rows, GH, opt,
+                                     ptr<T>(mean_ih), ptr<T>(rstd_ih))
+                        : Tensor();
+  Tensor db_ih = in.has_b_ih ? (in.has_b_hh ? db_hh.clone() : total(dxw)) : Tensor();
+  return {ln_ih ? dxraw : dxw, dh0,    dc,      dw_hh,   db_hh,  dw_hr, dw_ci,
+          dw_cf,               dw_co,  dln_hh,  dln_c_w, dln_c_b, dln_ih, db_ih};
 }
 
 }  // namespace
@@ -661,8 +736,9 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
     const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
     const Tensor& b_hh, const Tensor& w_hr, const Tensor& w_ci, const Tensor& w_cf,
     const Tensor& w_co, const Tensor& ln_hh_weight, const Tensor& ln_c_weight,
-    const Tensor& ln_c_bias, const Tensor& rec_mask, const Tensor& zo_h, const Tensor& zo_c,
-    const Tensor& valid, bool coupled, bool collect) {
+    const Tensor& ln_c_bias, const Tensor& ln_ih_weight, const Tensor& b_ih,
+    const Tensor& rec_mask, const Tensor& zo_h, const Tensor& zo_c, const Tensor& valid,
+    bool coupled, bool collect) {
   TORCH_CHECK(xw.device().is_cpu(), "the fused LSTM runs on the CPU only");
   TORCH_CHECK(xw.dim() == 3 && xw.size(0) > 0, "xw must be (T, N, G*H) with T > 0");
   TORCH_CHECK(h0.dim() == 2 && c0.dim() == 2 && h0.size(0) == xw.size(1) &&
@@ -672,7 +748,7 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
               "h0 and c0 must have xw's dtype");
   const Inputs in = check_inputs(xw, xw.size(1), c0.size(1), h0.size(1), w_hh, b_hh, w_hr,
                                  w_ci, w_cf, w_co, ln_hh_weight, ln_c_weight, ln_c_bias,
-                                 rec_mask, zo_h, zo_c, valid, coupled);
+                                 ln_ih_weight, b_ih, rec_mask, zo_h, zo_c, valid, coupled);
   std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> result;
   AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstmkit_lstm_forward", [&] {
     result = forward_impl<scalar_t>(xw, h0, c0, in, collect);
@@ -685,14 +761,15 @@ std::vector<Tensor> backward(const Tensor& dout, const Tensor& dh_n, const Tenso
                              const Tensor& b_hh, const Tensor& w_hr, const Tensor& w_ci,
                              const Tensor& w_cf, const Tensor& w_co, const Tensor& ln_hh_weight,
                              const Tensor& ln_c_weight, const Tensor& ln_c_bias,
+                             const Tensor& ln_ih_weight, const Tensor& b_ih,
                              const Tensor& rec_mask, const Tensor& zo_h, const Tensor& zo_c,
                              const Tensor& valid, bool coupled) {
-  TORCH_CHECK(saved.size() == 10, "saved must be the list returned by forward");
+  TORCH_CHECK(saved.size() == 13, "saved must be the list returned by forward");
   const Tensor& act = saved[1];
   const int64_t T_ = act.size(0), N = act.size(1), H = saved[2].size(2), P = saved[0].size(2);
   const Inputs in = check_inputs(act, N, H, P, w_hh, b_hh, w_hr, w_ci, w_cf, w_co,
-                                 ln_hh_weight, ln_c_weight, ln_c_bias, rec_mask, zo_h, zo_c,
-                                 valid, coupled);
+                                 ln_hh_weight, ln_c_weight, ln_c_bias, ln_ih_weight, b_ih,
+                                 rec_mask, zo_h, zo_c, valid, coupled);
   TORCH_CHECK(dout.sizes() == at::IntArrayRef({T_, N, P}) &&
                   dh_n.sizes() == at::IntArrayRef({N, P}) &&
                   dc_n.sizes() == at::IntArrayRef({N, H}),

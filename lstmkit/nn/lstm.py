@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lstmkit.kernels.fused_lstm import fusable, lstm_direction
@@ -409,15 +410,19 @@ class LSTM(RecurrentBase):
         peephole = (p("weight_ci"), p("weight_cf"), p("weight_co")) if self.peephole else None
         ln_c = (p("ln_c_weight"), p("ln_c_bias")) if self.layer_norm else None
         b_hh, w_hr, ln_hh = p("bias_hh"), p("weight_hr"), p("ln_hh_weight")
-        xw = LF.input_projection(x, p("weight_ih"), p("bias_ih"), p("ln_ih_weight"))  # (L, N, G*H)
-        fused_args = (xw, *state, w_hh, b_hh, w_hr)
-        extra = (*(peephole or ()), ln_hh, *(ln_c or ()), masks.recurrent)
-        if self.implementation != "reference" and fusable(*fused_args, *extra):
+        w_ih, b_ih, ln_ih_weight = p("weight_ih"), p("bias_ih"), p("ln_ih_weight")
+        extra = (w_ih, b_ih, ln_ih_weight, *(peephole or ()), ln_hh, *(ln_c or ()), masks.recurrent)
+        if self.implementation != "reference" and fusable(x, *state, w_hh, b_hh, w_hr, *extra):
+            # the kernel normalises the input product itself, in its pass over each row
+            ln_ih = None if ln_ih_weight is None else (ln_ih_weight, b_ih)
+            xw = F.linear(x, w_ih, b_ih if ln_ih is None else None)  # (L, N, G*H)
             return lstm_direction(
-                *fused_args, peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c,
-                coupled=self.coupled, rec_mask=masks.recurrent, zoneout_h=masks.zoneout_h,
-                zoneout_c=masks.zoneout_c, valid=valid, collect=collect,
+                xw, *state, w_hh, b_hh, w_hr, peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c,
+                ln_ih=ln_ih, coupled=self.coupled, rec_mask=masks.recurrent,
+                zoneout_h=masks.zoneout_h, zoneout_c=masks.zoneout_c, valid=valid,
+                collect=collect,
             )  # fmt: skip
+        xw = LF.input_projection(x, w_ih, b_ih, ln_ih_weight)  # (L, N, G*H)
 
         def step(xw_t: Tensor, state: State, t: int):
             h, c = state

@@ -89,8 +89,10 @@ def make_case(cfg, dtype=torch.float64, steps=7, batch=6, hidden=5, proj_size=3,
     if cfg.get("layer_norm"):
         leaves["ln_hh_weight"] = 1 + rand(gh, scale=0.2)
         leaves["ln_c_weight"] = 1 + rand(hidden, scale=0.2)
+        leaves["ln_ih_weight"] = 1 + rand(gh, scale=0.2)
         if cfg.get("bias", True):
             leaves["ln_c_bias"] = rand(hidden, scale=0.2)
+            leaves["b_ih"] = rand(gh)
     for leaf in leaves.values():
         leaf.requires_grad_(True)
     masks = {}
@@ -111,18 +113,22 @@ def call_args(leaves, masks, cfg, collect):
     if "w_cf" in leaves:
         peephole = (leaves.get("w_ci"), leaves["w_cf"], leaves["w_co"])
     ln_c = (leaves["ln_c_weight"], leaves.get("ln_c_bias")) if "ln_c_weight" in leaves else None
+    ln_ih = (leaves["ln_ih_weight"], leaves.get("b_ih")) if "ln_ih_weight" in leaves else None
     args = tuple(leaves.get(k) for k in ("xw", "h0", "c0", "w_hh", "b_hh", "w_hr"))
     kwargs = dict(
-        peephole=peephole, ln_hh_weight=leaves.get("ln_hh_weight"), ln_c=ln_c,
+        peephole=peephole, ln_hh_weight=leaves.get("ln_hh_weight"), ln_c=ln_c, ln_ih=ln_ih,
         coupled=bool(cfg.get("coupled")), collect=collect, **masks,
     )  # fmt: skip
     return args, kwargs
 
 
 def reference(xw, h0, c0, w_hh, b_hh=None, w_hr=None, *, peephole=None, ln_hh_weight=None,
-              ln_c=None, coupled=False, rec_mask=None, zoneout_h=None, zoneout_c=None,
-              valid=None, collect=False):  # fmt: skip
+              ln_c=None, ln_ih=None, coupled=False, rec_mask=None, zoneout_h=None,
+              zoneout_c=None, valid=None, collect=False):  # fmt: skip
     """The loop of ``LSTM._run_direction`` with ``RecurrentBase._scan``, written out."""
+    if ln_ih is not None:  # the end of input_projection with ln_weight
+        xw = LF.layer_norm(xw, ln_ih[0])
+        xw = xw if ln_ih[1] is None else xw + ln_ih[1]
     h, c = h0, c0
     outputs, extras = [], []
     for t in range(xw.size(0)):
@@ -206,7 +212,8 @@ def test_float32_saturated_gates(extension, name):
     pre-activations give the float64 reference's values, no NaN."""
     cfg = CONFIGS[name]
     leaves, masks = make_case(cfg, dtype=torch.float32)
-    leaves = {k: v.detach() for k, v in leaves.items()}
+    # the pre-activations themselves are huge: no input layer norm to tame (or NaN) them
+    leaves = {k: v.detach() for k, v in leaves.items() if k not in ("ln_ih_weight", "b_ih")}
     leaves["xw"] = leaves["xw"] * 1e3
     leaves["xw"][0, :, :2] = torch.tensor([float("inf"), -float("inf")])
     args, kwargs = call_args(leaves, masks, cfg, collect=True)
@@ -240,7 +247,7 @@ def test_gradcheck(extension, name):
     if cfg.get("lengths"):
         masks["valid"] = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 0, 0], [1, 0, 0]], dtype=bool)
     names = ("xw", "h0", "c0", "w_hh", "b_hh", "w_hr", "w_ci", "w_cf", "w_co", "ln_hh_weight")
-    names += ("ln_c_weight", "ln_c_bias")
+    names += ("ln_c_weight", "ln_c_bias", "ln_ih_weight", "b_ih")
     inputs = [leaves.get(k) for k in names]
     inputs += [masks.get(k) for k in ("rec_mask", "zoneout_h", "zoneout_c", "valid")]
     inputs += [bool(cfg.get("coupled")), True]
@@ -283,3 +290,17 @@ def test_extension_checks_shapes(extension):
     xw, h0, c0, w_hh, b_hh, _ = args
     with pytest.raises(RuntimeError, match="w_hh must be"):
         lstm_direction(xw, h0, c0, w_hh[:-1], b_hh, **kwargs)
+    gh = w_hh.size(0)
+    with pytest.raises(RuntimeError, match=r"ln_ih_weight must be \[20\]"):
+        lstm_direction(xw, h0, c0, w_hh, b_hh, **{**kwargs, "ln_ih": (xw.new_ones(gh - 1), None)})
+
+
+def test_kernel_normalises_the_input_product_in_its_own_pass(extension):
+    """With ``ln_ih`` the kernel is handed the raw product and no layer_norm op runs."""
+    leaves, masks = make_case(CONFIGS["layer_norm"])
+    args, kwargs = call_args(leaves, masks, CONFIGS["layer_norm"], collect=False)
+    with torch.autograd.profiler.profile() as prof:
+        lstm_direction(*args, **kwargs)[0].sum().backward()
+    names = {event.name for event in prof.function_events}
+    assert "FusedLSTMDirection" in names
+    assert not any("layer_norm" in name for name in names)
