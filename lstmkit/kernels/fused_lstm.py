@@ -76,6 +76,24 @@ def _extension() -> ModuleType | None:
     return _module
 
 
+def empty_cache() -> int:
+    """Unmap the large buffers the fused kernel keeps for reuse; returns how many there were.
+
+    Like :func:`torch.cuda.empty_cache`: the kernel's (T, N, ...) buffers are kept when freed
+    (up to ``LSTMKIT_BUFFER_CACHE_MB`` MiB, default 1024; ``0`` keeps none) because faulting
+    fresh memory in costs as much as the kernel's pointwise work. Call this to return that
+    memory to the system, e.g. after training.
+    """
+    ext = _module if isinstance(_module, ModuleType) else None
+    return 0 if ext is None else ext.empty_cache()
+
+
+def cached_bytes() -> int:
+    """Bytes of freed buffers the fused kernel keeps for reuse (see :func:`empty_cache`)."""
+    ext = _module if isinstance(_module, ModuleType) else None
+    return 0 if ext is None else ext.cached_bytes()
+
+
 def extension_available() -> bool:
     """Whether the C++ extension is enabled and builds (the first call may compile it)."""
     return _extension() is not None

@@ -29,7 +29,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -276,28 +279,106 @@ Inputs check_inputs(const Tensor& xw, int64_t N, int64_t H, int64_t P, const Ten
   return in;
 }
 
-// An uninitialised (T, N, ...) buffer. A training step writes hundreds of MB of such buffers
-// into freshly mapped memory, and faulting it in 4 KiB pages costs as much as the pointwise
-// work itself (30 ms per 120 MB here, 7 ms with huge pages). Large buffers are therefore
-// mapped 2 MiB-aligned and offered to the kernel as transparent huge pages (taken where THP
-// is "madvise" or "always"; elsewhere these are ordinary pages), and unmapped when freed, so
-// that every call pays the same, whatever the allocator's history.
+// Large buffers come from a small cache of 2 MiB-aligned mappings. A training step writes
+// hundreds of MB of (T, N, ...) buffers; in freshly mapped memory, faulting them in 4 KiB
+// pages costs as much as the pointwise work itself (30 ms per 120 MB here), and even as
+// transparent huge pages (7 ms per 120 MB) the kernel's zeroing stalls some calls by 2x. The
+// same shapes recur every step, so freed buffers are kept (up to LSTMKIT_BUFFER_CACHE_MB,
+// default 1024; 0 turns the cache off) and handed out again by exact size, like the caching
+// allocator torch uses for CUDA; empty_cache() unmaps them. Mappings are offered to the
+// kernel as huge pages where THP is "madvise" or "always" (elsewhere they are ordinary).
+#ifdef __linux__
+class BufferCache {
+ public:
+  static constexpr size_t kAlign = size_t(2) << 20;
+
+  static BufferCache& instance() {
+    static BufferCache* cache = new BufferCache();  // never destroyed: tensors may outlive it
+    return *cache;
+  }
+
+  // A mapping of `size` bytes (a multiple of kAlign), or nullptr if the system has none.
+  void* take(size_t size) {
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->second == size) {
+          void* data = it->first;
+          free_.erase(it);
+          cached_ -= size;
+          return data;
+        }
+      }
+    }
+    return map(size);
+  }
+
+  void give(void* data, size_t size) {
+    std::vector<std::pair<void*, size_t>> evicted;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      free_.emplace_back(data, size);
+      cached_ += size;
+      while (cached_ > limit_) {  // the oldest go first
+        evicted.push_back(free_.front());
+        cached_ -= free_.front().second;
+        free_.pop_front();
+      }
+    }
+    for (const auto& [p, n] : evicted) munmap(p, n);
+  }
+
+  int64_t empty() {
+    std::deque<std::pair<void*, size_t>> evicted;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      evicted.swap(free_);
+      cached_ = 0;
+    }
+    for (const auto& [p, n] : evicted) munmap(p, n);
+    return static_cast<int64_t>(evicted.size());
+  }
+
+  int64_t cached_bytes() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return static_cast<int64_t>(cached_);
+  }
+
+ private:
+  BufferCache() {
+    const char* mb = std::getenv("LSTMKIT_BUFFER_CACHE_MB");
+    limit_ = size_t(mb != nullptr ? std::max(0L, std::atol(mb)) : 1024) << 20;
+  }
+
+  static void* map(size_t size) {
+    void* raw = mmap(nullptr, size + kAlign, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    char* begin = static_cast<char*>(raw);  // keep the 2 MiB-aligned part of the mapping
+    const size_t misalign = reinterpret_cast<uintptr_t>(begin) % kAlign;
+    char* data = begin + (misalign == 0 ? 0 : kAlign - misalign);
+    if (data > begin) munmap(begin, data - begin);
+    munmap(data + size, begin + kAlign - data);  // the slack after the buffer
+    madvise(data, size, MADV_HUGEPAGE);  // a hint: failure leaves ordinary pages
+    return data;
+  }
+
+  std::mutex mutex_;
+  std::deque<std::pair<void*, size_t>> free_;  // (mapping, size), oldest first
+  size_t cached_ = 0, limit_ = 0;
+};
+#endif
+
+// An uninitialised buffer: from the cache when it is large (see BufferCache).
 Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
 #ifdef __linux__
-  constexpr size_t kHugePage = size_t(2) << 20;
+  constexpr size_t kAlign = BufferCache::kAlign;
   const size_t bytes = c10::multiply_integers(shape) * options.dtype().itemsize();
-  if (bytes >= kHugePage) {
-    const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw != MAP_FAILED) {  // keep the 2 MiB-aligned part of the mapping
-      char* begin = static_cast<char*>(raw);
-      const size_t misalign = reinterpret_cast<uintptr_t>(begin) % kHugePage;
-      char* data = begin + (misalign == 0 ? 0 : kHugePage - misalign);
-      if (data > begin) munmap(begin, data - begin);
-      munmap(data + size, begin + kHugePage - data);  // the slack after the buffer
-      madvise(data, size, MADV_HUGEPAGE);  // a hint: failure leaves ordinary pages
-      return at::from_blob(data, shape, [size](void* p) { munmap(p, size); }, options);
+  if (bytes >= kAlign) {
+    const size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
+    if (void* data = BufferCache::instance().take(size)) {
+      auto release = [size](void* p) { BufferCache::instance().give(p, size); };
+      return at::from_blob(data, shape, release, options);
     }
   }
 #endif
@@ -459,7 +540,7 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   Tensor m_step = at::empty({N, H}, opt);
   Tensor hs = buffer({T_ + 1, N, P}, opt);
   Tensor hin = in.rec_mask.defined() ? buffer({T_, N, P}, opt) : hs.narrow(0, 0, T_);
-  Tensor out = buffer({T_, N, P}, opt);
+  Tensor out = at::empty({T_, N, P}, opt);  // handed to the caller: an ordinary tensor
   Tensor r = at::empty({N, GH}, opt);
   Tensor h_proj = project ? at::empty({N, P}, opt) : Tensor();
   cs[0].copy_(c0);
@@ -781,8 +862,26 @@ std::vector<Tensor> backward(const Tensor& dout, const Tensor& dh_n, const Tenso
   return grads;
 }
 
+int64_t empty_cache() {
+#ifdef __linux__
+  return BufferCache::instance().empty();
+#else
+  return 0;
+#endif
+}
+
+int64_t cached_bytes() {
+#ifdef __linux__
+  return BufferCache::instance().cached_bytes();
+#else
+  return 0;
+#endif
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Fused CPU recurrence of one LSTM layer in one direction (see lstm_cpu.cpp).";
+  m.def("empty_cache", &empty_cache, "Unmap the cached free buffers; returns their number");
+  m.def("cached_bytes", &cached_bytes, "Bytes of free buffers kept for reuse");
   m.def("forward", &forward, "Forward over all steps: (outputs, gates, saved)");
   m.def("backward", &backward, "Backward through time: gradients of the forward's inputs");
 }

@@ -2,6 +2,9 @@
 
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -304,3 +307,44 @@ def test_kernel_normalises_the_input_product_in_its_own_pass(extension):
     names = {event.name for event in prof.function_events}
     assert "FusedLSTMDirection" in names
     assert not any("layer_norm" in name for name in names)
+
+
+def _train_step(steps=64, batch=32, hidden=64):
+    """A float32 case whose (T, N, 4H) buffers are 2 MiB: large enough for the cache."""
+    gen = torch.Generator().manual_seed(0)
+    xw = torch.randn(steps, batch, 4 * hidden, generator=gen, requires_grad=True)
+    h0 = torch.zeros(batch, hidden)
+    w_hh = torch.randn(4 * hidden, hidden, generator=gen) * 0.1
+    out, _, _ = lstm_direction(xw, h0, h0, w_hh.requires_grad_(True))
+    out.sum().backward()
+    return out.detach(), xw.grad, w_hh.grad
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the cache maps memory on Linux")
+def test_buffer_cache_reuses_freed_buffers(extension):
+    fused_lstm.empty_cache()
+    first = _train_step()
+    kept = fused_lstm.cached_bytes()
+    assert kept >= 2 * 2**20 and kept % 2**21 == 0  # whole 2 MiB mappings
+    second = _train_step()  # served from the cache: same results, nothing more kept
+    assert fused_lstm.cached_bytes() == kept
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert fused_lstm.empty_cache() >= 1
+    assert fused_lstm.cached_bytes() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the cache maps memory on Linux")
+def test_buffer_cache_limit_from_environment(extension):
+    script = (
+        "from tests.kernels.test_fused_lstm import _train_step\n"
+        "from lstmkit.kernels import fused_lstm\n"
+        "_train_step(); print(fused_lstm.cached_bytes())\n"
+    )
+    env = {**os.environ, "LSTMKIT_BUFFER_CACHE_MB": "0"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "0"
