@@ -404,10 +404,11 @@ struct Forward {
   T* rhat;       // (T, N, GH) saved (layer norm): normalised recurrent product
   T* rstd_hh;    // (T, N) saved (layer norm)
   T* cs;         // (T+1, N, H) saved: cell state entering each step, then c_n
-  T* cnew;       // (T, N, H) saved: c_t as computed, before zoneout and length masking
+  T* cnew;       // (T, N, H) saved: c_t as computed, before zoneout (aliases cs[1:] without
+                 // zoneout on c: the two differ only past a sequence's end, where no gradient
+                 // flows)
   T* xhat_c;     // (T, N, H) saved (layer norm): normalised c_t
   T* rstd_c;     // (T, N) saved (layer norm)
-  T* tc;         // (T, N, H) saved: tanh(LN(c_t)) (or tanh(c_t))
   T* m;          // (N, H) this step's o * tanh(.), h before the projection
   T* hs;         // (T+1, N, P) hidden state entering each step, then h_n
   T* hin;        // (T, N, P) saved: h_{t-1} * rec_mask (aliases hs without the mask)
@@ -470,23 +471,22 @@ void gates_forward_row(const Cell<T>& L, const Forward<T>& B, int64_t t, int64_t
     c_new[j] = c;
   }
 
-  T* tc = B.tc + row * H;
+  // m = o * tanh(LN(c_t; gamma, beta)) (or o * tanh(c_t)); the state itself stays
+  // un-normalised. tanh(.) is not kept: gates_backward_row recomputes it.
   T* m = B.m + n * H;
-  if (L.ln_c_w != nullptr) {  // tanh(LN(c_t; gamma, beta)); the state itself stays un-normalised
+  if (L.ln_c_w != nullptr) {
     const auto [mean, rstd] = moments<A>(c_new, H);
     T* xhat = B.xhat_c + row * H;
     B.rstd_c[row] = rstd;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       xhat[j] = (c_new[j] - mean) * rstd;
-      tc[j] = fast_tanh(A(L.ln_c_w[j]) * xhat[j] + L.ln_c_b[j]);
+      m[j] = A(ao[j]) * fast_tanh(A(L.ln_c_w[j]) * xhat[j] + L.ln_c_b[j]);
     }
   } else {
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) tc[j] = fast_tanh(A(c_new[j]));
+    for (int64_t j = 0; j < H; ++j) m[j] = A(ao[j]) * fast_tanh(A(c_new[j]));
   }
-#pragma omp simd
-  for (int64_t j = 0; j < H; ++j) m[j] = A(ao[j]) * tc[j];
 
   const bool v = L.is_valid(row);
   T* c_next = B.cs + (row + L.batch) * H;
@@ -531,10 +531,9 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   Tensor rhat = ln_hh ? buffer({T_, N, GH}, opt) : Tensor();
   Tensor rstd_hh = ln_hh ? buffer({T_, N}, opt) : Tensor();
   Tensor cs = buffer({T_ + 1, N, H}, opt);
-  Tensor cnew = buffer({T_, N, H}, opt);
+  Tensor cnew = in.zo_c.defined() ? buffer({T_, N, H}, opt) : cs.narrow(0, 1, T_);
   Tensor xhat_c = ln_c ? buffer({T_, N, H}, opt) : Tensor();
   Tensor rstd_c = ln_c ? buffer({T_, N}, opt) : Tensor();
-  Tensor tc = buffer({T_, N, H}, opt);
   // with a projection every step's m is kept for dW_hr; without, m is h_new itself
   Tensor ms = project ? buffer({T_, N, H}, opt) : Tensor();
   Tensor m_step = at::empty({N, H}, opt);
@@ -550,8 +549,8 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   Forward<T> B{x.const_data_ptr<T>(), mut<T>(mean_ih), mut<T>(rstd_ih),
                r.const_data_ptr<T>(), mut<T>(act), mut<T>(rhat),
                mut<T>(rstd_hh),       mut<T>(cs),          mut<T>(cnew), mut<T>(xhat_c),
-               mut<T>(rstd_c),        mut<T>(tc),          nullptr,      mut<T>(hs),
-               mut<T>(hin),           mut<T>(out)};
+               mut<T>(rstd_c),        nullptr,             mut<T>(hs),   mut<T>(hin),
+               mut<T>(out)};
   const Tensor w_hh_t = in.w_hh.t(), w_hr_t = project ? in.w_hr.t() : Tensor();
   for (int64_t t = 0; t < T_; ++t) {
     at::mm_out(r, hin[t], w_hh_t);
@@ -583,9 +582,9 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
              zeroed(cs.narrow(0, 1, T_))};
   }
   // with ln_ih the raw product is kept too (it is the input: no copy when contiguous)
-  std::vector<Tensor> saved = {hin,    act,    cs,      cnew,    tc,
-                               ms,     rhat,   rstd_hh, xhat_c,  rstd_c,
-                               ln_ih ? x : Tensor(), mean_ih, rstd_ih};
+  std::vector<Tensor> saved = {hin,     act,    cs,     cnew,   ms,
+                               rhat,    rstd_hh, xhat_c, rstd_c, ln_ih ? x : Tensor(),
+                               mean_ih, rstd_ih};
   return {{out, hs[T_].clone(), cs[T_].clone()}, gates, saved};
 }
 
@@ -601,7 +600,7 @@ struct Backward {
   const T* cnew;
   const T* xhat_c;
   const T* rstd_c;
-  const T* tc;
+  T* tc;             // (N, H) tanh(LN(c_t)) (or tanh(c_t)), recomputed as the forward did
   const T* dout;     // (T, N, P)
   T* dh;             // (N, P) gradient reaching h_t directly (kept units, frozen steps)
   const T* dhin;     // (N, P) gradient of hin_{t+1} = h_t * rec_mask, from the GEMM
@@ -655,9 +654,18 @@ void gates_backward_row(const Cell<T>& L, const Backward<T>& B, int64_t t, int64
   const T* a = B.act + row * GH;
   const T *ai = a + L.oi, *af = a + L.of, *ag = a + L.og, *ao = a + L.oo;
   const T* c_prev = B.cs + row * H;
-  const T* tc = B.tc + row * H;
+  T* tc = B.tc + n * H;
   T* dch = B.dch + n * H;
   dm += n * H;
+  if (L.ln_c_w != nullptr) {
+    const T* xhat = B.xhat_c + row * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) tc[j] = fast_tanh(A(L.ln_c_w[j]) * xhat[j] + L.ln_c_b[j]);
+  } else {
+    const T* c_new = B.cnew + row * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) tc[j] = fast_tanh(A(c_new[j]));
+  }
 
   // through h = o * tanh(y), y = LN(c_t) or c_t
   T* dy = L.ln_c_w ? B.dy + row * H : dch;
@@ -736,9 +744,8 @@ template <typename T>
 std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const Tensor& dc_n,
                                   const std::vector<Tensor>& saved, const Inputs& in) {
   const Tensor &hin = saved[0], &act = saved[1], &cs = saved[2], &cnew = saved[3],
-               &tc = saved[4], &ms = saved[5], &rhat = saved[6], &rstd_hh = saved[7],
-               &xhat_c = saved[8], &rstd_c = saved[9], &xw = saved[10], &mean_ih = saved[11],
-               &rstd_ih = saved[12];
+               &ms = saved[4], &rhat = saved[5], &rstd_hh = saved[6], &xhat_c = saved[7],
+               &rstd_c = saved[8], &xw = saved[9], &mean_ih = saved[10], &rstd_ih = saved[11];
   const int64_t T_ = act.size(0), N = act.size(1), GH = act.size(2), H = cs.size(2);
   const int64_t P = hin.size(2);
   const bool project = in.w_hr.defined(), ln_hh = in.ln_hh.defined(), ln_c = in.ln_c_w.defined();
@@ -754,13 +761,14 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
   Tensor dm = project ? at::empty({N, H}, opt) : Tensor();
   Tensor dcnew = at::empty({N, H}, opt);
   Tensor dch = at::empty({N, H}, opt);
+  Tensor tc = at::empty({N, H}, opt);
   Tensor dy = ln_c ? buffer({T_, N, H}, opt) : Tensor();
   Tensor dxw = buffer({T_, N, GH}, opt);
   Tensor dr = ln_hh ? buffer({T_, N, GH}, opt) : dxw;
   Tensor dxraw = ln_ih ? buffer({T_, N, GH}, opt) : Tensor();
 
   Backward<T> B{ptr<T>(act),  ptr<T>(rhat),  ptr<T>(rstd_hh), ptr<T>(cs),    ptr<T>(cnew),
-                ptr<T>(xhat_c), ptr<T>(rstd_c), ptr<T>(tc),    ptr<T>(dout), mut<T>(dh),
+                ptr<T>(xhat_c), ptr<T>(rstd_c), mut<T>(tc),    ptr<T>(dout), mut<T>(dh),
                 ptr<T>(dhin), mut<T>(dc),    nullptr,         mut<T>(dcnew), mut<T>(dch),
                 mut<T>(dy),   mut<T>(dxw),   mut<T>(dr),      ptr<T>(xw),    ptr<T>(mean_ih),
                 ptr<T>(rstd_ih), mut<T>(dxraw)};
@@ -845,7 +853,7 @@ std::vector<Tensor> backward(const Tensor& dout, const Tensor& dh_n, const Tenso
                              const Tensor& ln_ih_weight, const Tensor& b_ih,
                              const Tensor& rec_mask, const Tensor& zo_h, const Tensor& zo_c,
                              const Tensor& valid, bool coupled) {
-  TORCH_CHECK(saved.size() == 13, "saved must be the list returned by forward");
+  TORCH_CHECK(saved.size() == 12, "saved must be the list returned by forward");
   const Tensor& act = saved[1];
   const int64_t T_ = act.size(0), N = act.size(1), H = saved[2].size(2), P = saved[0].size(2);
   const Inputs in = check_inputs(act, N, H, P, w_hh, b_hh, w_hr, w_ci, w_cf, w_co,
