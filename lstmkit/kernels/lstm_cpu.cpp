@@ -24,14 +24,18 @@
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <omp.h>
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <tuple>
 #include <utility>
@@ -385,10 +389,84 @@ Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
   return at::empty(shape, options);
 }
 
-// Rows per task of at::parallel_for. A step's pointwise pass is short (a few µs), and waking a
-// second thread for it costs more than it saves below ~64k pre-activations a step (measured
-// on 2 cores: with 4k, training at N = 16, H = 64 took 34 ms instead of 25 ms).
-int64_t grain(int64_t row_size) { return std::max<int64_t>(1, 65536 / row_size); }
+// The time loops run on one team of threads for all steps (OpenMP, the pool ATen uses).
+// Each step's GEMM is split by output columns: thread k multiplies by its own block of W, which
+// stays in its core's cache from step to step, instead of MKL forking and joining its threads
+// and streaming all of W through each core at every step (half the GEMM time per step on 2
+// cores, H = 64 to 512). The pointwise passes split the batch rows. Barriers order the phases.
+class Team {
+ public:
+  // Contiguous block k of K of [0, size), its length rounded to `align` (cache lines).
+  static std::pair<int64_t, int64_t> block(int64_t size, int k, int K, int64_t align = 1) {
+    const int64_t chunk = ((size + K - 1) / K + align - 1) / align * align;
+    const int64_t begin = std::min(size, k * chunk);
+    return {begin, std::min(size, begin + chunk)};
+  }
+
+  // Runs body(k, K) on every thread k of a team of K; rethrows the first error after all end.
+  template <typename Body>
+  void run(const Body& body) {
+    const int K = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const at::ThreadLocalState caller;  // grad mode and the like, as at::parallel_for passes on
+#pragma omp parallel num_threads(K)
+    {
+      const at::ThreadLocalStateGuard same_state(caller);
+      if (omp_get_thread_num() == 0) size_ = omp_get_num_threads();  // OpenMP may give fewer
+      body(omp_get_thread_num(), omp_get_num_threads());
+    }
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  int size() const { return size_; }  // K of the last run
+
+  // One thread's share of a phase. An error is kept for run() instead of escaping the parallel
+  // region, and the thread goes on to meet its team at every barrier (no deadlock).
+  template <typename Work>
+  void guarded(const Work& work) {
+    if (failed_.load()) return;
+    try {
+      work();
+    } catch (...) {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (!error_) error_ = std::current_exception();
+      failed_.store(true);
+    }
+  }
+
+  static void barrier() {
+#pragma omp barrier
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+  int size_ = 1;
+};
+
+// Columns of a step's GEMM output per thread are aligned to 16 values (a 64-byte cache line).
+constexpr int64_t kColumnAlign = 16;
+
+// A step's GEMM output (rows, cols) stored as the team's K column blocks, each a contiguous
+// (rows, width_k) matrix, one after the other: every thread's GEMM writes a contiguous output
+// (ATen copies a strided one), and a row is gathered where the pointwise pass reads it.
+template <typename T>
+struct Blocks {
+  T* data;
+  int64_t rows, cols;
+
+  Tensor block(int k, int K, const at::TensorOptions& options) const {
+    const auto [c0, c1] = Team::block(cols, k, K, kColumnAlign);
+    return at::from_blob(data + rows * c0, {rows, c1 - c0}, options);
+  }
+
+  void gather_row(int64_t n, int K, T* row) const {
+    for (int k = 0; k < K; ++k) {
+      const auto [c0, c1] = Team::block(cols, k, K, kColumnAlign);
+      if (c1 > c0) std::memcpy(row + c0, data + rows * c0 + n * (c1 - c0), (c1 - c0) * sizeof(T));
+    }
+  }
+};
 
 // ---------------------------------------------------------------------------------------
 // Forward
@@ -399,7 +477,6 @@ struct Forward {
   const T* xw;   // (T, N, GH) input projection (the raw product with ln_ih)
   T* mean_ih;    // (T, N) saved (ln_ih): moments of each row of xw
   T* rstd_ih;    // (T, N) saved (ln_ih)
-  const T* r;    // (N, GH) this step's h_{t-1} W_hh^T
   T* act;        // (T, N, GH) saved: activated gates in the layout of xw
   T* rhat;       // (T, N, GH) saved (layer norm): normalised recurrent product
   T* rstd_hh;    // (T, N) saved (layer norm)
@@ -418,11 +495,11 @@ struct Forward {
 // Step t, row n, up to h before the projection: pre-activations, gates, c_t, o * tanh(.).
 // kCoupled is a template argument so that the gate loop is branch-free (vectorised).
 template <bool kCoupled, typename T>
-void gates_forward_row(const Cell<T>& L, const Forward<T>& B, int64_t t, int64_t n) {
+void gates_forward_row(const Cell<T>& L, const Forward<T>& B, int64_t t, int64_t n,
+                       const T* r) {  // r: row n of this step's h_{t-1} W_hh^T (GH)
   using A = at::opmath_type<T>;
   const int64_t H = L.hidden, GH = L.gates, row = t * L.batch + n;
   const T* xw = B.xw + row * GH;
-  const T* r = B.r + n * GH;
   T* a = B.act + row * GH;  // pre-activations first, overwritten by the activations
 
   if (L.ln_ih != nullptr) {  // LN(x W_ih^T; gamma) + b_ih, then read in place of xw
@@ -540,35 +617,57 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   Tensor hs = buffer({T_ + 1, N, P}, opt);
   Tensor hin = in.rec_mask.defined() ? buffer({T_, N, P}, opt) : hs.narrow(0, 0, T_);
   Tensor out = at::empty({T_, N, P}, opt);  // handed to the caller: an ordinary tensor
-  Tensor r = at::empty({N, GH}, opt);
+  Tensor r = at::empty({N * GH}, opt);  // h_{t-1} W_hh^T in column blocks (see Blocks)
   Tensor h_proj = project ? at::empty({N, P}, opt) : Tensor();
   cs[0].copy_(c0);
   hs[0].copy_(h0);
   if (in.rec_mask.defined()) hin[0].copy_(h0 * in.rec_mask);
 
   Forward<T> B{x.const_data_ptr<T>(), mut<T>(mean_ih), mut<T>(rstd_ih),
-               r.const_data_ptr<T>(), mut<T>(act), mut<T>(rhat),
+               mut<T>(act), mut<T>(rhat),
                mut<T>(rstd_hh),       mut<T>(cs),          mut<T>(cnew), mut<T>(xhat_c),
                mut<T>(rstd_c),        nullptr,             mut<T>(hs),   mut<T>(hin),
                mut<T>(out)};
-  const Tensor w_hh_t = in.w_hh.t(), w_hr_t = project ? in.w_hr.t() : Tensor();
-  for (int64_t t = 0; t < T_; ++t) {
-    at::mm_out(r, hin[t], w_hh_t);
-    Tensor m = project ? ms[t] : m_step;
-    B.m = mut<T>(m);
-    at::parallel_for(0, N, grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        in.coupled ? gates_forward_row<true>(L, B, t, n) : gates_forward_row<false>(L, B, t, n);
-        if (!project) hidden_forward_row(L, B, t, n, B.m);  // same row: no second fork
-      }
-    });
-    if (project) {
-      at::mm_out(h_proj, m, w_hr_t);
-      at::parallel_for(0, N, grain(P), [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) hidden_forward_row(L, B, t, n, ptr<T>(h_proj));
+  Team team;
+  team.run([&](int k, int K) {
+    const auto [c0, c1] = Team::block(GH, k, K, kColumnAlign);  // this thread's columns of r
+    const auto [p0, p1] = Team::block(P, k, K, kColumnAlign);   // ... and of h_proj
+    const auto [n0, n1] = Team::block(N, k, K);                 // its rows of the pointwise
+    const Blocks<T> r_blocks{mut<T>(r), N, GH};
+    Tensor r_k = r_blocks.block(k, K, opt);  // outputs of the thread's GEMMs
+    Tensor h_proj_k = project ? h_proj.narrow(1, p0, p1 - p0) : Tensor();
+    const Tensor w_k = in.w_hh.narrow(0, c0, c1 - c0).t();
+    std::vector<T> r_row(GH);
+    const Tensor w_hr_k = project ? in.w_hr.narrow(0, p0, p1 - p0).t() : Tensor();
+    Forward<T> Bk = B;
+    for (int64_t t = 0; t < T_; ++t) {
+      team.guarded([&] {
+        if (c1 > c0) at::mm_out(r_k, hin[t], w_k);
       });
+      Team::barrier();  // r complete
+      const Tensor m = project ? ms[t] : m_step;
+      Bk.m = mut<T>(m);
+      team.guarded([&] {
+        for (int64_t n = n0; n < n1; ++n) {
+          r_blocks.gather_row(n, K, r_row.data());
+          in.coupled ? gates_forward_row<true>(L, Bk, t, n, r_row.data())
+                     : gates_forward_row<false>(L, Bk, t, n, r_row.data());
+          if (!project) hidden_forward_row(L, Bk, t, n, Bk.m);
+        }
+      });
+      Team::barrier();  // h_t (or m) complete
+      if (project) {
+        team.guarded([&] {
+          if (p1 > p0) at::mm_out(h_proj_k, m, w_hr_k);
+        });
+        Team::barrier();
+        team.guarded([&] {
+          for (int64_t n = n0; n < n1; ++n) hidden_forward_row(L, Bk, t, n, ptr<T>(h_proj));
+        });
+        Team::barrier();
+      }
     }
-  }
+  });
 
   std::vector<Tensor> gates;
   if (collect) {  // copies, zero past each length (saved buffers must not be handed out)
@@ -603,7 +702,6 @@ struct Backward {
   T* tc;             // (N, H) tanh(LN(c_t)) (or tanh(c_t)), recomputed as the forward did
   const T* dout;     // (T, N, P)
   T* dh;             // (N, P) gradient reaching h_t directly (kept units, frozen steps)
-  const T* dhin;     // (N, P) gradient of hin_{t+1} = h_t * rec_mask, from the GEMM
   T* dc;             // (N, H) gradient of the cell state c_t
   T* dhnew;          // (N, P) this step's gradient of h_new (a row of the stack with projection)
   T* dcnew;          // (N, H) gradient of c_t as computed (not kept)
@@ -620,12 +718,12 @@ struct Backward {
 // Step t, row n: split the gradients of the states h_t, c_t between the previous state
 // (units kept by zoneout or past the end) and the newly computed values.
 template <typename T>
-void split_row(const Cell<T>& L, const Backward<T>& B, int64_t t, int64_t n) {
+void split_row(const Cell<T>& L, const Backward<T>& B, int64_t t, int64_t n,
+               const T* dhin) {  // dhin: row n of the gradient of hin_{t+1} = h_t * rec_mask
   using A = at::opmath_type<T>;
   const int64_t P = L.out_size, H = L.hidden, row = t * L.batch + n;
   const bool v = L.is_valid(row);
   T* dh = B.dh + n * P;
-  const T* dhin = B.dhin + n * P;
   const T* dout = B.dout + row * P;
   T* dhnew = B.dhnew + n * P;
   for (int64_t j = 0; j < P; ++j) {
@@ -755,7 +853,7 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
 
   Tensor dout = dout_.contiguous();
   Tensor dh = dh_n.contiguous().clone();
-  Tensor dhin = at::zeros({N, P}, opt);  // no step after the last
+  Tensor dhin = at::zeros({N * P}, opt);  // in column blocks (see Blocks); no step after the last
   Tensor dc = dc_n.contiguous().clone();
   Tensor dhnews = buffer({project ? T_ : 1, N, P}, opt);  // the stack feeds dW_hr
   Tensor dm = project ? at::empty({N, H}, opt) : Tensor();
@@ -769,31 +867,56 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
 
   Backward<T> B{ptr<T>(act),  ptr<T>(rhat),  ptr<T>(rstd_hh), ptr<T>(cs),    ptr<T>(cnew),
                 ptr<T>(xhat_c), ptr<T>(rstd_c), mut<T>(tc),    ptr<T>(dout), mut<T>(dh),
-                ptr<T>(dhin), mut<T>(dc),    nullptr,         mut<T>(dcnew), mut<T>(dch),
+                mut<T>(dc),    nullptr,         mut<T>(dcnew), mut<T>(dch),
                 mut<T>(dy),   mut<T>(dxw),   mut<T>(dr),      ptr<T>(xw),    ptr<T>(mean_ih),
                 ptr<T>(rstd_ih), mut<T>(dxraw)};
-  auto gates_backward = [&](int64_t t, int64_t n, const T* dm) {
-    in.coupled ? gates_backward_row<true>(L, B, t, n, dm)
-               : gates_backward_row<false>(L, B, t, n, dm);
-  };
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    Tensor dhnew = dhnews[project ? t : 0];
-    B.dhnew = mut<T>(dhnew);
-    at::parallel_for(0, N, grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) {
-        split_row(L, B, t, n);
-        if (!project) gates_backward(t, n, ptr<T>(dhnew));  // same row: no second fork
-      }
-    });
-    if (project) {
-      at::mm_out(dm, dhnew, in.w_hr);
-      at::parallel_for(0, N, grain(GH), [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n) gates_backward(t, n, ptr<T>(dm));
+  Team team;  // as in the forward: GEMM columns and pointwise rows split, see Team
+  team.run([&](int k, int K) {
+    const auto [p0, p1] = Team::block(P, k, K, kColumnAlign);  // this thread's columns of dhin
+    const auto [h0, h1] = Team::block(H, k, K, kColumnAlign);  // ... and of dm
+    const auto [n0, n1] = Team::block(N, k, K);                // its rows of the pointwise
+    const Blocks<T> dhin_blocks{mut<T>(dhin), N, P};
+    Tensor dhin_k = dhin_blocks.block(k, K, opt);  // outputs of the thread's GEMMs
+    Tensor dm_k = project ? dm.narrow(1, h0, h1 - h0) : Tensor();
+    const Tensor w_k = in.w_hh.narrow(1, p0, p1 - p0);
+    std::vector<T> dhin_row(P);
+    const Tensor w_hr_k = project ? in.w_hr.narrow(1, h0, h1 - h0) : Tensor();
+    Backward<T> Bk = B;
+    auto gates_backward = [&](int64_t t, int64_t n, const T* dm) {
+      in.coupled ? gates_backward_row<true>(L, Bk, t, n, dm)
+                 : gates_backward_row<false>(L, Bk, t, n, dm);
+    };
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const Tensor dhnew = dhnews[project ? t : 0];
+      Bk.dhnew = mut<T>(dhnew);
+      team.guarded([&] {
+        for (int64_t n = n0; n < n1; ++n) {
+          dhin_blocks.gather_row(n, K, dhin_row.data());
+          split_row(L, Bk, t, n, dhin_row.data());
+          if (!project) gates_backward(t, n, Bk.dhnew);
+        }
       });
+      Team::barrier();  // dhnew (or dr[t]) complete, and every row has read dhin
+      if (project) {
+        team.guarded([&] {
+          if (h1 > h0) at::mm_out(dm_k, dhnew, w_hr_k);
+        });
+        Team::barrier();
+        team.guarded([&] {
+          for (int64_t n = n0; n < n1; ++n) gates_backward(t, n, ptr<T>(dm));
+        });
+        Team::barrier();
+      }
+      team.guarded([&] {  // the one recurrent GEMM of the step
+        if (p1 > p0) at::mm_out(dhin_k, dr[t], w_k);
+      });
+      Team::barrier();
     }
-    at::mm_out(dhin, dr[t], in.w_hh);  // the one recurrent GEMM of the step
-  }
-  Tensor dh0 = dh + (in.rec_mask.defined() ? dhin * in.rec_mask : dhin);
+  });
+  Tensor dhin_rows = at::empty({N, P}, opt);  // the last step's, gathered into rows
+  const Blocks<T> dhin_blocks{mut<T>(dhin), N, P};
+  for (int64_t n = 0; n < N; ++n) dhin_blocks.gather_row(n, team.size(), mut<T>(dhin_rows) + n * P);
+  Tensor dh0 = dh + (in.rec_mask.defined() ? dhin_rows * in.rec_mask : dhin_rows);
 
   // Parameter gradients: one GEMM or one reduction over all T * N rows each.
   const int64_t rows = T_ * N;
