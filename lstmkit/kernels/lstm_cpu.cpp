@@ -69,8 +69,11 @@ T* mut(const Tensor& t) {
 // exp and tanh that GCC can vectorise. A loop over the gates is vectorised only if every call
 // in it is inlined arithmetic, and libm's expf/tanhf are calls; so float uses the Cephes
 // single-precision algorithms (within 2 ulp of libm). double keeps libm: it is the precision
-// reference, not the fast path.
-inline float fast_exp(float x) {
+// reference, not the fast path. They are always inlined: a call GCC leaves in a gate loop (as it
+// did once the loops sat inside the team's lambda) stops the loop's vectorisation.
+#define LSTMKIT_INLINE inline __attribute__((always_inline))
+
+LSTMKIT_INLINE float fast_exp(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);  // 2^n below stays a normal float
   // x = n ln2 + r with |r| <= ln2 / 2; adding and subtracting 1.5 * 2^23 rounds to an integer
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -88,7 +91,7 @@ inline float fast_exp(float x) {
   return p * scale;
 }
 
-inline float fast_tanh(float x) {
+LSTMKIT_INLINE float fast_tanh(float x) {
   // 1 - 2 / (e^{2|x|} + 1) loses relative precision near 0, where an odd polynomial takes over
   const float z = std::fabs(x);
   const float large = std::copysign(1.0f - 2.0f / (fast_exp(2.0f * z) + 1.0f), x);
@@ -106,7 +109,7 @@ inline double fast_exp(double x) { return std::exp(x); }
 inline double fast_tanh(double x) { return std::tanh(x); }
 
 template <typename A>
-A sigmoid(A x) {
+LSTMKIT_INLINE A sigmoid(A x) {
   return A(1) / (A(1) + fast_exp(-x));
 }
 
