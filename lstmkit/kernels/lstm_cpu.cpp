@@ -24,7 +24,6 @@
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/ThreadLocalState.h>
 #include <omp.h>
 #include <torch/extension.h>
 
@@ -410,10 +409,13 @@ class Team {
   template <typename Body>
   void run(const Body& body) {
     const int K = at::in_parallel_region() ? 1 : at::get_num_threads();
-    const at::ThreadLocalState caller;  // grad mode and the like, as at::parallel_for passes on
 #pragma omp parallel num_threads(K)
     {
-      const at::ThreadLocalStateGuard same_state(caller);
+      // The kernel computes its own gradients: no autograd in the team (grad mode is per
+      // thread, and on in a fresh one, where mm_out would refuse parameters that need grad).
+      // The caller's other thread-local state is not copied over: with saved-tensor hooks
+      // it holds Python objects, and copying them would need the GIL.
+      const at::NoGradGuard no_grad;
       if (omp_get_thread_num() == 0) size_ = omp_get_num_threads();  // OpenMP may give fewer
       body(omp_get_thread_num(), omp_get_num_threads());
     }
@@ -1016,6 +1018,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Fused CPU recurrence of one LSTM layer in one direction (see lstm_cpu.cpp).";
   m.def("empty_cache", &empty_cache, "Unmap the cached free buffers; returns their number");
   m.def("cached_bytes", &cached_bytes, "Bytes of free buffers kept for reuse");
-  m.def("forward", &forward, "Forward over all steps: (outputs, gates, saved)");
-  m.def("backward", &backward, "Backward through time: gradients of the forward's inputs");
+  // the GIL is released while the kernel runs: it touches no Python object
+  m.def("forward", &forward, "Forward over all steps: (outputs, gates, saved)",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("backward", &backward, "Backward through time: gradients of the forward's inputs",
+        py::call_guard<py::gil_scoped_release>());
 }

@@ -47,12 +47,31 @@ def torch_rnn(
         return output, tuple(final)
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
     order, restore = packed.sorted_indices, packed.unsorted_indices
-    if mode == "LSTM":
-        hx = tuple(s.index_select(1, order) for s in hx)
-    else:
-        hx = hx.index_select(1, order)
-    data, *final = kernel(packed.data, packed.batch_sizes, hx, *args)
+    data, final = torch_rnn_packed(
+        mode, packed.data, packed.batch_sizes, tuple(s.index_select(1, order) for s in states),
+        weights, has_bias, num_layers, dropout, training, bidirectional,
+    )  # fmt: skip
     output = pad_packed_sequence(packed._replace(data=data), total_length=x.size(0))[
         0
     ]  # (L, N, D*H_out), zero past each length, in the caller's batch order
     return output, tuple(s.index_select(1, restore) for s in final)
+
+
+def torch_rnn_packed(
+    mode: str,
+    data: Tensor,
+    batch_sizes: Tensor,
+    states: tuple[Tensor, ...],
+    weights: list[Tensor],
+    has_bias: bool,
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Torch's kernel on packed data: ``data`` (sum of batch_sizes, H_in) and ``states`` in
+    the packed (sorted) batch order; returns the packed output data and the final states."""
+    hx = states if mode == "LSTM" else states[0]
+    args = (weights, has_bias, num_layers, dropout, training, bidirectional)
+    output, *final = KERNELS[mode](data, batch_sizes, hx, *args)
+    return output, tuple(final)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from lstmkit.kernels.torch_rnn import torch_rnn
+from lstmkit.kernels.torch_rnn import torch_rnn, torch_rnn_packed
 
 State = tuple[Tensor, ...]
 StepFn = Callable[[Tensor, State, int], tuple[State, tuple[Tensor, ...]]]
@@ -270,6 +270,9 @@ class RecurrentBase(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence input")
+            direct = self._packed_on_torch_kernel(input, hx, collect)
+            if direct is not None:
+                return direct
             x, lengths = pad_packed_sequence(input)  # (L, N, H_in), the caller's batch order
             packed_lengths = lengths
             is_batched = True
@@ -304,6 +307,33 @@ class RecurrentBase(nn.Module):
             output = output.transpose(0, 1)
             gates = None if gates is None else tuple(g.transpose(1, 2) for g in gates)
         return output, final, gates
+
+    def _packed_on_torch_kernel(
+        self, input: PackedSequence, hx: Any, collect: bool
+    ) -> tuple[PackedSequence, State, None] | None:
+        """A PackedSequence given as it is to torch's kernel, as torch.nn.LSTM does (no padding
+        and repacking around it); ``None`` where the rules send the call elsewhere."""
+        batch_sizes = input.batch_sizes
+        if input.data.dim() != 2:
+            return None  # the padded path's checks name the problem
+        # the padded input's shape, dtype and device, for the checks, without materialising it
+        like = input.data.new_empty(()).expand(
+            len(batch_sizes), int(batch_sizes[0]), input.data.size(1)
+        )
+        if not self._use_torch_kernel(collect, like, batch_sizes):
+            return None
+        self._check_input(like)
+        states = self._check_hx(hx, like, is_batched=True)
+        if input.sorted_indices is not None:  # hx is in the caller's order, the data sorted
+            states = tuple(s.index_select(1, input.sorted_indices) for s in states)
+        data, final = torch_rnn_packed(
+            self._kernel_mode, input.data, batch_sizes, states, self._kernel_weights(),
+            self.bias, self.num_layers, self.dropout, self.training, self.bidirectional,
+        )  # fmt: skip
+        if input.unsorted_indices is not None:
+            final = tuple(s.index_select(1, input.unsorted_indices) for s in final)
+        output = PackedSequence(data, batch_sizes, input.sorted_indices, input.unsorted_indices)
+        return output, final, None
 
     @property
     def _kernel_mode(self) -> str:

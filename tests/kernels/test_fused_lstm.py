@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,18 @@ def test_collected_gates_are_detached(extension):
     assert len(gates) == 5 and not any(g.requires_grad for g in gates)
 
 
+def test_extension_builds_where_a_compiler_is_present():
+    """Every other test here skips when the extension is unavailable, so a compile error would
+    pass unnoticed: where a C++ compiler and ninja exist, it must build."""
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if os.environ.get("LSTMKIT_NO_EXTENSION") == "1":
+        pytest.skip("the C++ extension is disabled by LSTMKIT_NO_EXTENSION=1")
+    if shutil.which("c++") is None or not is_ninja_available():
+        pytest.skip("no C++ compiler or no ninja: the fallback is tested instead")
+    assert extension_available(), "the fused LSTM extension failed to build: see the warning"
+
+
 def test_disabled_by_environment(no_extension):
     assert not extension_available()
     leaves, masks = make_case(CONFIGS["standard"])
@@ -348,3 +361,22 @@ def test_buffer_cache_limit_from_environment(extension):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "0"
+
+
+def test_runs_under_saved_tensor_hooks(extension):
+    """Saved-tensor hooks put Python objects in autograd's thread-local state; the kernel's
+    threads must not need them (a copy would wait for the GIL the caller holds: a deadlock).
+    Run in a subprocess so that a regression fails on the timeout instead of hanging."""
+    script = (
+        "import torch\n"
+        "from tests.kernels.test_fused_lstm import _train_step\n"
+        "with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):\n"
+        "    _train_step()\n"
+        "print('done')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "done"

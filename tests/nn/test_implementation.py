@@ -11,13 +11,18 @@ def kernel_calls(monkeypatch):
     import lstmkit.nn.base as base
 
     calls = []
-    real = base.torch_rnn
 
-    def spy(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
+    def spy_on(name):
+        real = getattr(base, name)
 
-    monkeypatch.setattr(base, "torch_rnn", spy)
+        def spy(*args, **kwargs):
+            calls.append(args[0])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(base, name, spy)
+
+    spy_on("torch_rnn")
+    spy_on("torch_rnn_packed")  # a PackedSequence handed to torch's kernel as it is
     return calls
 
 
@@ -141,3 +146,37 @@ def test_paths_agree_in_float64_with_gradients(implementation):
         results.append([out, h, c, *torch.autograd.grad(loss, list(m.parameters()))])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU])
+def test_packed_input_goes_to_torchs_kernel_as_it_is(cls, monkeypatch):
+    """No padding and repacking around torch's kernel: its packed output comes back as it is,
+    equal to the reference path's, with hx and the final states in the caller's order."""
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+    import lstmkit.nn.base as base
+
+    def no_padding(*args, **kwargs):
+        raise AssertionError("the packed input was padded")
+
+    torch.manual_seed(0)
+    fast = cls(4, 5, num_layers=2, bidirectional=True).double()
+    ref = cls(4, 5, num_layers=2, bidirectional=True, implementation="reference").double()
+    ref.load_state_dict(fast.state_dict())
+    x = pack_padded_sequence(
+        torch.randn(6, 3, 4, dtype=torch.double), torch.tensor([2, 6, 4]), enforce_sorted=False
+    )
+    h0 = torch.randn(4, 3, 5, dtype=torch.double)
+    hx = (h0, torch.randn_like(h0)) if cls is LSTM else h0
+    want_out, want_final = ref(x, hx)
+    monkeypatch.setattr(base, "pad_packed_sequence", no_padding)
+    with torch.no_grad():  # LSTM: torch's kernel for packed input in inference only
+        out, final = fast(x, hx)
+    assert isinstance(out, PackedSequence)
+    assert torch.equal(out.batch_sizes, x.batch_sizes)
+    assert torch.equal(out.sorted_indices, x.sorted_indices)
+    torch.testing.assert_close(out.data, want_out.data, rtol=0, atol=1e-10)
+    for got, want in zip(
+        final if cls is LSTM else [final], want_final if cls is LSTM else [want_final]
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
