@@ -194,13 +194,15 @@ class LSTM(RecurrentBase):
        ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training),
        ``return_gates`` is ``False``, and the call is not a variable-length batch on the CPU
        with gradients enabled where (2) can run (torch's CPU kernel trains packed batches
-       2.1-5.6x slower than (2); under ``no_grad`` it stays here);
-       ``weight_drop`` alone also runs here, on the dropped ``weight_hh`` (one mask per
-       call, as in AWD-LSTM);
+       2-7x slower than (2); under ``no_grad`` it stays here, and a PackedSequence goes to
+       it as it is); ``weight_drop`` alone also runs here, on the dropped ``weight_hh`` (one
+       mask per call, as in AWD-LSTM);
     2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
        and a hand-written backward through time in C++) for every layer and direction, when
-       the tensors are CPU float32/float64 of one dtype and the extension is built (at first
-       use; ``LSTMKIT_NO_EXTENSION=1`` turns it off); its ``return_gates`` are detached;
+       the tensors are CPU float32/float64 of one dtype, autocast is off and the extension is
+       built (at first use; ``LSTMKIT_NO_EXTENSION=1`` turns it off); its ``return_gates``
+       are detached. It keeps freed buffers for reuse (``LSTMKIT_BUFFER_CACHE_MB``, default
+       1024; :func:`lstmkit.kernels.fused_lstm.empty_cache` returns them);
     3. otherwise the reference path.
 
     ``"reference"`` always runs the reference path, ``"torch"`` requires (1) and ``"fused"``
