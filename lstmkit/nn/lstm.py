@@ -194,7 +194,7 @@ class LSTM(RecurrentBase):
        ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training),
        ``return_gates`` is ``False``, and the call is not a variable-length batch on the CPU
        with gradients enabled where (2) can run (torch's CPU kernel trains packed batches
-       2-7x slower than (2); under ``no_grad`` it stays here, and a PackedSequence goes to
+       1.8-6.5x slower than (2); under ``no_grad`` it stays here, and a PackedSequence goes to
        it as it is); ``weight_drop`` alone also runs here, on the dropped ``weight_hh`` (one
        mask per call, as in AWD-LSTM);
     2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
@@ -327,9 +327,9 @@ class LSTM(RecurrentBase):
     def _use_torch_kernel(self, collect: bool, x: Tensor, lengths: Tensor | None) -> bool:
         if not super()._use_torch_kernel(collect, x, lengths):
             return False
-        # On the CPU torch trains a packed batch far more slowly than an unpacked one (2.1-5.6x
+        # On the CPU torch trains a packed batch far more slowly than an unpacked one (1.8-6.5x
         # slower than lstmkit's kernel, which masks the lengths in its loop; BENCHMARKS.md); its
-        # forward alone is faster at H >= 256, so inference keeps torch's kernel.
+        # forward alone is as fast as lstmkit's or faster, so inference keeps torch's kernel.
         packed = lengths is not None and self.implementation == "auto" and torch.is_grad_enabled()
         return not (packed and fusable(x, *self._flat_weights()))
 
