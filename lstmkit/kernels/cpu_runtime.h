@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -116,7 +117,7 @@ class BufferCache {
 #endif
 
 // An uninitialised buffer: from the cache when it is large (see BufferCache).
-Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
+inline Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
 #ifdef __linux__
   constexpr size_t kAlign = BufferCache::kAlign;
   const size_t bytes = c10::multiply_integers(shape) * options.dtype().itemsize();
@@ -149,12 +150,16 @@ class Team {
   template <typename Body>
   void run(const Body& body) {
     const int K = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const bool inference = c10::InferenceMode::is_enabled();
 #pragma omp parallel num_threads(K)
     {
       // The kernel computes its own gradients: no autograd in the team (grad mode is per
       // thread, and on in a fresh one, where mm_out would refuse parameters that need grad).
-      // The caller's other thread-local state is not copied over: with saved-tensor hooks
-      // it holds Python objects, and copying them would need the GIL.
+      // Inference mode is passed on (buffers made under it are inference tensors, which
+      // only a thread in inference mode may write). The caller's other thread-local state
+      // is not: with saved-tensor hooks it holds Python objects, and copying them would need
+      // the GIL (dispatch modes and the profiler thus see only the calling thread's share).
+      const c10::InferenceMode same_inference_mode(inference);
       const at::NoGradGuard no_grad;
       if (omp_get_thread_num() == 0) size_ = omp_get_num_threads();  // OpenMP may give fewer
       body(omp_get_thread_num(), omp_get_num_threads());
@@ -165,7 +170,8 @@ class Team {
   int size() const { return size_; }  // K of the last run
 
   // One thread's share of a phase. An error is kept for run() instead of escaping the parallel
-  // region, and the thread goes on to meet its team at every barrier (no deadlock).
+  // region, and the thread goes on to meet its team at every barrier (no deadlock). Work
+  // that can fail belongs in here; the rest of a loop body only takes views and pointers.
   template <typename Work>
   void guarded(const Work& work) {
     if (failed_.load()) return;

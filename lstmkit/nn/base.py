@@ -320,10 +320,10 @@ class RecurrentBase(nn.Module):
         like = input.data.new_empty(()).expand(
             len(batch_sizes), int(batch_sizes[0]), input.data.size(1)
         )
+        self._check_input(like)  # in the padded path's order, so errors read the same
+        states = self._check_hx(hx, like, is_batched=True)
         if not self._use_torch_kernel(collect, like, batch_sizes):
             return None
-        self._check_input(like)
-        states = self._check_hx(hx, like, is_batched=True)
         if input.sorted_indices is not None:  # hx is in the caller's order, the data sorted
             states = tuple(s.index_select(1, input.sorted_indices) for s in states)
         data, final = torch_rnn_packed(

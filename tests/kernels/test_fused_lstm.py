@@ -380,3 +380,19 @@ def test_runs_under_saved_tensor_hooks(extension):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "done"
+
+
+def test_inference_mode_with_a_projection(extension):
+    """Under inference_mode the kernel's buffers are inference tensors: the thread team must
+    be in inference mode too to write them (the projection's GEMM output, split by columns)."""
+    from lstmkit.nn import LSTM
+
+    torch.manual_seed(0)
+    m = LSTM(16, 64, proj_size=32, peephole=True).eval()
+    x = torch.randn(5, 3, 16)
+    with torch.no_grad():
+        want = m(x)
+    with torch.inference_mode():
+        got = m(x)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+    torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)
