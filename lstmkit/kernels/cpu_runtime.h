@@ -57,6 +57,8 @@ class BufferCache {
         }
       }
     }
+    if (void* data = map(size)) return data;
+    empty();  // out of address space or memory: give back what is cached, then try again
     return map(size);
   }
 
