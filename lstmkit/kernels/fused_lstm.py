@@ -9,7 +9,9 @@ dropout, zoneout and variable lengths, in the return convention of
 Anywhere else (CUDA, bfloat16, mixed dtypes under autocast), with
 ``LSTMKIT_NO_EXTENSION=1``, or when the extension cannot be built (a warning is logged once),
 :func:`fusable` is false and :class:`lstmkit.nn.LSTM` runs its reference path instead: the
-same equations differentiated by autograd.
+same equations differentiated by autograd. The kernel runs its time loop on a team of
+threads and keeps its large freed buffers for reuse (``kernels/cpu_runtime.h``;
+:func:`empty_cache`).
 """
 
 from __future__ import annotations
