@@ -7,18 +7,19 @@ Run from the repository root::
 
 All numbers come from ONE process, so the ratios compare like with like. First a square float32
 GEMM gives the machine's practical peak; then, for each size (T, B, I, H) and configuration,
-forward-only and forward+backward are timed (median of repeats after warm-up; the repeats of
-all implementations of a size are interleaved round-robin, so that a shared machine's slow
-phases hit them alike) for ``torch.nn.LSTM`` (the baseline: the standard configuration of the
-same size), ``lstmkit`` with ``implementation="auto"`` (its fast path: torch's kernel for the
-standard configurations, lstmkit's fused kernel for the variants), lstmkit's fused kernel
-forced on the standard configuration, the reference path, and a naive per-step autograd loop
-(the tutorial LSTM). The "variable lengths (packed)" configuration feeds every layer the same
-PackedSequence (lengths uniform in [T/2, T]); its baseline is torch.nn.LSTM on that input and
-its FLOPs count only the steps inside the sequences. Reported: ms, the ratio to torch.nn.LSTM,
-GFLOP/s of the gate GEMMs (forward 2·T·B·4H·(I+H) per layer and direction, backward twice
-that), the fraction of the GEMM peak, and the memory autograd saves for backward (the
-activations that dominate training's peak memory; distinct storages, in MB).
+forward-only and forward+backward are timed (median of repeats after warm-up, more repeats
+where a step is short; the repeats of all implementations of a size are interleaved
+round-robin, so that a shared machine's slow phases hit them alike) for ``torch.nn.LSTM`` (the
+baseline: the standard configuration of the same size), ``lstmkit`` with
+``implementation="auto"`` (its fast path: torch's kernel for the standard configurations,
+lstmkit's fused kernel for the variants), lstmkit's fused kernel forced on the standard
+configuration, the reference path, and a naive per-step autograd loop (the tutorial LSTM). The
+"variable lengths (packed)" configuration feeds every layer the same PackedSequence (lengths
+uniform in [T/2, T]); its baseline is torch.nn.LSTM on that input and its FLOPs count only the
+steps inside the sequences. Reported: ms, the ratio to torch.nn.LSTM, GFLOP/s of the gate GEMMs
+(forward 2·T·B·4H·(I+H) per layer and direction, backward twice that), the fraction of the GEMM
+peak, and the memory autograd saves for backward (the activations that dominate training's peak
+memory; distinct storages, in MB).
 """
 
 from __future__ import annotations
@@ -171,6 +172,18 @@ def gate_flops(T: int, B: int, H_in: int, H: int, layers: int = 1, directions: i
     return total
 
 
+def _repeats_for(cases: dict, warmup: int, repeats: int) -> int:
+    """``repeats``, or more where a training step is short: about 1 s of the baseline's steps,
+    at most 10x (the median of 5 steps of a few ms moved by 21% between two runs here)."""
+    module, x = next(iter(cases.values()))  # the first configuration's torch.nn.LSTM
+
+    def step() -> None:
+        _output(module, x).sum().backward()
+
+    step_ms = _interleaved_medians({"baseline": step}, warmup, 1)["baseline"]
+    return max(repeats, min(10 * repeats, int(1000 / max(step_ms, 1e-3))))
+
+
 def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     peak = gemm_peak()
@@ -207,7 +220,8 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
             for impl, case in impls.items():
                 cases[f"{name}: {impl}"] = case
             plan.append((name, base, ["torch.nn.LSTM", *impls], flops))
-        timings = measure(cases, warmup, repeats)
+        size_repeats = _repeats_for(cases, warmup, repeats)
+        timings = measure(cases, warmup, size_repeats)
         for name, base_case, impls, flops in plan:
             base = timings[base_case]
             for impl in impls:
@@ -220,7 +234,7 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
                     "train_gflops": 3 * flops / timing.train_ms / 1e6,
                     "train_peak_fraction": 3 * flops / timing.train_ms / 1e6 / peak,
                     "saved_mb": timing.saved_mb,
-                    "memory_ratio": timing.saved_mb / base.saved_mb,
+                    "memory_ratio": timing.saved_mb / base.saved_mb, "repeats": size_repeats,
                 })  # fmt: skip
                 _print_row(rows[-1])
     return {"gemm_peak_gflops": peak, "rows": rows}
