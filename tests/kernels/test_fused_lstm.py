@@ -235,11 +235,18 @@ def test_float32_saturated_gates(extension, name):
 
 
 @pytest.mark.parametrize("name", ["standard", "all", "all_uncoupled_no_bias"])
-def test_many_rows_in_parallel(extension, name):
-    """A batch large enough that ``at::parallel_for`` splits the rows between threads."""
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+def test_any_team_size(extension, name, threads):
+    """The kernel's thread team splits each step's GEMM columns (in blocks of 16) and the batch
+    rows; any number of threads, with uneven or empty blocks, gives the reference's values."""
     cfg = CONFIGS[name]
-    leaves, masks = make_case(cfg, steps=5, batch=64, hidden=32, proj_size=16)
-    got = run(lstm_direction, leaves, masks, cfg, collect=True)
+    leaves, masks = make_case(cfg, steps=5, batch=7, hidden=37, proj_size=19)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = run(lstm_direction, leaves, masks, cfg, collect=True)
+    finally:
+        torch.set_num_threads(before)
     assert_same(got, run(reference, leaves, masks, cfg, True), atol=1e-8, rtol=0)
 
 
