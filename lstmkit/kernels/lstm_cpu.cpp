@@ -437,11 +437,10 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
   hs[0].copy_(h0);
   if (in.rec_mask.defined()) hin[0].copy_(h0 * in.rec_mask);
 
-  Forward<T> B{x.const_data_ptr<T>(), mut<T>(mean_ih), mut<T>(rstd_ih),
-               mut<T>(act), mut<T>(rhat),
-               mut<T>(rstd_hh),       mut<T>(cs),          mut<T>(cnew), mut<T>(xhat_c),
-               mut<T>(rstd_c),        nullptr,             mut<T>(hs),   mut<T>(hin),
-               mut<T>(out)};
+  Forward<T> B{x.const_data_ptr<T>(), mut<T>(mean_ih), mut<T>(rstd_ih), mut<T>(act),
+               mut<T>(rhat),          mut<T>(rstd_hh), mut<T>(cs),      mut<T>(cnew),
+               mut<T>(xhat_c),        mut<T>(rstd_c),  nullptr,         mut<T>(hs),
+               mut<T>(hin),           mut<T>(out)};
   Team team;
   team.run([&](int k, int K) {
     const auto [c0, c1] = Team::block(GH, k, K, kColumnAlign);  // this thread's columns of r
@@ -679,11 +678,11 @@ std::vector<Tensor> backward_impl(const Tensor& dout_, const Tensor& dh_n, const
   Tensor dr = ln_hh ? buffer({T_, N, GH}, opt) : dxw;
   Tensor dxraw = ln_ih ? buffer({T_, N, GH}, opt) : Tensor();
 
-  Backward<T> B{ptr<T>(act),  ptr<T>(rhat),  ptr<T>(rstd_hh), ptr<T>(cs),    ptr<T>(cnew),
-                ptr<T>(xhat_c), ptr<T>(rstd_c), mut<T>(tc),    ptr<T>(dout), mut<T>(dh),
-                mut<T>(dc),    nullptr,         mut<T>(dcnew), mut<T>(dch),
-                mut<T>(dy),   mut<T>(dxw),   mut<T>(dr),      ptr<T>(xw),    ptr<T>(mean_ih),
-                ptr<T>(rstd_ih), mut<T>(dxraw)};
+  Backward<T> B{ptr<T>(act),   ptr<T>(rhat),  ptr<T>(rstd_hh), ptr<T>(cs),      ptr<T>(cnew),
+                ptr<T>(xhat_c), ptr<T>(rstd_c), mut<T>(tc),      ptr<T>(dout),    mut<T>(dh),
+                mut<T>(dc),     nullptr,        mut<T>(dcnew),   mut<T>(dch),     mut<T>(dy),
+                mut<T>(dxw),    mut<T>(dr),     ptr<T>(xw),      ptr<T>(mean_ih), ptr<T>(rstd_ih),
+                mut<T>(dxraw)};
   Team team;  // as in the forward: GEMM columns and pointwise rows split, see Team
   team.run([&](int k, int K) {
     const auto [p0, p1] = Team::block(P, k, K, kColumnAlign);  // this thread's columns of dhin
