@@ -174,7 +174,7 @@ def gate_flops(T: int, B: int, H_in: int, H: int, layers: int = 1, directions: i
 
 def _repeats_for(cases: dict, warmup: int, repeats: int) -> int:
     """``repeats``, or more where a training step is short: about 1 s of the baseline's steps,
-    at most 10x (the median of 5 steps of a few ms moved by 21% between two runs here)."""
+    at most 10x (the median of 5 steps of about 20 ms moved by 21% between two runs here)."""
     module, x = next(iter(cases.values()))  # the first configuration's torch.nn.LSTM
 
     def step() -> None:
