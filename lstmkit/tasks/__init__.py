@@ -1,0 +1,58 @@
+"""Task pipelines and their registry.
+
+Adding a task is one module (exposing ``TASK``, see :mod:`lstmkit.tasks.base`) and one line
+in :data:`TASKS`; the command line (``lstmkit NAME train|evaluate|predict``, ``lstmkit
+predict``, ``lstmkit tune NAME``) and :func:`lstmkit.load` pick it up from here. Entries are
+imported only when used, so ``lstmkit --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: the module holding ``TASK`` (or the task object itself), a line of
+    help, and optionally the CLI module adding the task's own flags and commands."""
+
+    target: Any  # "package.module" exposing TASK, or a Task object
+    help: str
+    cli: str | None = None
+    default_out: str | None = None
+
+
+TASKS: dict[str, TaskEntry] = {
+    "sentiment": TaskEntry(
+        "lstmkit.tasks.sentiment.task",
+        "IMDB sentiment: train, evaluate, predict",
+        cli="lstmkit.cli.sentiment",
+    ),  # fmt: skip
+    "lm": TaskEntry(
+        "lstmkit.tasks.lm.task",
+        "language models: train, evaluate, predict, generate",
+        cli="lstmkit.cli.lm",
+    ),  # fmt: skip
+    "lab": TaskEntry(
+        "lstmkit.tasks.lab.task",
+        "the gradient lab: long-time-lag experiments",
+        cli="lstmkit.cli.lab",
+    ),  # fmt: skip
+}
+
+
+def register(name: str, target: Any, help: str = "", cli: str | None = None) -> None:
+    """Add a task (a module path exposing ``TASK``, or a task object) to :data:`TASKS`."""
+    if name in TASKS:
+        raise ValueError(f"a task named {name!r} is already registered")
+    TASKS[name] = TaskEntry(target, help, cli)
+
+
+def get_task(name: str) -> Any:
+    """The task object registered as ``name``."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    target = TASKS[name].target
+    return importlib.import_module(target).TASK if isinstance(target, str) else target

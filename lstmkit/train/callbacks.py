@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, save_weights, unwrap, write_json
+from lstmkit.train.checkpoint import MODEL_FILE, save_weights, unwrap
 
 if TYPE_CHECKING:
     from lstmkit.train.trainer import Trainer
@@ -132,27 +132,53 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Write ``model.safetensors`` and ``metrics.json`` into the trainer's ``out_dir`` after
-    an epoch: every epoch, or only when ``monitor`` improved (``save_best_only``)."""
+    """Write the model's weights (``model.safetensors``) into the trainer's ``out_dir``: the
+    one writer of that file.
+
+    Args:
+        monitor: an epoch log key; ``None`` keeps the last weights (written when training
+            ends, and after every epoch). Default: ``"val_loss"``
+        mode: ``"min"``, ``"max"`` or ``"auto"``. Default: auto
+        save_best_only: write only when ``monitor`` improved (the best epoch's weights stay);
+            else after every epoch and at the end. Default: ``True``
+
+    The trainer adds ``ModelCheckpoint(monitor=None)`` when no checkpoint is given. The best
+    epoch is reported in the final logs as ``best_epoch``.
+    """
 
     def __init__(
-        self, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = True
+        self, monitor: str | None = "val_loss", mode: str = "auto", save_best_only: bool = True
     ) -> None:
-        self._monitor = _Monitor(monitor, mode)
-        self.save_best_only = save_best_only
+        self._monitor = None if monitor is None else _Monitor(monitor, mode)
+        self.save_best_only = save_best_only and monitor is not None
         self.best_epoch: int | None = None
 
+    def _save(self, trainer: Trainer) -> None:
+        if trainer.out_dir is not None and trainer.is_main:
+            save_weights(trainer.model, trainer.out_dir / MODEL_FILE)
+
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self._monitor is None:
+            self._save(trainer)
+            return
         value = self._monitor.value(logs)
         improved = self._monitor.improved(value)
         if improved:
             self._monitor.best, self.best_epoch = value, logs["epoch"]
-        if (improved or not self.save_best_only) and trainer.out_dir and trainer.is_main:
-            save_weights(trainer.model, trainer.out_dir / MODEL_FILE)
-            write_json(trainer.out_dir / METRICS_FILE, {"best_epoch": self.best_epoch, **logs})
+        if improved or not self.save_best_only:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if not self.save_best_only or self.best_epoch is None:
+            self._save(trainer)  # the last weights (also of a run stopped inside an epoch)
+        if self.best_epoch is not None:
+            logs["best_epoch"] = self.best_epoch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self._monitor.best, "best_epoch": self.best_epoch}
+        best = None if self._monitor is None else self._monitor.best
+        return {"best": best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._monitor.best, self.best_epoch = state["best"], state["best_epoch"]
+        if self._monitor is not None:
+            self._monitor.best = state["best"]
+        self.best_epoch = state["best_epoch"]

@@ -3,9 +3,9 @@
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address;
 :func:`setup` then joins the process group (gloo on CPU, NCCL on CUDA). The trainer wraps the
 model in ``DistributedDataParallel``, lets only rank 0 log and write checkpoints, and
-all-reduces the epoch metrics. Data is split with ``DistributedSampler``: every rank sees
-``1/world_size`` of each global batch, so N processes with per-process batch B train like one
-process with batch N·B.
+all-reduces the epoch metrics. Data is split by :class:`ShardedBatches` (or a task's own
+stream): every rank takes its share of each global batch, so N processes train on the same
+batches as one.
 
 Single machine, 2 processes::
 
@@ -20,7 +20,9 @@ Several machines (run on each; ``--node_rank`` 0..nnodes-1, the address of node 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -72,6 +74,29 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+class ShardedBatches:
+    """This process's share of every global batch of ``data``: ``shard(batch, rank,
+    world_size)`` for each, so N processes train on the same batches as one (the trainer
+    weights each share by its size). ``set_epoch`` and ``len`` pass through."""
+
+    def __init__(self, data: Any, shard: Callable[[Any, int, int], Any], rank: int,
+                 world_size: int) -> None:  # fmt: skip
+        self.data, self.shard, self.rank, self.world_size = data, shard, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        for obj in (self.data, getattr(self.data, "batch_sampler", None)):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(epoch)
+                return
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self):
+        for batch in self.data:
+            yield self.shard(batch, self.rank, self.world_size)
 
 
 def loader(

@@ -12,7 +12,8 @@ of every epoch and of every evaluation.
 
 Data is any re-iterable of batches (a DataLoader). If it, or its sampler, has
 ``set_epoch(epoch)`` it is called before each epoch; exact resume needs the order of batches
-to depend only on the epoch (see :func:`lstmkit.train.distributed.loader`).
+to depend only on the epoch (see :func:`lstmkit.train.distributed.loader`); under DDP each
+process reads its share of every global batch (:class:`lstmkit.train.distributed.ShardedBatches`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lstmkit.train import distributed
-from lstmkit.train.callbacks import Callback
+from lstmkit.train.callbacks import Callback, ModelCheckpoint
 from lstmkit.train.checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
-    MODEL_FILE,
     load_trainer_state,
     save_trainer_state,
-    save_weights,
     seed_everything,
     set_rng_state,
     write_json,
@@ -126,6 +125,26 @@ class _Epoch:
                     skipped=self.skipped)  # fmt: skip
 
 
+@dataclass
+class _Run:
+    """The state of one ``fit`` call that its phases (restore, epochs) share."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedulers: dict[str, Any]
+    params: list[Tensor]
+    device: torch.device
+    steps_per_epoch: int | None
+    train_model: nn.Module | None = None  # the model, or its DDP wrapper
+    callbacks: list[Callback] = field(default_factory=list)
+    history: History = field(default_factory=History)
+    step_in_epoch: int = 0
+    epoch_sums: dict[str, Any] | None = None
+    carry: Any = None
+    saved_rng: tuple | None = None
+    start: float = 0.0
+
+
 class Trainer:
     """Fits a model with a task's ``step_fn``; see the module docstring for the contract.
 
@@ -188,123 +207,135 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(cfg, param_groups if param_groups is not None else params)
         schedulers = build_schedulers(cfg, optimizer, horizon)
-        history = History()
-        step_in_epoch, epoch_sums, carry, saved_rng = 0, None, None, None
+        run = _Run(model, optimizer, schedulers, params, device, steps_per_epoch)
         self.global_step, self.epoch, self._nonfinite_run, self.resumed = 0, 0, 0, False
         if resume:
-            if self.out_dir is None:
-                raise ValueError("resume needs an out_dir holding trainer_state/")
-            progress, carry, rng, rng_tensors = load_trainer_state(
-                self.out_dir, model, optimizer, schedulers, device
-            )
-            self.global_step, self.epoch = progress["global_step"], progress["epoch"]
-            self._nonfinite_run = progress["nonfinite_run"]
-            step_in_epoch, epoch_sums = progress["step_in_epoch"], progress["epoch_sums"]
-            history = History(epochs=progress["history"])
-            for callback, state in zip(self.callbacks, progress["callbacks"]):
-                callback.load_state_dict(state)
-            saved_rng = (rng, rng_tensors)
-            self.resumed = True
+            self._restore(run)
         self.model = model
-        train_model = model
+        run.train_model = model
         if self.dist.world_size > 1:
-            train_model = nn.parallel.DistributedDataParallel(model)
-        callbacks = self._all_callbacks()
+            run.train_model = nn.parallel.DistributedDataParallel(model)
+        run.callbacks = self._all_callbacks()
         if self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.out_dir / CONFIG_FILE, self.run_config)
-        for callback in callbacks:
+        for callback in run.callbacks:
             callback.on_train_begin(self)
 
-        start = time.monotonic()
+        run.start = time.monotonic()
         stop_reason = None
         if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
             stop_reason = f"max_steps={cfg.max_steps}"
         self.stop_training = False
         while self.epoch < cfg.epochs and stop_reason is None:
-            epoch = self.epoch
-            if saved_rng is not None and step_in_epoch == 0:  # saved between epochs
-                set_rng_state(*saved_rng)
-                saved_rng = None
-            _set_epoch(train_data, epoch)
-            batches = iter(train_data)
-            for _ in range(step_in_epoch):  # fast-forward to where the saved run was
-                next(batches)
-            if saved_rng is not None:  # saved mid-epoch, after these batches
-                set_rng_state(*saved_rng)
-                saved_rng = None
-            else:
-                carry = None
-            sums = _Epoch(epoch_sums)
-            epoch_sums = None
-            for callback in callbacks:
-                callback.on_epoch_begin(self, epoch)
-            bar = tqdm(
-                total=steps_per_epoch, initial=step_in_epoch, unit="step", leave=False,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stdout, dynamic_ncols=True,
-                disable=not (cfg.progress and self.is_main and sys.stdout.isatty()),
-            )  # fmt: skip
-            model.train()
-            for batch in batches:
-                logs, carry = self._train_step(
-                    train_model, batch, carry, optimizer, schedulers, params
-                )
-                self.global_step += 1
-                step_in_epoch += 1
-                logs = {"step": self.global_step, "epoch": epoch + 1, **logs}
-                sums.add({"loss": logs["loss"], **logs["metrics"]}, logs["size"])
-                sums.norms.append(logs["grad_norm"])
-                sums.clipped += logs["clipped"]
-                sums.skipped += logs["skipped"]
-                row = {k: v for k, v in logs.items() if k not in ("metrics", "size")}
-                row = {**row, **logs["metrics"]}
-                history.steps.append(row)
-                bar.update()
-                bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2e}",
-                                **{k: f"{v:.4g}" for k, v in logs["metrics"].items()})  # fmt: skip
-                for callback in callbacks:
-                    callback.on_step_end(self, row)
-                if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
-                    stop_reason = f"max_steps={cfg.max_steps}"
-                elif (
-                    cfg.max_minutes is not None and time.monotonic() - start > 60 * cfg.max_minutes
-                ):
-                    stop_reason = f"max_minutes={cfg.max_minutes}"
-                if stop_reason is not None:
-                    break
-                if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
-                    self._save_state(
-                        model, optimizer, schedulers, carry, step_in_epoch, sums, history
-                    )
-            bar.close()
+            sums, stop_reason = self._run_epoch(run, train_data)
             if stop_reason is not None and (
-                steps_per_epoch is None or step_in_epoch < steps_per_epoch
+                steps_per_epoch is None or run.step_in_epoch < steps_per_epoch
             ):
                 # stopped inside the epoch: save where we are, without an epoch summary
-                self._save_state(model, optimizer, schedulers, carry, step_in_epoch, sums, history)
+                self._save_state(run, sums)
                 break
-            logs = self._epoch_logs(epoch, sums, optimizer, device, start)
-            if val_data is not None:
-                logs.update({f"val_{k}": v for k, v in self.evaluate(model, val_data).items()})
-            if schedulers["plateau"] is not None:
-                schedulers["plateau"].step(self._monitored(logs))
-            history.epochs.append(logs)
-            for callback in callbacks:
-                callback.on_epoch_end(self, logs)
-            if self.is_main:
-                tqdm.write(_summary(logs, cfg.epochs), file=sys.stdout)
-            self.epoch += 1
-            step_in_epoch = 0
-            self._save_state(model, optimizer, schedulers, carry, 0, _Epoch(), history)
+            self._end_epoch(run, sums, val_data)
             if self.stop_training:
                 stop_reason = "callback"
 
-        final = dict(history.epochs[-1]) if history.epochs else {}
+        final = dict(run.history.epochs[-1]) if run.history.epochs else {}
         final.update(global_step=self.global_step, stopped_by=stop_reason or "epochs")
-        for callback in callbacks:
+        for callback in run.callbacks:
             callback.on_train_end(self, final)
-        self._write_model_dir(model, final, history)
-        return history
+        if self.out_dir is not None and self.is_main:
+            write_json(self.out_dir / METRICS_FILE, {**final, "history": run.history.epochs})
+        return run.history
+
+    def _restore(self, run: _Run) -> None:
+        """Load ``out_dir/trainer_state`` into the run; the RNG states are applied later, at
+        the point of the data stream where they were saved."""
+        if self.out_dir is None:
+            raise ValueError("resume needs an out_dir holding trainer_state/")
+        progress, run.carry, rng, rng_tensors = load_trainer_state(
+            self.out_dir, run.model, run.optimizer, run.schedulers, run.device
+        )
+        self.global_step, self.epoch = progress["global_step"], progress["epoch"]
+        self._nonfinite_run = progress["nonfinite_run"]
+        run.step_in_epoch, run.epoch_sums = progress["step_in_epoch"], progress["epoch_sums"]
+        run.history = History(epochs=progress["history"])
+        for callback, state in zip(self.callbacks, progress["callbacks"]):
+            callback.load_state_dict(state)
+        run.saved_rng = (rng, rng_tensors)
+        self.resumed = True
+
+    def _run_epoch(self, run: _Run, train_data: Iterable) -> tuple[_Epoch, str | None]:
+        """The optimizer steps of one epoch (from where a resumed run was); returns the
+        epoch's sums and why training must stop (``None``: it goes on)."""
+        cfg, epoch = self.config, self.epoch
+        if run.saved_rng is not None and run.step_in_epoch == 0:  # saved between epochs
+            set_rng_state(*run.saved_rng)
+            run.saved_rng = None
+        _set_epoch(train_data, epoch)
+        batches = iter(train_data)
+        for _ in range(run.step_in_epoch):  # fast-forward to where the saved run was
+            next(batches)
+        if run.saved_rng is not None:  # saved mid-epoch, after these batches
+            set_rng_state(*run.saved_rng)
+            run.saved_rng = None
+        else:
+            run.carry = None
+        sums = _Epoch(run.epoch_sums)
+        run.epoch_sums = None
+        for callback in run.callbacks:
+            callback.on_epoch_begin(self, epoch)
+        bar = tqdm(
+            total=run.steps_per_epoch, initial=run.step_in_epoch, unit="step", leave=False,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stdout, dynamic_ncols=True,
+            disable=not (cfg.progress and self.is_main and sys.stdout.isatty()),
+        )  # fmt: skip
+        run.model.train()
+        stop_reason = None
+        for batch in batches:
+            logs, run.carry = self._train_step(run, batch)
+            self.global_step += 1
+            run.step_in_epoch += 1
+            logs = {"step": self.global_step, "epoch": epoch + 1, **logs}
+            sums.add({"loss": logs["loss"], **logs["metrics"]}, logs["size"])
+            sums.norms.append(logs["grad_norm"])
+            sums.clipped += logs["clipped"]
+            sums.skipped += logs["skipped"]
+            row = {k: v for k, v in logs.items() if k not in ("metrics", "size")}
+            row = {**row, **logs["metrics"]}
+            run.history.steps.append(row)
+            bar.update()
+            bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2e}",
+                            **{k: f"{v:.4g}" for k, v in logs["metrics"].items()})  # fmt: skip
+            for callback in run.callbacks:
+                callback.on_step_end(self, row)
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                stop_reason = f"max_steps={cfg.max_steps}"
+            elif (
+                cfg.max_minutes is not None and time.monotonic() - run.start > 60 * cfg.max_minutes
+            ):
+                stop_reason = f"max_minutes={cfg.max_minutes}"
+            if stop_reason is not None:
+                break
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
+                self._save_state(run, sums)
+        bar.close()
+        return sums, stop_reason
+
+    def _end_epoch(self, run: _Run, sums: _Epoch, val_data: Iterable | None) -> None:
+        """Validation, the plateau schedule, the callbacks, the summary line and the state."""
+        logs = self._epoch_logs(self.epoch, sums, run.optimizer, run.device, run.start)
+        if val_data is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(run.model, val_data).items()})
+        if run.schedulers["plateau"] is not None:
+            run.schedulers["plateau"].step(self._monitored(logs))
+        run.history.epochs.append(logs)
+        for callback in run.callbacks:
+            callback.on_epoch_end(self, logs)
+        if self.is_main:
+            tqdm.write(_summary(logs, self.config.epochs), file=sys.stdout)
+        self.epoch += 1
+        run.step_in_epoch = 0
+        self._save_state(run, _Epoch())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Iterable) -> dict[str, float]:
@@ -339,17 +370,24 @@ class Trainer:
 
     # -- one optimizer step --------------------------------------------------------------------
 
-    def _train_step(self, model, batch, carry, optimizer, schedulers, params):
+    def _train_step(self, run: _Run, batch: Any) -> tuple[dict[str, Any], Any]:
         cfg = self.config
-        device = next(iter(params)).device
+        optimizer, schedulers, params = run.optimizer, run.schedulers, run.params
         anomaly = (
             torch.autograd.detect_anomaly() if cfg.detect_anomaly else contextlib.nullcontext()
         )
         with anomaly:
-            with self._autocast(device):
-                out = self.step_fn(model, batch, carry)
+            with self._autocast(run.device):
+                out = self.step_fn(run.train_model, batch, run.carry)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss = out.loss
+            if self.dist.world_size > 1:
+                # DDP averages gradients over processes; weighting each process's mean by its
+                # share of the global batch makes that the global batch's mean, also when the
+                # shares differ in size
+                total = distributed.all_reduce_sum([float(out.size)], run.device)[0]
+                loss = loss * (out.size * self.dist.world_size / total)
+            loss.backward()
         norm = float(global_grad_norm(params))  # before any clipping
         skipped = not math.isfinite(norm)
         clipped = False
@@ -400,7 +438,12 @@ class Trainer:
                 loggers.append(
                     WandbLogger(self.out_dir, self.config.wandb_project, self.run_config)
                 )
-        return loggers + self.callbacks
+        weights: list[Callback] = []
+        if self.out_dir is not None and not any(
+            isinstance(c, ModelCheckpoint) for c in self.callbacks
+        ):
+            weights.append(ModelCheckpoint(monitor=None))  # the last weights
+        return loggers + self.callbacks + weights
 
     def _monitored(self, logs: dict[str, Any]) -> float:
         if self.config.monitor not in logs:
@@ -426,33 +469,23 @@ class Trainer:
         )
         return logs
 
-    def _save_state(self, model, optimizer, schedulers, carry, step_in_epoch, sums, history):
+    def _save_state(self, run: _Run, sums: _Epoch) -> None:
         if self.out_dir is None:
             return
         if self.is_main:
             progress = {
                 "global_step": self.global_step,
                 "epoch": self.epoch,
-                "step_in_epoch": step_in_epoch,
+                "step_in_epoch": run.step_in_epoch,
                 "nonfinite_run": self._nonfinite_run,
                 "epoch_sums": sums.state(),
-                "history": history.epochs,
+                "history": run.history.epochs,
                 "callbacks": [c.state_dict() for c in self.callbacks],
             }
-            save_trainer_state(self.out_dir, model, optimizer, schedulers, progress, carry)
+            save_trainer_state(
+                self.out_dir, run.model, run.optimizer, run.schedulers, progress, run.carry
+            )
         distributed.barrier()
-
-    def _write_model_dir(self, model, final, history) -> None:
-        if self.out_dir is None or not self.is_main:
-            return
-        # a best-only checkpoint that has recorded a best epoch owns model.safetensors
-        kept = any(
-            getattr(c, "save_best_only", False) and getattr(c, "best_epoch", None) is not None
-            for c in self.callbacks
-        )
-        if not kept:
-            save_weights(model, self.out_dir / MODEL_FILE)
-        write_json(self.out_dir / METRICS_FILE, {**final, "history": history.epochs})
 
 
 def _summary(logs: dict[str, Any], epochs: int) -> str:

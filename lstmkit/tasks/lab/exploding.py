@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from lstmkit.tasks import run as task_run
 from lstmkit.tasks.lab import task
-from lstmkit.train.checkpoint import write_json
+from lstmkit.train.checkpoint import METRICS_FILE, read_json, write_json
 from lstmkit.train.logging import STEP_LOG
 from lstmkit.train.plot import read_log
 
@@ -50,13 +51,14 @@ def run(
         config = task.load_config({
             "model": {"cell": "rnn", "hidden_size": hidden_size,
                       "spectral_radius": spectral_radius},
-            "data": {"T": T, "steps_per_epoch": steps},
+            "data": {"T": T, "steps_per_epoch": steps, "test_size": 500},
             "train": {"epochs": 1, "optimizer": "sgd", "lr": lr, "weight_decay": 0.0,
                       "seed": seed, "max_nonfinite_steps": steps + 1, "progress": False,
                       "tensorboard": False, **clipping},
         })  # fmt: skip
         run_dir = out_dir / name.replace(" ", "-")
-        _, _, history = task.train_model(config, run_dir)
+        task_run.train(task.TASK, config, run_dir, overwrite=True)
+        final = read_json(run_dir / METRICS_FILE)
         log = read_log(run_dir / STEP_LOG)
         logs[name] = log
         finite = log["grad_norm"][np.isfinite(log["grad_norm"])]
@@ -65,8 +67,8 @@ def run(
             "nonfinite_steps": int(log["skipped"].sum()),
             "max_grad_norm": float(finite.max()) if finite.size else math.nan,
             "final_loss": float(log["loss"][-1]),
-            "val_loss": history["val_loss"][-1],
-            "val_solved": history["val_solved"][-1],
+            "val_loss": final["val_loss"],
+            "val_solved": final["val_solved"],
         }
     results["seconds"] = round(time.monotonic() - start, 1)
     write_json(out_dir / "results.json", results)

@@ -12,16 +12,17 @@ from a seed the training never used. ``evaluate`` reloads a model directory.
 from __future__ import annotations
 
 import dataclasses
-import time
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, chrono_init_
+from lstmkit.tasks.base import Built, Predictor, RunContext, read_model_dir
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
 from lstmkit.tasks.lab.sequences import (
     COPY_ALPHABET,
@@ -31,23 +32,8 @@ from lstmkit.tasks.lab.sequences import (
     copy_batch,
     temporal_order_batch,
 )
-from lstmkit.train import (
-    Callback,
-    History,
-    LambdaCallback,
-    StepOutput,
-    TrainConfig,
-    Trainer,
-    distributed,
-    from_dict,
-    to_dict,
-)
-from lstmkit.train.checkpoint import (
-    MODEL_FILE,
-    load_weights,
-    read_run_config,
-    write_json,
-)
+from lstmkit.train import Callback, LambdaCallback, StepOutput, TrainConfig, from_dict
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 10_000
@@ -90,9 +76,72 @@ class ModelConfig:
         return {k: getattr(self, k) for k in names}
 
 
+def _adding_step(model: nn.Module, batch: Any) -> StepOutput:
+    """MSE; solved = within 0.04 of the target."""
+    prediction = model(batch.x, batch.lengths).float()
+    loss = nn.functional.mse_loss(prediction, batch.target)
+    solved = ((prediction.detach() - batch.target).abs() < SOLVED_ERROR).float().mean()
+    return StepOutput(loss, len(batch.target), {"solved": float(solved)})
+
+
+def _copy_step(model: nn.Module, batch: Any) -> StepOutput:
+    """Cross-entropy at every step, accuracy on the copied symbols."""
+    logits = model(batch.x).float()  # (L, N, C)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.target.flatten())
+    copied = logits[-COPY_LENGTH:].argmax(-1) == batch.target[-COPY_LENGTH:]
+    return StepOutput(loss, batch.target.size(1), {"accuracy": float(copied.float().mean())})
+
+
+def _temporal_order_step(model: nn.Module, batch: Any) -> StepOutput:
+    logits = model(batch.x, batch.lengths).float()  # (N, 4)
+    loss = nn.functional.cross_entropy(logits, batch.target)
+    accuracy = (logits.argmax(-1) == batch.target).float().mean()
+    return StepOutput(loss, len(batch.target), {"accuracy": float(accuracy)})
+
+
+def _adding_scores(T: int, metrics: dict[str, float]) -> dict[str, float]:
+    return {"solved_fraction": metrics["solved"], "test_mse": metrics["loss"]}
+
+
+def _accuracy_scores(T: int, metrics: dict[str, float]) -> dict[str, float]:
+    return {"accuracy": metrics["accuracy"], "test_loss": metrics["loss"]}
+
+
+def _copy_scores(T: int, metrics: dict[str, float]) -> dict[str, float]:
+    # with what a model without memory achieves
+    return {**_accuracy_scores(T, metrics), "baseline_accuracy": 1 / COPY_ALPHABET,
+            "baseline_loss": copy_baseline_loss(T)}  # fmt: skip
+
+
+def _adding_labels(x: Tensor) -> list[str]:
+    marks = {1.0: "X", -1.0: "|", 0.0: ""}
+    return [f"{marks[float(m)]}{v:+.1f}" for v, m in x.tolist()]
+
+
+def _temporal_order_labels(x: Tensor) -> list[str]:
+    return [TEMPORAL_SYMBOLS[k] for k in x.argmax(-1).tolist()]
+
+
+def _copy_labels(x: Tensor) -> list[str]:
+    return [{0: "_", COPY_ALPHABET + 1: ":"}.get(k, str(k)) for k in x.argmax(-1).tolist()]
+
+
+def _adding_output(y: Tensor) -> dict[str, Any]:
+    return {"prediction": float(y)}
+
+
+def _classes_output(y: Tensor) -> dict[str, Any]:
+    probs = y.softmax(-1)
+    return {"label": int(probs.argmax()), "probabilities": probs.tolist()}
+
+
+def _copy_output(y: Tensor) -> dict[str, Any]:  # y: (L, C)
+    return {"symbols": y.argmax(-1).tolist()}
+
+
 @dataclass(frozen=True)
 class Problem:
-    """How a problem is generated, read and scored."""
+    """How a problem is generated, read, scored, drawn and predicted."""
 
     make_batch: Callable[[int, int, torch.Generator], Any]  # (T, batch size, generator)
     input_size: int
@@ -100,13 +149,20 @@ class Problem:
     per_step: bool  # the head reads every step (copy) or the final state
     metric: str
     shortest: int
+    step: Callable[[nn.Module, Any], StepOutput]  # loss and metric of a batch
+    scores: Callable[[int, dict[str, float]], dict[str, float]]  # reported, from the means
+    labels: Callable[[Tensor], list[str]]  # one per step of a sequence (L, H_in)
+    output: Callable[[Tensor], dict[str, Any]]  # a prediction as JSON
 
 
 PROBLEMS = {
-    "adding": Problem(adding_batch, 2, 1, False, "solved", 11),
+    "adding": Problem(adding_batch, 2, 1, False, "solved", 11, _adding_step, _adding_scores,
+                      _adding_labels, _adding_output),
     "temporal_order": Problem(lambda T, n, g: temporal_order_batch(n, g, T), 8, 4, False,
-                              "accuracy", 20),
-    "copy": Problem(copy_batch, COPY_ALPHABET + 2, COPY_ALPHABET + 1, True, "accuracy", 1),
+                              "accuracy", 20, _temporal_order_step, _accuracy_scores,
+                              _temporal_order_labels, _classes_output),
+    "copy": Problem(copy_batch, COPY_ALPHABET + 2, COPY_ALPHABET + 1, True, "accuracy", 1,
+                    _copy_step, _copy_scores, _copy_labels, _copy_output),
 }  # fmt: skip
 
 
@@ -158,7 +214,7 @@ class SequenceModel(nn.Module):
 
     The reader is causal and one-directional, so the padded batch runs without ``lengths`` and
     each sequence's final hidden state is its output at its own last step: the same numbers,
-    and PyTorch's fused kernel runs unpacked (on the CPU its packed path was 10-34x slower here).
+    and PyTorch's fused kernel runs unpacked (its packed CPU path is far slower; RESULTS.md).
     """
 
     def __init__(
@@ -195,24 +251,6 @@ class SequenceModel(nn.Module):
 def build_model(config: LabConfig) -> SequenceModel:
     problem = PROBLEMS[config.data.problem]
     return SequenceModel(config.model, problem.input_size, problem.out_features, problem.per_step)
-
-
-def lab_step(model: nn.Module, batch: Any, state: Any = None) -> StepOutput:
-    """The loss and metric of one batch of any lab problem (see the module docstring)."""
-    if hasattr(batch, "positions"):  # adding: MSE; solved = within 0.04 of the target
-        prediction = model(batch.x, batch.lengths).float()
-        loss = nn.functional.mse_loss(prediction, batch.target)
-        solved = ((prediction.detach() - batch.target).abs() < SOLVED_ERROR).float().mean()
-        return StepOutput(loss, len(batch.target), {"solved": float(solved)})
-    if batch.target.dim() == 2:  # copy: cross-entropy at every step, accuracy on the copy
-        logits = model(batch.x).float()  # (L, N, C)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.target.flatten())
-        copied = logits[-COPY_LENGTH:].argmax(-1) == batch.target[-COPY_LENGTH:]
-        return StepOutput(loss, batch.target.size(1), {"accuracy": float(copied.float().mean())})
-    logits = model(batch.x, batch.lengths).float()  # temporal order: (N, 4)
-    loss = nn.functional.cross_entropy(logits, batch.target)
-    accuracy = (logits.argmax(-1) == batch.target).float().mean()
-    return StepOutput(loss, len(batch.target), {"accuracy": float(accuracy)})
 
 
 def _shard(batch: Any, rank: int, world: int) -> Any:
@@ -262,114 +300,149 @@ def fixed_set(data: DataConfig, size: int, seed: int, batch_size: int = 500) -> 
 
 
 def load_config(data: dict[str, Any] | None = None) -> LabConfig:
-    data = dict(data or {})
-    train = data.pop("train", {})
-    config = from_dict(LabConfig, data)
-    config.train = from_dict(TrainConfig, {**to_dict(LabConfig().train), **train}, "train")
-    return config
+    return from_dict(LabConfig, data)
 
 
-def train_model(
-    config: LabConfig,
-    out_dir: str | Path,
-    resume: bool = False,
-    callbacks: list[Callback] | None = None,
-) -> tuple[SequenceModel, Trainer, History]:
-    """Fit a model on the configured problem (writing its model directory); return the
-    model, the trainer (its step count, its ``evaluate``) and the history."""
-    d = distributed.setup()
-    seed = config.train.seed
-    torch.manual_seed(seed)  # the same initial weights in every process
-    model = build_model(config)
-    stream = ProblemStream(config.data, seed, d.rank, d.world_size)
-    val = fixed_set(config.data, config.data.val_size, seed + VAL_SEED_OFFSET)
-    monitor = "val_" + PROBLEMS[config.data.problem].metric
+class ScoreData(NamedTuple):
+    """Fixed sequences to score: which ``split`` and their batches."""
 
-    def stop_at_target(trainer: Trainer, logs: dict[str, Any]) -> None:
-        if logs[monitor] >= config.target:
-            trainer.stop_training = True
-
-    trainer = Trainer(
-        config.train, lab_step, out_dir=out_dir,
-        callbacks=[LambdaCallback(on_epoch_end=stop_at_target), *(callbacks or [])],
-        run_config={"task": "lab", **to_dict(config)},
-    )  # fmt: skip
-    history = trainer.fit(model, stream, val, resume=resume)
-    return model, trainer, history
+    split: str
+    problem: str
+    T: int
+    batches: list
 
 
-def train(
-    config: LabConfig,
-    out_dir: str | Path,
-    resume: bool = False,
-    callbacks: list[Callback] | None = None,
-) -> dict[str, Any]:
-    """Train; write the model directory and ``results.json`` with the metric on fresh test
-    sequences (``solved_fraction`` for adding, ``accuracy`` otherwise). ``callbacks`` are
-    added to the trainer's (e.g. a pruning callback during tuning)."""
-    start = time.monotonic()
-    model, trainer, _ = train_model(config, out_dir, resume, callbacks)
-    seconds = time.monotonic() - start
+@torch.no_grad()
+def mean_metrics(model: nn.Module, problem: Problem, batches: list) -> dict[str, float]:
+    """The loss and metric over ``batches``, each batch weighted by its size."""
+    sums: dict[str, float] = {}
+    total = 0
+    for batch in batches:
+        out = problem.step(model, batch)
+        for key, value in {"loss": float(out.loss), **out.metrics}.items():
+            sums[key] = sums.get(key, 0.0) + value * out.size
+        total += out.size
+    return {k: v / total for k, v in sums.items()}
+
+
+def _score_data(config: LabConfig, split: str) -> ScoreData:
     data, seed = config.data, config.train.seed
-    test = trainer.evaluate(model, fixed_set(data, data.test_size, seed + TEST_SEED_OFFSET))
-    results = {
-        "task": data.problem,
-        "T": data.T,
-        "cell": config.model.cell,
-        **_scores(data, test),
-        "test_sequences": data.test_size,
-        "train_sequences": trainer.global_step * data.batch_size,
-        "steps": trainer.global_step,
-        "seconds": round(seconds, 1),
-    }
-    if trainer.is_main:
-        write_json(Path(out_dir) / "results.json", results)
-    return results
+    if split == "val":
+        offset, size = VAL_SEED_OFFSET, data.val_size
+    else:
+        offset, size = TEST_SEED_OFFSET, data.test_size
+    return ScoreData(split, data.problem, data.T, fixed_set(data, size, seed + offset))
 
 
-def _scores(data: DataConfig, metrics: dict[str, float]) -> dict[str, float]:
-    """The reported numbers of an evaluation, named per problem."""
-    if data.problem == "adding":
-        return {"solved_fraction": metrics["solved"], "test_mse": metrics["loss"]}
-    scores = {"accuracy": metrics["accuracy"], "test_loss": metrics["loss"]}
-    if data.problem == "copy":  # what a model without memory achieves
-        scores.update(baseline_accuracy=1 / COPY_ALPHABET, baseline_loss=copy_baseline_loss(data.T))
-    return scores
+class LabTask:
+    """The long-time-lag problems (see the module docstring)."""
+
+    name = "lab"
+    config_class = LabConfig
+
+    def build(self, config: LabConfig, run: RunContext) -> Built:
+        data, seed = config.data, config.train.seed
+        return Built(
+            build_model(config),
+            ProblemStream(data, seed, run.rank, run.world_size),
+            fixed_set(data, data.val_size, seed + VAL_SEED_OFFSET),
+            score_data=_score_data(config, "test"),
+            facts={"problem": data.problem, "T": data.T, "cell": config.model.cell,
+                   "test_sequences": data.test_size},
+            per_step={"train_sequences": data.batch_size},
+        )  # fmt: skip
+
+    def step_fn(self, config: LabConfig):
+        step = PROBLEMS[config.data.problem].step
+        return lambda model, batch, state=None: step(model, batch)
+
+    def callbacks(self, config: LabConfig) -> list[Callback]:
+        monitor = "val_" + PROBLEMS[config.data.problem].metric
+
+        def stop_at_target(trainer: Any, logs: dict[str, Any]) -> None:
+            if logs[monitor] >= config.target:
+                trainer.stop_training = True
+
+        return [LambdaCallback(on_epoch_end=stop_at_target)]
+
+    def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
+        problem = PROBLEMS[data.problem]
+        means = mean_metrics(model, problem, data.batches)
+        n = sum(b.x.size(1) for b in data.batches)
+        return {"split": data.split, "n": n, **problem.scores(data.T, means)}
+
+    def eval_data(self, predictor: LabPredictor, path: str | None, split: str | None) -> ScoreData:
+        """The run's own fresh ``val`` or ``test`` (default) sequences, drawn from seeds the
+        training never used; lab problems are generated, so there is no ``path``."""
+        if path is not None:
+            raise ValueError("lab problems are generated: evaluate takes no --data")
+        split = split or "test"
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        return _score_data(predictor.config, split)
+
+    def load(self, model_dir: str | Path, device: torch.device | None = None) -> LabPredictor:
+        raw = read_model_dir(model_dir, self.name)
+        config = load_config(raw["config"])
+        model = build_model(config)
+        load_weights(model, Path(model_dir) / MODEL_FILE)
+        return LabPredictor(self.name, config, model, raw["artifacts"], model_dir, device)
+
+    def summary(self, results: dict[str, Any]) -> str:
+        cell, n, T = results["cell"].upper(), results["test_sequences"], results["T"]
+        if results["problem"] == "adding":
+            score = f"solved {results['solved_fraction']:.1%} of {n} fresh adding-problem "
+            score += f"sequences (T={T}, error < 0.04)"
+        else:
+            score = f"reached {results['accuracy']:.1%} accuracy on {n} fresh "
+            score += f"{results['problem']} sequences (T={T})"
+            if "baseline_accuracy" in results:
+                score += f"; memoryless baseline {results['baseline_accuracy']:.1%}"
+        return (f"{cell} {score} after {results['train_sequences']:,} training sequences in "
+                f"{results['seconds']} s")  # fmt: skip
+
+
+class LabPredictor(Predictor):
+    """The model's answer for sequences: each input is a sequence of steps (L lists of
+    H_in numbers, as the problem's generator makes them; JSON on the command line).
+    Adding: ``prediction``; temporal order: ``label`` (0-3: XX, XY, YX, YY) and
+    ``probabilities``; copy: the ``symbols`` read at every step."""
+
+    @torch.no_grad()
+    def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        problem = PROBLEMS[self.config.data.problem]
+        if not inputs:
+            raise ValueError("no sequence to read")
+        out = []
+        for k, item in enumerate(inputs):
+            try:
+                x = torch.as_tensor(item, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"input {k + 1} is not a sequence of numbers") from None
+            if x.dim() != 2 or x.size(1) != problem.input_size or x.size(0) == 0:
+                raise ValueError(
+                    f"input {k + 1}: expected a sequence of shape (L, {problem.input_size}) "
+                    f"with L >= 1, got {tuple(x.shape)}"
+                )
+            y = self.model(x.unsqueeze(1).to(self.device))  # (N=1) batch
+            out.append(problem.output(y[:, 0] if problem.per_step else y[0]))
+        return out
+
+    def parse_input(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"a lab input is a JSON list of steps, e.g. [[0.5, 1], [0.2, 0]]: {e}"
+            ) from None
 
 
 def example(config: LabConfig, seed: int) -> tuple[Tensor, list[str]]:
     """One fresh sequence of the problem (L, H_in) and a label per step, for pictures."""
-    batch = PROBLEMS[config.data.problem].make_batch(
-        config.data.T, 1, torch.Generator().manual_seed(seed)
-    )
+    problem = PROBLEMS[config.data.problem]
+    batch = problem.make_batch(config.data.T, 1, torch.Generator().manual_seed(seed))
     x = batch.x[:, 0]
-    if config.data.problem == "adding":
-        marks = {1.0: "X", -1.0: "|", 0.0: ""}
-        labels = [f"{marks[float(m)]}{v:+.1f}" for v, m in x.tolist()]
-    elif config.data.problem == "temporal_order":
-        labels = [TEMPORAL_SYMBOLS[k] for k in x.argmax(-1).tolist()]
-    else:
-        labels = [{0: "_", COPY_ALPHABET + 1: ":"}.get(k, str(k)) for k in x.argmax(-1).tolist()]
-    return x, labels
+    return x, problem.labels(x)
 
 
-def load_model(model_dir: str | Path) -> tuple[SequenceModel, LabConfig]:
-    """Rebuild a trained model from its directory (config.json + model.safetensors)."""
-    model_dir = Path(model_dir)
-    raw = read_run_config(model_dir, "lab", "a lab model")
-    config = load_config({k: v for k, v in raw.items() if k != "task"})
-    model = build_model(config)
-    load_weights(model, model_dir / MODEL_FILE)
-    return model.eval(), config
-
-
-def evaluate(model_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """The metric on the validation or test sequences of the saved run."""
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    model, config = load_model(model_dir)
-    seed = config.train.seed + (VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET)
-    size = config.data.val_size if split == "val" else config.data.test_size
-    metrics = Trainer(config.train, lab_step).evaluate(model, fixed_set(config.data, size, seed))
-    scores = _scores(config.data, metrics)
-    return {"split": split, "problem": config.data.problem, "n": size, **scores}
+TASK = LabTask()

@@ -19,10 +19,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from lstmkit.tasks import run as task_run
 from lstmkit.tasks.lab import task
 from lstmkit.tasks.lab.adding import adding_batch
 from lstmkit.tasks.lab.diagnostics import gradient_profile
-from lstmkit.train.checkpoint import write_json
+from lstmkit.train.checkpoint import METRICS_FILE, read_json, write_json
 
 MODELS = {
     "rnn": {"cell": "rnn"},
@@ -63,16 +64,19 @@ def run(
     for name in models:
         config = task.load_config({
             "model": {**MODELS[name], "hidden_size": hidden_size},
-            "data": {"T": train_T, "steps_per_epoch": train_steps, "val_size": 500},
+            "data": {"T": train_T, "steps_per_epoch": train_steps, "val_size": 500,
+                     "test_size": 500},
             "train": {"epochs": 1, "seed": seed, "progress": False, "tensorboard": False},
         })  # fmt: skip
         torch.manual_seed(seed)
         model = task.build_model(config)
         init = {T: _profile(model, T, batch, seed + 1) for T in lengths}
-        trained_model, _, history = task.train_model(config, out_dir / name)
+        task_run.train(task.TASK, config, out_dir / name, overwrite=True)
+        trained_model = task.TASK.load(out_dir / name).model
+        final = read_json(out_dir / name / METRICS_FILE)
         trained = {T: _profile(trained_model, T, batch, seed + 1) for T in lengths}
         results["models"][name] = {"init": init, "trained": trained,
-                                   "val_solved": history["val_solved"][-1]}  # fmt: skip
+                                   "val_solved": final["val_solved"]}  # fmt: skip
     results["seconds"] = round(time.monotonic() - start, 1)
     write_json(out_dir / "results.json", results)
     _write_csv(out_dir / "profiles.csv", results)

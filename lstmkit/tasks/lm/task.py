@@ -18,28 +18,23 @@ character / ln 2.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lstmkit.data.bptt import BPTTBatches
+from lstmkit.data.bptt import BPTTBatch, BPTTBatches
 from lstmkit.data.text import read_text
 from lstmkit.data.tokenizer import Tokenizer
-from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
-from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, Trainer, from_dict, to_dict
-from lstmkit.train.checkpoint import (
-    METRICS_FILE,
-    MODEL_FILE,
-    load_weights,
-    read_json,
-    read_run_config,
-    write_json,
-)
+from lstmkit.models import LanguageModel, LMModelConfig
+from lstmkit.tasks.base import Built, Predictor, RunContext, read_model_dir
+from lstmkit.tasks.lm.generate import generate
+from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights
+from lstmkit.train.distributed import ShardedBatches
 
 SOURCES = ("text", "imdb")
 TOKENIZERS = ("char", "bpe")
@@ -118,14 +113,16 @@ def make_step(ar: float = 0.0, tar: float = 0.0):
     """The trainer's step: next-token cross-entropy (plus AR/TAR in training)."""
 
     def lm_step(model: Any, batch: Any, state: Any = None) -> StepOutput:
-        logits, state, (raw, dropped) = model(batch.x, state, return_hidden=True)
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten())
+        device = next(model.parameters()).device
+        x, y = batch.x.to(device), batch.y.to(device)
+        logits, state, (raw, dropped) = model(x, state, return_hidden=True)
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         loss = nll
         if model.training and ar:
             loss = loss + ar * dropped.float().pow(2).mean()
         if model.training and tar and raw.size(0) > 1:
             loss = loss + tar * (raw[1:] - raw[:-1]).float().pow(2).mean()
-        return StepOutput(loss, batch.y.numel(), {"nll": float(nll.detach())}, state)
+        return StepOutput(loss, y.numel(), {"nll": float(nll.detach())}, state)
 
     return lm_step
 
@@ -215,79 +212,145 @@ def evaluate_text(
     return evaluate_ids(model, ids, n_chars, batch_size)
 
 
-def train(config: LMConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train the configured LM; write the model directory and ``results.json`` (validation
-    numbers of the best epoch, with the wall time)."""
-    start = time.monotonic()
-    out_dir, data = Path(out_dir), config.data
-    texts, val_text = load_texts(data)
-    if resume and (out_dir / "tokenizer.json").is_file():
-        tokenizer = Tokenizer.load(out_dir)  # the ids the saved weights were trained on
-    else:
-        tokenizer = Tokenizer.train(texts, data.tokenizer, data.vocab_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out_dir)
-    train_ids, val_ids = encode(tokenizer, texts), encode(tokenizer, [val_text])
-    seed = config.train.seed
-    torch.manual_seed(seed)
-    model = LanguageModel(tokenizer.vocab_size, config.model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    train_batches = BPTTBatches(
-        train_ids.to(device), data.batch_size, data.bptt, data.variable_bptt, seed
-    )
-    val_batches = BPTTBatches(val_ids.to(device), data.eval_batch_size, data.bptt)
-    trainer = Trainer(
-        config.train, make_step(config.ar, config.tar), out_dir=out_dir,
-        callbacks=[ModelCheckpoint("val_loss", save_best_only=True)],
-        run_config={"task": "lm", "vocab_size": tokenizer.vocab_size, **to_dict(config)},
-    )  # fmt: skip
-    trainer.fit(model, train_batches, val_batches, resume=resume)
-    train_seconds = time.monotonic() - start
-    load_weights(model, out_dir / MODEL_FILE)  # the best epoch's
-    val = evaluate_text(model, tokenizer, val_text, data.eval_batch_size)
-    results = {
-        "task": "lm",
-        "split": "val",
-        **{f"val_{k}": v for k, v in val.items()},
-        "train_tokens": train_ids.numel(),
-        "vocab_size": tokenizer.vocab_size,
-        "steps": trainer.global_step,
-        "train_tokens_seen": trainer.global_step * data.batch_size * data.bptt,
-        "seconds": round(train_seconds, 1),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-    }
-    if trainer.is_main:
-        write_json(out_dir / "results.json", results)
-        metrics = read_json(out_dir / METRICS_FILE)
-        write_json(out_dir / METRICS_FILE, {**metrics, **results})
-    return results
+def shard(batch: BPTTBatch, rank: int, world: int) -> BPTTBatch:
+    """This process's streams (columns rank::world) of a batch; each process carries the
+    state of its own streams."""
+    return BPTTBatch(batch.x[:, rank::world], batch.y[:, rank::world], batch.scale)
 
 
-def load_model(model_dir: str | Path) -> tuple[LanguageModel, Tokenizer, LMConfig]:
-    """Rebuild a trained LM, its tokenizer and config from its model directory."""
-    model_dir = Path(model_dir)
-    raw = read_run_config(model_dir, "lm", "a language model")
-    config = load_config({k: v for k, v in raw.items() if k not in ("task", "vocab_size")})
-    tokenizer = Tokenizer.load(model_dir)
-    model = LanguageModel(raw["vocab_size"], config.model)
-    load_weights(model, model_dir / MODEL_FILE)
-    return model.eval(), tokenizer, config
+class ScoreData(NamedTuple):
+    """A text to score as one stream of ids, the characters its predictions spell, and how
+    many parallel streams to read it in."""
+
+    split: str
+    source: str
+    ids: Tensor
+    n_chars: int
+    batch_size: int
 
 
-def evaluate(
-    model_dir: str | Path, path: str | Path, split: str | None = None, batch_size: int = 16
-) -> dict[str, Any]:
-    """Evaluate a saved LM on a text file: the whole file (``split`` ``None`` or ``test``:
-    a held-out file), or ``val``: the last ``val_fraction`` of it, as held out in training."""
-    if split not in (None, "val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    model, tokenizer, config = load_model(model_dir)
-    text = read_text(path)
-    if split == "val":
-        text = text[len(text) - int(len(text) * config.data.val_fraction) :]
-    unknown = tokenizer.unknown(text)
-    if unknown:
-        print(f"note: {len(unknown)} characters unseen in training count as <unk>: {unknown[:10]}")
-    results = evaluate_text(model, tokenizer, text, batch_size)
-    return {"data": str(path), "split": split or "test", **results}
+def score_data(split: str, source: str, tokenizer: Tokenizer, text: str, batch_size: int):
+    ids = encode(tokenizer, [text])
+    if ids.numel() < 2:
+        raise ValueError(f"the text encodes to {ids.numel()} token(s); at least 2 are needed")
+    n_chars = len(text) - len(tokenizer.decode(ids[:1].tolist()))
+    return ScoreData(split, source, ids, n_chars, batch_size)
+
+
+class LMTask:
+    """Language modelling (see the module docstring)."""
+
+    name = "lm"
+    config_class = LMConfig
+
+    def build(self, config: LMConfig, run: RunContext) -> Built:
+        data = config.data
+        texts, val_text = load_texts(data)
+        if run.resume and (run.out_dir / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.load(run.out_dir)  # the ids the saved weights were trained on
+        else:
+            tokenizer = Tokenizer.train(texts, data.tokenizer, data.vocab_size)
+        if run.rank == 0:
+            tokenizer.save(run.out_dir)
+        train_ids, val_ids = encode(tokenizer, texts), encode(tokenizer, [val_text])
+        seed = config.train.seed
+        model = LanguageModel(tokenizer.vocab_size, config.model)
+        train_batches: Any = BPTTBatches(
+            train_ids.to(run.device), data.batch_size, data.bptt, data.variable_bptt, seed
+        )
+        if run.world_size > 1:
+            train_batches = ShardedBatches(train_batches, shard, run.rank, run.world_size)
+        val_batches = BPTTBatches(val_ids.to(run.device), data.eval_batch_size, data.bptt)
+        source = str(data.path) if data.path is not None else data.source
+        return Built(
+            model, train_batches, val_batches,
+            score_data=score_data("val", source, tokenizer, val_text, data.eval_batch_size),
+            artifacts={"vocab_size": tokenizer.vocab_size, "tokenizer": "tokenizer.json"},
+            facts={"train_tokens": train_ids.numel(), "vocab_size": tokenizer.vocab_size},
+            per_step={"train_tokens_seen": data.batch_size * data.bptt},
+        )  # fmt: skip
+
+    def step_fn(self, config: LMConfig):
+        return make_step(config.ar, config.tar)
+
+    def callbacks(self, config: LMConfig) -> list:
+        return [ModelCheckpoint("val_loss", save_best_only=True)]
+
+    def score(self, model: LanguageModel, data: ScoreData) -> dict[str, Any]:
+        numbers = evaluate_ids(model, data.ids, data.n_chars, data.batch_size)
+        return {"split": data.split, "data": data.source, **numbers}
+
+    def eval_data(
+        self, predictor: LMPredictor, path: str | None, split: str | None, batch_size: int = 16
+    ) -> ScoreData:
+        """A text file: the whole file (``split`` ``None`` or ``test``: a held-out file), or
+        ``val``: its last ``val_fraction``, as held out in training."""
+        if split not in (None, "val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        if path is None:
+            raise ValueError("lm evaluate needs --data: a UTF-8 text file or folder")
+        if batch_size <= 0:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        text = read_text(path)
+        if split == "val":
+            text = text[len(text) - int(len(text) * predictor.config.data.val_fraction) :]
+        unknown = predictor.tokenizer.unknown(text)
+        if unknown:
+            print(f"note: {len(unknown)} characters unseen in training count as <unk>: "
+                  f"{unknown[:10]}")  # fmt: skip
+        return score_data(split or "test", str(path), predictor.tokenizer, text, batch_size)
+
+    def load(self, model_dir: str | Path, device: torch.device | None = None) -> LMPredictor:
+        raw = read_model_dir(model_dir, self.name)
+        config = from_dict(LMConfig, raw["config"])
+        tokenizer = Tokenizer.load(model_dir)
+        model = LanguageModel(raw["artifacts"]["vocab_size"], config.model)
+        load_weights(model, Path(model_dir) / MODEL_FILE)
+        return LMPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
+                           tokenizer=tokenizer)  # fmt: skip
+
+    def summary(self, results: dict[str, Any]) -> str:
+        return (
+            f"validation: {results['nats_per_char']:.4f} nats/char "
+            f"({results['bits_per_char']:.4f} bits/char), perplexity "
+            f"{results['perplexity']:.2f} per token, after {results['steps']} steps in "
+            f"{results['seconds']} s"
+        )
+
+
+GENERATION = ("max_new", "temperature", "top_k", "top_p", "beam", "length_penalty", "seed")
+
+
+class LMPredictor(Predictor):
+    """Continuations of prompts. Each input is a prompt, or a dict with ``prompt`` and any
+    of ``max_new`` (default 200), ``temperature`` (1.0), ``top_k``, ``top_p``, ``beam``,
+    ``length_penalty`` and ``seed`` (default 0: the same prompt gives the same text)."""
+
+    def __init__(self, *args: Any, tokenizer: Tokenizer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer = tokenizer
+
+    def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        if not inputs:
+            raise ValueError("no prompt to continue")
+        out = []
+        for k, item in enumerate(inputs):
+            options = dict(item) if isinstance(item, dict) else {"prompt": item}
+            prompt = options.pop("prompt", None)
+            if not isinstance(prompt, str):
+                raise ValueError(f"input {k + 1}: the prompt must be a text, got {prompt!r}")
+            unknown = sorted(set(options) - set(GENERATION))
+            if unknown:
+                raise ValueError(f"input {k + 1}: unknown option(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(GENERATION)}")  # fmt: skip
+            options = {"max_new": 200, "seed": 0, **options}
+            max_new = options.pop("max_new")
+            text = "".join(generate(self.model, self.tokenizer, prompt, max_new, **options))
+            out.append({"prompt": prompt, "text": text})
+        return out
+
+    def format_output(self, item: Any, output: dict[str, Any]) -> str:
+        return output["prompt"] + output["text"]
+
+
+TASK = LMTask()

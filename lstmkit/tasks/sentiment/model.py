@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lstmkit.models.language_model import LanguageModel, run_layers
 from lstmkit.nn import LSTM
 from lstmkit.nn.dropout import LockedDropout, embedding_dropout
-from lstmkit.tasks.lm.model import LanguageModel
 
 POOLINGS = ("last", "max", "mean", "attention")
 
@@ -141,17 +141,7 @@ class LMEncoder(nn.Module):
 
     def _chunk(self, ids: Tensor, valid: Tensor, state: list | None) -> tuple[Tensor, list]:
         x = self.drop_input(embedding_dropout(self.embedding, ids, self.dropoute, self.training))
-        new_state = []
-        for k, layer in enumerate(self.layers):
-            # a review that ended before this chunk runs on padding; its state is restored
-            x, (h, c) = layer(x, None if state is None else state[k], lengths=valid.clamp(min=1))
-            if state is not None:
-                done = (valid == 0).view(1, -1, 1)
-                h, c = torch.where(done, state[k][0], h), torch.where(done, state[k][1], c)
-            new_state.append((h, c))
-            if k < len(self.layers) - 1:
-                x = self.drop_between(x)
-        return x, new_state
+        return run_layers(self.layers, self.drop_between, x, state, valid)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         steps = ids.size(0)

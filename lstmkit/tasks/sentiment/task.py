@@ -17,8 +17,6 @@ ROC-AUC, written to ``metrics.json`` and ``results.json``.
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,30 +30,17 @@ from torch.utils.data import DataLoader
 from lstmkit.data.batching import BucketBatchSampler, pad_batch, truncate
 from lstmkit.data.imdb import clean_text, load_imdb, train_val_split
 from lstmkit.data.tokenizer import Tokenizer
+from lstmkit.models import LanguageModel, LMModelConfig
+from lstmkit.tasks.base import Built, Predictor, RunContext, Stage, read_model_dir
 from lstmkit.tasks.sentiment.model import (
     LMEncoder,
     RecurrentEncoder,
     SentimentClassifier,
     SentimentModelConfig,
 )
-from lstmkit.train import (
-    EarlyStopping,
-    ModelCheckpoint,
-    StepOutput,
-    TrainConfig,
-    Trainer,
-    from_dict,
-    to_dict,
-)
-from lstmkit.train.checkpoint import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    load_weights,
-    read_json,
-    read_run_config,
-    write_json,
-)
+from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights
+from lstmkit.train.distributed import ShardedBatches
 from lstmkit.train.optim import discriminative_groups
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "aclImdb_sample.tar.gz"
@@ -184,19 +169,38 @@ def sentiment_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOut
     return StepOutput(loss, batch.labels.numel(), {"accuracy": float(accuracy)})
 
 
+def shard(batch: Batch, rank: int, world: int) -> Batch:
+    """This process's share (rank::world) of a global batch, cut to its longest review."""
+    lengths = batch.lengths[rank::world]
+    ids = batch.ids[: int(lengths.max()), rank::world]
+    return Batch(ids.contiguous(), lengths, batch.labels[rank::world])
+
+
 def predict_probs(model: nn.Module, batch: Batch) -> Tensor:
     batch = _to(batch, next(model.parameters()).device)
     return model(batch.ids, batch.lengths).float().softmax(-1).cpu()
 
 
 def build_model(config: SentimentConfig, vocab_size: int, pad_id: int) -> SentimentClassifier:
+    """A classifier to train: from scratch, or on the encoder of a trained language model."""
     m = config.model
     if m.pretrained is None:
         return SentimentClassifier(RecurrentEncoder(vocab_size, m, pad_id), m)
-    from lstmkit.tasks.lm.task import load_model as load_lm
-
-    lm, _, _ = load_lm(m.pretrained)
+    raw = read_model_dir(m.pretrained, "lm")
+    lm_config = from_dict(LMModelConfig, raw["config"].get("model"), "model")
+    lm = LanguageModel(raw["artifacts"]["vocab_size"], lm_config)
+    load_weights(lm, Path(m.pretrained) / MODEL_FILE)
     return SentimentClassifier(LMEncoder(lm.train(), m.chunk_len, m.grad_chunks), m)
+
+
+def rebuild_model(config: SentimentConfig, artifacts: dict[str, Any], pad_id: int) -> nn.Module:
+    """The architecture of a saved classifier (its weights are loaded after)."""
+    m = config.model
+    if m.pretrained is None:
+        return SentimentClassifier(RecurrentEncoder(artifacts["vocab_size"], m, pad_id), m)
+    lm_config = from_dict(LMModelConfig, artifacts["encoder"], "encoder")
+    lm = LanguageModel(artifacts["vocab_size"], lm_config)
+    return SentimentClassifier(LMEncoder(lm, m.chunk_len, m.grad_chunks), m)
 
 
 def scores(probs: Tensor, labels: list[int]) -> dict[str, Any]:
@@ -217,13 +221,6 @@ def scores(probs: Tensor, labels: list[int]) -> dict[str, Any]:
     }
 
 
-def score_split(trainer: Trainer, model: nn.Module, batches: DataLoader, data: Encoded) -> dict:
-    """:func:`scores` of ``model`` on the (unshuffled) ``batches`` of ``data``."""
-    probs = torch.cat(trainer.predict(model, batches))
-    order = [i for batch in batches.batch_sampler for i in batch]  # the batches' review order
-    return scores(probs, [data.labels[i] for i in order])
-
-
 def format_report(result: dict[str, Any]) -> str:
     """scikit-learn's text report plus the confusion matrix and ROC-AUC."""
     lines = [f"{'':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
@@ -240,185 +237,196 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class ScoreData(NamedTuple):
+    """Reviews to score: which ``split`` of which ``source``, and their unshuffled batches."""
+
+    split: str
+    source: str
+    batches: DataLoader
+    labels: list[int]
+
+
+def score_data(split: str, source: Any, data: Encoded, batch_size: int, pad_id: int) -> ScoreData:
+    batches = loader(data, batch_size, False, 0, pad_id)
+    order = [i for batch in batches.batch_sampler for i in batch]  # the batches' review order
+    return ScoreData(split, str(source), batches, [data.labels[i] for i in order])
+
+
 def _splits(data: SentimentDataConfig):
     reviews = load_imdb(data.path or SAMPLE, "train")
     train, val = train_val_split(list(reviews), data.val_size, seed=data.split_seed)
     return reviews, train, val
 
 
-def _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume):
-    """One fit from scratch, or ULMFiT's stages for a pretrained encoder; returns the
-    trainer of the last stage."""
-    groups = model.layer_groups()
-    run_config = {"task": "sentiment", "vocab_size": tokenizer.vocab_size, **to_dict(config)}
-    if config.model.pretrained is not None:  # the encoder's architecture, so the directory
-        lm = read_json(Path(config.model.pretrained) / CONFIG_FILE)  # stands on its own
-        run_config["encoder"] = lm["model"]
-    # the best epoch's weights go to model.safetensors as they happen, so that a resumed run
-    # keeps them (early stopping's in-memory copy of them is not part of the trainer state)
-    callbacks = [
-        EarlyStopping("val_accuracy", config.patience, restore_best_weights=True),
-        ModelCheckpoint("val_accuracy", "max", save_best_only=True),
-    ]
-    if config.model.pretrained is None:
-        trainer = Trainer(config.train, sentiment_step, predict_fn=predict_probs,
-                          callbacks=callbacks, out_dir=out_dir, run_config=run_config)  # fmt: skip
-        trainer.fit(model, train_data, val_data, resume=resume)
-        return trainer
-    n_stages = len(groups) if config.finetune.gradual_unfreezing else 1
-    for stage in range(n_stages):
-        last = stage == n_stages - 1
-        stage_dir = out_dir if last else out_dir / "stages" / str(stage + 1)
-        trainable = groups if last else groups[len(groups) - 1 - stage :]
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for g in trainable:
-            g.requires_grad_(True)
-        cfg = config.train if last else dataclasses.replace(config.train, epochs=1)
-        done = (stage_dir / METRICS_FILE).is_file() and not last
-        if done:  # a resumed run skips the stages it finished
-            load_weights(model, stage_dir / MODEL_FILE)
-            continue
-        trainer = Trainer(cfg, sentiment_step, predict_fn=predict_probs,
-                          callbacks=callbacks if last else [], out_dir=stage_dir,
-                          run_config=run_config)  # fmt: skip
-        lrs = discriminative_groups(groups, cfg.lr, config.finetune.lr_decay)
-        param_groups = [g for g, m in zip(lrs, groups) if m in trainable]
-        has_state = (stage_dir / "trainer_state").is_dir()
-        trainer.fit(model, train_data, val_data, param_groups=param_groups,
-                    resume=resume and has_state)  # fmt: skip
-    return trainer
-
-
-def train(config: SentimentConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train; write the model directory (weights of the best epoch, tokenizer, metrics) and
-    ``results.json`` with the validation scores and the wall time."""
-    start = time.monotonic()
-    out_dir, data = Path(out_dir), config.data
-    reviews, train_reviews, val_reviews = _splits(data)
-    if reviews.skipped:
-        print(f"skipped {len(reviews.skipped)} empty reviews, e.g. {reviews.skipped[0]}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _tokenizer(config: SentimentConfig, run: RunContext, texts: list[str]) -> Tokenizer:
     if config.model.pretrained is not None:
-        tokenizer = Tokenizer.load(config.model.pretrained)
-    elif resume and (out_dir / "tokenizer.json").is_file():
-        tokenizer = Tokenizer.load(out_dir)
-    else:
-        tokenizer = Tokenizer.train(
-            [r.text for r in train_reviews], data.tokenizer, data.vocab_size, data.min_frequency
-        )
-    tokenizer.save(out_dir)
-    train_enc = encode_reviews(tokenizer, [r.text for r in train_reviews],
-                               [r.label for r in train_reviews], data.max_len)  # fmt: skip
-    val_enc = encode_reviews(tokenizer, [r.text for r in val_reviews],
-                             [r.label for r in val_reviews], data.max_len)  # fmt: skip
-    print(f"{len(train_enc.ids)} training and {len(val_enc.ids)} validation reviews; "
-          f"{train_enc.truncated + val_enc.truncated} longer than {data.max_len} tokens "
-          "kept head + tail")  # fmt: skip
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, tokenizer.vocab_size, tokenizer.pad_id)
-    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    seed = config.train.seed
-    train_data = loader(train_enc, data.batch_size, True, seed, tokenizer.pad_id)
-    val_data = loader(val_enc, data.eval_batch_size, False, seed, tokenizer.pad_id)
-    trainer = _fit_stages(config, model, tokenizer, train_data, val_data, out_dir, resume)
-    load_weights(model, out_dir / MODEL_FILE)  # the best epoch's, also after a resume
-    result = score_split(trainer, model, val_data, val_enc)
-    results = {
-        "task": "sentiment",
-        "split": "val",
-        **{k: result[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "n")},
-        "confusion_matrix": result["confusion_matrix"],
-        "train_reviews": len(train_enc.ids),
-        "steps": trainer.global_step,
-        "seconds": round(time.monotonic() - start, 1),
-        "device": str(next(model.parameters()).device),
-    }
-    if trainer.is_main:
-        write_json(out_dir / "results.json", {**results, "report": result["report"]})
-        metrics = read_json(out_dir / METRICS_FILE)
-        val = {f"val_{k}": v for k, v in results.items() if k not in ("task", "split")}
-        write_json(out_dir / METRICS_FILE, {**metrics, **val})
-    print(format_report(result))
-    return results
-
-
-def load_model(model_dir: str | Path) -> tuple[SentimentClassifier, Tokenizer, SentimentConfig]:
-    """Rebuild a trained classifier, its tokenizer and config from its model directory."""
-    model_dir = Path(model_dir)
-    raw = read_run_config(model_dir, "sentiment", "a sentiment model")
-    config = load_config(
-        {k: v for k, v in raw.items() if k not in ("task", "vocab_size", "encoder")}
-    )
-    tokenizer = Tokenizer.load(model_dir)
-    m = config.model
-    if m.pretrained is None:
-        encoder: nn.Module = RecurrentEncoder(raw["vocab_size"], m, tokenizer.pad_id)
-    else:  # the language model's architecture, the weights from this directory
-        from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
-
-        lm = LanguageModel(raw["vocab_size"], from_dict(LMModelConfig, raw["encoder"], "encoder"))
-        encoder = LMEncoder(lm, m.chunk_len, m.grad_chunks)
-    model = SentimentClassifier(encoder, m)
-    load_weights(model, model_dir / MODEL_FILE)
-    return model.eval(), tokenizer, config
-
-
-def evaluate(model_dir: str | Path, path: str | Path | None, split: str) -> dict[str, Any]:
-    """Scores on ``val`` (the run's own held-out reviews of ``path``'s train split) or
-    ``test`` (``path``'s test split). ``path`` ``None``: the data the model trained on."""
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    model, tokenizer, config = load_model(model_dir)
+        return Tokenizer.load(config.model.pretrained)
+    if run.resume and (run.out_dir / "tokenizer.json").is_file():
+        return Tokenizer.load(run.out_dir)  # the ids the saved weights were trained on
     data = config.data
-    source = path if path is not None else (data.path or SAMPLE)
-    if split == "val":
-        reviews = train_val_split(list(load_imdb(source, "train")), data.val_size,
-                                  seed=data.split_seed)[1]  # fmt: skip
-    else:
-        reviews = list(load_imdb(source, "test"))
-    enc = encode_reviews(tokenizer, [r.text for r in reviews], [r.label for r in reviews],
-                         data.max_len)  # fmt: skip
-    batches = loader(enc, data.eval_batch_size, False, 0, tokenizer.pad_id)
-    trainer = Trainer(config.train, sentiment_step, predict_fn=predict_probs)
-    result = score_split(trainer, model, batches, enc)
-    return {"split": split, "data": str(source), **result}
+    return Tokenizer.train(texts, data.tokenizer, data.vocab_size, data.min_frequency)
 
 
-def predict(model_dir: str | Path, texts: list[str]) -> list[dict[str, Any]]:
-    """Label and probability of each text (cleaned like the training reviews)."""
-    model, tokenizer, config = load_model(model_dir)
-    if not texts:
-        raise ValueError("no text to classify")
-    cleaned = [clean_text(t) for t in texts]
-    empty = [i for i, t in enumerate(cleaned) if not t]
-    if empty:
-        raise ValueError(f"input {empty[0] + 1} is empty")
-    enc = encode_reviews(tokenizer, cleaned, [0] * len(texts), config.data.max_len)
-    out = []
-    with torch.no_grad():
-        for ids in enc.ids:
-            ids_t = torch.tensor(ids).unsqueeze(1)  # (L, 1)
-            probs = model(ids_t, torch.tensor([len(ids)])).softmax(-1)[0]
-            k = int(probs.argmax())
-            out.append({"label": LABELS[k], "probability": float(probs[k]),
-                        "positive": float(probs[1])})  # fmt: skip
-    return out
+def _stages(config: SentimentConfig, model: SentimentClassifier) -> list[Stage] | None:
+    """ULMFiT for a pretrained encoder: discriminative learning rates and gradual unfreezing
+    (one epoch per stage from the head down, then everything for ``train.epochs``)."""
+    if config.model.pretrained is None:
+        return None
+    groups = model.layer_groups()
+    n = len(groups) if config.finetune.gradual_unfreezing else 1
+    stages = []
+    for k in range(n):
+        last = k == n - 1
+        trainable = groups if last else groups[len(groups) - 1 - k :]
+        # fresh groups per stage: an optimizer and its schedule write into the dicts they get
+        lrs = discriminative_groups(groups, config.train.lr, config.finetune.lr_decay)
+        param_groups = [g for g, m in zip(lrs, groups) if any(m is t for t in trainable)]
+        stages.append(Stage(str(k + 1), trainable, param_groups, None if last else 1))
+    return stages
 
 
-def gate_inputs(model_dir: str | Path, text: str) -> tuple[nn.Module, Tensor, list[str]]:
-    """For a gate heat-map of ``text``: the encoder's LSTM, the embedded tokens (L, E) it
-    reads and the tokens (all of them: the heat-map is not truncated to ``max_len``)."""
-    model, tokenizer, _ = load_model(model_dir)
-    if not isinstance(model.encoder, RecurrentEncoder):
-        raise ValueError(
-            f"{model_dir} has a language-model encoder; gate heat-maps read the LSTM of a "
-            "classifier trained from scratch"
+class SentimentTask:
+    """IMDB sentiment classification (see the module docstring)."""
+
+    name = "sentiment"
+    config_class = SentimentConfig
+
+    def build(self, config: SentimentConfig, run: RunContext) -> Built:
+        data = config.data
+        reviews, train_reviews, val_reviews = _splits(data)
+        if reviews.skipped:
+            print(f"skipped {len(reviews.skipped)} empty reviews, e.g. {reviews.skipped[0]}")
+        tokenizer = _tokenizer(config, run, [r.text for r in train_reviews])
+        if run.rank == 0:
+            tokenizer.save(run.out_dir)
+        train_enc = encode_reviews(tokenizer, [r.text for r in train_reviews],
+                                   [r.label for r in train_reviews], data.max_len)  # fmt: skip
+        val_enc = encode_reviews(tokenizer, [r.text for r in val_reviews],
+                                 [r.label for r in val_reviews], data.max_len)  # fmt: skip
+        print(f"{len(train_enc.ids)} training and {len(val_enc.ids)} validation reviews; "
+              f"{train_enc.truncated + val_enc.truncated} longer than {data.max_len} tokens "
+              "kept head + tail")  # fmt: skip
+        model = build_model(config, tokenizer.vocab_size, tokenizer.pad_id)
+        seed, pad = config.train.seed, tokenizer.pad_id
+        train_data = loader(train_enc, data.batch_size, True, seed, pad)
+        if run.world_size > 1:
+            train_data = ShardedBatches(train_data, shard, run.rank, run.world_size)
+        artifacts: dict[str, Any] = {"vocab_size": tokenizer.vocab_size,
+                                     "tokenizer": "tokenizer.json"}  # fmt: skip
+        if config.model.pretrained is not None:  # the encoder's architecture, so that the
+            lm = read_model_dir(config.model.pretrained, "lm")  # directory stands on its own
+            artifacts["encoder"] = lm["config"]["model"]
+        source = data.path or SAMPLE
+        return Built(
+            model, train_data, loader(val_enc, data.eval_batch_size, False, seed, pad),
+            score_data=score_data("val", source, val_enc, data.eval_batch_size, pad),
+            artifacts=artifacts, facts={"train_reviews": len(train_enc.ids)},
+            stages=_stages(config, model),
+        )  # fmt: skip
+
+    def step_fn(self, config: SentimentConfig):
+        return sentiment_step
+
+    def callbacks(self, config: SentimentConfig) -> list:
+        # the best epoch's weights go to model.safetensors as they happen, so that a resumed
+        # run keeps them (early stopping's in-memory copy is not part of the trainer state)
+        return [
+            EarlyStopping("val_accuracy", config.patience, restore_best_weights=True),
+            ModelCheckpoint("val_accuracy", "max", save_best_only=True),
+        ]
+
+    def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
+        probs = torch.cat([predict_probs(model, batch) for batch in data.batches])
+        return {"split": data.split, "data": data.source, **scores(probs, data.labels)}
+
+    def eval_data(
+        self, predictor: SentimentPredictor, path: str | None, split: str | None
+    ) -> ScoreData:
+        """``val`` (default: the run's own held-out reviews of ``path``'s train split) or
+        ``test`` (``path``'s test split); ``path`` ``None``: the data the model trained on."""
+        split = split or "val"
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        data = predictor.config.data
+        source = path if path is not None else (data.path or SAMPLE)
+        if split == "val":
+            reviews = train_val_split(list(load_imdb(source, "train")), data.val_size,
+                                      seed=data.split_seed)[1]  # fmt: skip
+        else:
+            reviews = list(load_imdb(source, "test"))
+        tokenizer = predictor.tokenizer
+        enc = encode_reviews(tokenizer, [r.text for r in reviews], [r.label for r in reviews],
+                             data.max_len)  # fmt: skip
+        return score_data(split, source, enc, data.eval_batch_size, tokenizer.pad_id)
+
+    def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
+        raw = read_model_dir(model_dir, self.name)
+        config = from_dict(SentimentConfig, raw["config"])
+        tokenizer = Tokenizer.load(model_dir)
+        model = rebuild_model(config, raw["artifacts"], tokenizer.pad_id)
+        load_weights(model, Path(model_dir) / MODEL_FILE)
+        return SentimentPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
+                                  tokenizer=tokenizer)  # fmt: skip
+
+    def summary(self, results: dict[str, Any]) -> str:
+        return (
+            f"{format_report(results)}\n"
+            f"validation accuracy {results['accuracy']:.4f} (F1 {results['f1']:.4f}, ROC-AUC "
+            f"{results['roc_auc']:.4f}) on {results['n']} held-out reviews, {results['steps']} "
+            f"steps in {results['seconds']} s"
         )
-    cleaned = clean_text(text)
-    if not cleaned:
-        raise ValueError("the text is empty")
-    encoding = tokenizer.hf.encode(cleaned)
-    with torch.no_grad():
-        x = model.encoder.embedding(torch.tensor(encoding.ids))  # (L, E)
-    return model.encoder.rnn, x, list(encoding.tokens)
+
+
+class SentimentPredictor(Predictor):
+    """Label and probabilities of texts (cleaned like the training reviews)."""
+
+    def __init__(self, *args: Any, tokenizer: Tokenizer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer = tokenizer
+
+    @torch.no_grad()
+    def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
+        if not inputs:
+            raise ValueError("no text to classify")
+        for k, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {k + 1} is a {type(text).__name__}, not a text")
+        cleaned = [clean_text(t) for t in inputs]
+        empty = [i for i, t in enumerate(cleaned) if not t]
+        if empty:
+            raise ValueError(f"input {empty[0] + 1} is empty")
+        enc = encode_reviews(self.tokenizer, cleaned, [0] * len(cleaned),
+                             self.config.data.max_len)  # fmt: skip
+        out = []
+        size = self.config.data.eval_batch_size
+        for start in range(0, len(enc.ids), size):
+            ids, lengths = pad_batch(enc.ids[start : start + size], self.tokenizer.pad_id)
+            logits = self.model(ids.t().contiguous().to(self.device), lengths)
+            for probs in logits.float().softmax(-1).cpu():
+                k = int(probs.argmax())
+                out.append({"label": LABELS[k], "probability": float(probs[k]),
+                            "positive": float(probs[1])})  # fmt: skip
+        return out
+
+    def format_output(self, item: str, output: dict[str, Any]) -> str:
+        short = item if len(item) <= 60 else item[:57] + "..."
+        return f"{output['label']}\t{output['probability']:.4f}\t{short}"
+
+    def gate_inputs(self, text: str) -> tuple[nn.Module, Tensor, list[str]]:
+        """For a gate heat-map of ``text``: the encoder's LSTM, the embedded tokens (L, E) it
+        reads and the tokens (all of them: the heat-map is not truncated to ``max_len``)."""
+        if not isinstance(self.model.encoder, RecurrentEncoder):
+            raise ValueError(
+                f"{self.model_dir} has a language-model encoder; gate heat-maps read the LSTM "
+                "of a classifier trained from scratch"
+            )
+        cleaned = clean_text(text)
+        if not cleaned:
+            raise ValueError("the text is empty")
+        encoding = self.tokenizer.hf.encode(cleaned)
+        with torch.no_grad():
+            x = self.model.encoder.embedding(torch.tensor(encoding.ids, device=self.device))
+        return self.model.encoder.rnn, x.cpu(), list(encoding.tokens)
+
+
+TASK = SentimentTask()

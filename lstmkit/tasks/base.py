@@ -1,0 +1,208 @@
+"""The task contract: what a task supplies, what a trained model gives back, and the model
+directory every task writes.
+
+A task is one object with these members (a :class:`Task`; composition, not a base class to
+inherit from), registered by one line in :data:`lstmkit.tasks.TASKS`:
+
+- ``name`` and ``config_class``: a typed config dataclass with ``data``, ``model`` and
+  ``train`` (a :class:`~lstmkit.train.TrainConfig`) sections;
+- ``build(config, run)``: the model, the training and validation batches, the data to score
+  the best model on, and the task's *artifacts* (tokenizers, label maps, sizes: everything
+  besides the weights that the model directory must carry, saved into ``run.out_dir``);
+- ``step_fn(config)``: the trainer's ``step(model, batch, state) -> StepOutput`` (one
+  batch's loss and metrics) for this config;
+- ``callbacks(config)``: what the trainer should run besides logging (early stopping, a
+  best-epoch :class:`~lstmkit.train.ModelCheckpoint`, a target to stop at);
+- ``score(model, data) -> dict``: the task's reported numbers on ``data`` (tasks that score
+  by decoding or generating do it here, not through the step loss);
+- ``eval_data(predictor, path, split, **options)``: that data again, for a saved model;
+- ``load(model_dir) -> Predictor``: the model, loaded once, predicting many times;
+- ``summary(results) -> str``: what ``train`` prints at the end.
+
+:mod:`lstmkit.tasks.run` does everything else (device, processes, the trainer, the model
+directory, ``results.json``). The smallest example is the toy regression task in
+``tests/tasks/test_contract.py``.
+
+The model directory (one format for every task)::
+
+    config.json         {"lstmkit": version, "format": 1, "task": name,
+                         "config": {data, model, train, ...}, "artifacts": {...}}
+    model.safetensors   the weights (the best epoch's when the task keeps the best)
+    <artifact files>    e.g. tokenizer.json, named in config.json's "artifacts"
+    metrics.json        the trainer's final epoch logs and per-epoch history
+    results.json        the task's scores of the kept weights on the validation data
+    train_log.csv, epoch_log.csv, tensorboard/, trainer_state/ (exact resume)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from lstmkit import __version__
+from lstmkit.train import Callback
+from lstmkit.train.trainer import StepFn
+
+CONFIG_FILE = "config.json"
+FORMAT = 1  # bumped when a model directory can no longer be read by older code
+
+
+class ModelDirError(ValueError):
+    """A model directory that is missing, of another task, or of an unreadable format."""
+
+
+@dataclass
+class RunContext:
+    """Where and how a run happens: ``out_dir`` (the model directory), ``resume``,
+    ``device``, and this process's ``rank`` of ``world_size``."""
+
+    out_dir: Path
+    resume: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass
+class Stage:
+    """One fit of a staged fine-tuning (ULMFiT's gradual unfreezing): the modules that
+    train, the optimizer's parameter groups, and ``epochs`` (``None``: the config's)."""
+
+    name: str
+    trainable: list[nn.Module]
+    param_groups: list[dict[str, Any]] | None = None
+    epochs: int | None = None
+
+
+@dataclass
+class Built:
+    """What :meth:`Task.build` returns.
+
+    Args:
+        model: the model to train.
+        train_data, val_data: re-iterables of batches for the trainer.
+        score_data: what :meth:`Task.score` reads to report the kept weights' numbers.
+        artifacts: JSON-able facts config.json records besides the config (vocabulary
+            size, artifact file names, a pretrained encoder's architecture).
+        facts: JSON-able numbers ``results.json`` reports besides the scores (data sizes).
+        per_step: counts that grow by this much with every optimizer step (``results.json``
+            reports ``count * steps``, e.g. ``{"train_sequences": batch_size}``).
+        param_groups: optimizer parameter groups (``None``: all trainable parameters).
+        stages: fits to run one after the other (``None``: one fit).
+    """
+
+    model: nn.Module
+    train_data: Iterable
+    val_data: Iterable | None
+    score_data: Any = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    per_step: dict[str, int] = field(default_factory=dict)
+    param_groups: list[dict[str, Any]] | None = None
+    stages: list[Stage] | None = None
+
+
+class Task(Protocol):
+    """See the module docstring."""
+
+    name: str
+    config_class: type
+
+    def build(self, config: Any, run: RunContext) -> Built: ...
+
+    def step_fn(self, config: Any) -> StepFn: ...
+
+    def callbacks(self, config: Any) -> list[Callback]: ...
+
+    def score(self, model: nn.Module, data: Any) -> dict[str, Any]: ...
+
+    def eval_data(self, predictor: Predictor, path: str | None, split: str | None,
+                  **options: Any) -> Any: ...  # fmt: skip
+
+    def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor: ...
+
+    def summary(self, results: dict[str, Any]) -> str: ...
+
+
+class Predictor:
+    """A trained model loaded once: ``predict(inputs)`` any number of times.
+
+    ``inputs`` is a list (texts, prompts, sequences: what the task reads); the result is one
+    JSON-serialisable dict per input, in order. Tasks subclass it and implement
+    :meth:`predict`; ``parse_input`` turns one command-line string into an input and
+    ``format_output`` one result into a line (defaults: the string itself, and JSON).
+    """
+
+    def __init__(
+        self,
+        task: str,
+        config: Any,
+        model: nn.Module,
+        artifacts: dict[str, Any],
+        model_dir: str | Path,
+        device: torch.device | None = None,
+    ) -> None:
+        self.task, self.config, self.artifacts = task, config, artifacts
+        self.model_dir = Path(model_dir)
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device).eval()
+
+    def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError(f"the {self.task} task has no predict")
+
+    def parse_input(self, text: str) -> Any:
+        return text
+
+    def format_output(self, item: Any, output: dict[str, Any]) -> str:
+        return json.dumps(output)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task!r}, model_dir={str(self.model_dir)!r})"
+
+
+# -- config.json ------------------------------------------------------------------------------
+
+
+def model_dir_config(task: str, config: dict[str, Any], artifacts: dict[str, Any]) -> dict:
+    """The content of a model directory's ``config.json``."""
+    return {"lstmkit": __version__, "format": FORMAT, "task": task, "config": config,
+            "artifacts": artifacts}  # fmt: skip
+
+
+def read_model_dir(model_dir: str | Path, task: str | None = None) -> dict[str, Any]:
+    """``config.json`` of ``model_dir``, checked: present, readable, of this format and (if
+    ``task`` is given) of that task. Directories of lstmkit 0.1's layout (``{"task": ...,
+    sections...}``) are read as the same thing."""
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG_FILE
+    if not model_dir.is_dir():
+        raise ModelDirError(f"{model_dir} is not a model directory (no such directory)")
+    if not path.is_file():
+        raise ModelDirError(f"{model_dir} is not a model directory (no {CONFIG_FILE})")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelDirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
+        raise ModelDirError(f'{path}: not an lstmkit model config (no "task" name)')
+    if "format" not in raw:  # lstmkit 0.1: the sections at the top level
+        sections = {k: v for k, v in raw.items() if k not in ("task", "vocab_size", "encoder")}
+        artifacts = {k: raw[k] for k in ("vocab_size", "encoder") if k in raw}
+        raw = model_dir_config(raw["task"], sections, artifacts)
+    if not isinstance(raw["format"], int) or raw["format"] > FORMAT:
+        raise ModelDirError(
+            f"{path}: model directory format {raw['format']!r} was written by a newer lstmkit "
+            f"({raw.get('lstmkit')}); this lstmkit ({__version__}) reads format {FORMAT}"
+        )
+    for key, kind in (("config", dict), ("artifacts", dict)):
+        if not isinstance(raw.get(key), kind):
+            raise ModelDirError(f'{path}: "{key}" must be a mapping')
+    if task is not None and raw["task"] != task:
+        raise ModelDirError(f"{model_dir} holds a {raw['task']!r} model, not a {task!r} model")
+    return raw
