@@ -20,6 +20,25 @@ KERNELS = {
 }
 
 
+def _kernel(mode: str):
+    """Torch's kernel for ``mode``, with a clear error where ``torch.func.vmap`` cannot batch it."""
+    kernel = KERNELS[mode]
+
+    def run(*args):
+        try:
+            return kernel(*args)
+        except RuntimeError as error:
+            if "Batching rule not implemented" not in str(error):
+                raise
+            raise RuntimeError(
+                f"implementation='torch' runs torch.{kernel.__name__}, which torch.func.vmap "
+                "cannot batch; implementation='auto' or 'reference' runs lstmkit's reference "
+                f"path, which it can ({error})"
+            ) from error
+
+    return run
+
+
 def torch_rnn(
     mode: str,
     x: Tensor,
@@ -39,7 +58,7 @@ def torch_rnn(
     packed, so outputs past each length are zero and the final states are those at each
     sequence's own last step. Returns the output (L, N, D*H_out) and the final states.
     """
-    kernel = KERNELS[mode]
+    kernel = _kernel(mode)
     hx = states if mode == "LSTM" else states[0]
     args = (weights, has_bias, num_layers, dropout, training, bidirectional)
     if lengths is None:
@@ -73,5 +92,5 @@ def torch_rnn_packed(
     the packed (sorted) batch order; returns the packed output data and the final states."""
     hx = states if mode == "LSTM" else states[0]
     args = (weights, has_bias, num_layers, dropout, training, bidirectional)
-    output, *final = KERNELS[mode](data, batch_sizes, hx, *args)
+    output, *final = _kernel(mode)(data, batch_sizes, hx, *args)
     return output, tuple(final)

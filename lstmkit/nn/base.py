@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from lstmkit.kernels.fused_lstm import needs_autograd_ops
 from lstmkit.kernels.torch_rnn import torch_rnn, torch_rnn_packed
 
 State = tuple[Tensor, ...]
@@ -372,6 +373,8 @@ class RecurrentBase(nn.Module):
                 f"implementation='torch' runs standard configurations only; active now: "
                 f"{', '.join(reasons)}"
             )
+        if self.implementation == "auto" and needs_autograd_ops(x):
+            return False  # torch.func.vmap cannot batch torch's kernel; the reference path runs
         return not reasons and self.implementation in ("auto", "torch")  # "fused": lstmkit's
 
     def _run(

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lstmkit.kernels.fused_lstm import fusable, lstm_direction
@@ -209,6 +208,13 @@ class LSTM(RecurrentBase):
     prefers (2) even for standard configurations; both raise or fall back as stated. All
     paths agree to float rounding (tested in float64); in training with ``dropout > 0``
     between layers, torch's kernel draws its own dropout masks.
+
+    Higher-order gradients are exact on every path: (2)'s gradient, when it must itself be
+    differentiated (``create_graph=True``) or is batched (``is_grads_batched=True``), comes
+    from autograd through the reference recurrence on the same inputs and masks. Inside
+    ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ...) and under forward-mode AD,
+    ``"auto"`` and ``"fused"`` run the reference path; ``"torch"`` runs (1), which
+    ``torch.func.vmap`` cannot batch (as for ``torch.nn.LSTM``: a ``RuntimeError`` says so).
 
     Args:
         input_size: number of expected features in the input ``x`` (H_in).
@@ -415,14 +421,13 @@ class LSTM(RecurrentBase):
         w_ih, b_ih, ln_ih_weight = p("weight_ih"), p("bias_ih"), p("ln_ih_weight")
         extra = (w_ih, b_ih, ln_ih_weight, *(peephole or ()), ln_hh, *(ln_c or ()), masks.recurrent)
         if self.implementation != "reference" and fusable(x, *state, w_hh, b_hh, w_hr, *extra):
-            # the kernel normalises the input product itself, in its pass over each row
-            ln_ih = None if ln_ih_weight is None else (ln_ih_weight, b_ih)
-            xw = F.linear(x, w_ih, b_ih if ln_ih is None else None)  # (L, N, G*H)
+            # the kernel's Function projects the input itself (and normalises the product in
+            # its pass over each row): it keeps x and w_ih, not the projected sequence
             return lstm_direction(
-                xw, *state, w_hh, b_hh, w_hr, peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c,
-                ln_ih=ln_ih, coupled=self.coupled, rec_mask=masks.recurrent,
-                zoneout_h=masks.zoneout_h, zoneout_c=masks.zoneout_c, valid=valid,
-                collect=collect,
+                x, *state, w_hh, b_hh, w_hr, w_ih=w_ih, b_ih=b_ih, peephole=peephole,
+                ln_ih_weight=ln_ih_weight, ln_hh_weight=ln_hh, ln_c=ln_c, coupled=self.coupled,
+                rec_mask=masks.recurrent, zoneout_h=masks.zoneout_h, zoneout_c=masks.zoneout_c,
+                valid=valid, collect=collect,
             )  # fmt: skip
         xw = LF.input_projection(x, w_ih, b_ih, ln_ih_weight)  # (L, N, G*H)
 

@@ -12,7 +12,12 @@ import torch
 from torch.autograd import gradcheck
 
 from lstmkit.kernels import fused_lstm
-from lstmkit.kernels.fused_lstm import FusedLSTMDirection, extension_available, lstm_direction
+from lstmkit.kernels.fused_lstm import (
+    DirectionInputs,
+    FusedLSTMDirection,
+    extension_available,
+    lstm_direction,
+)
 from lstmkit.nn import functional as LF
 
 LENGTHS = [5, 7, 1, 5, 2, 1]  # for T = 7, N = 6
@@ -257,12 +262,16 @@ def test_gradcheck(extension, name):
     masks.pop("valid", None)
     if cfg.get("lengths"):
         masks["valid"] = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 0, 0], [1, 0, 0]], dtype=bool)
-    names = ("xw", "h0", "c0", "w_hh", "b_hh", "w_hr", "w_ci", "w_cf", "w_co", "ln_hh_weight")
-    names += ("ln_c_weight", "ln_c_bias", "ln_ih_weight", "b_ih")
-    inputs = [leaves.get(k) for k in names]
-    inputs += [masks.get(k) for k in ("rec_mask", "zoneout_h", "zoneout_c", "valid")]
-    inputs += [bool(cfg.get("coupled")), True]
-    assert gradcheck(FusedLSTMDirection.apply, inputs, eps=1e-6, atol=1e-7)
+    inputs = direction_inputs(leaves, masks)
+    assert gradcheck(
+        FusedLSTMDirection.apply, (bool(cfg.get("coupled")), True, *inputs), eps=1e-6, atol=1e-7
+    )
+
+
+def direction_inputs(leaves, masks):
+    """A case as the Function's named inputs (``xw`` already projected: no ``w_ih``)."""
+    named = {"x": leaves["xw"], **leaves, **masks}
+    return DirectionInputs(*(named.get(k) for k in DirectionInputs._fields))
 
 
 def test_collected_gates_are_detached(extension):
