@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+from typing import Any
 
-from lstmkit.cli.common import add_train_arguments, config_from_args, write_json
+from lstmkit.cli.common import add_train_arguments
 
 PROBLEMS = {  # command: (data.problem, default T, help)
     "adding": ("adding", 30, "the adding problem (Hochreiter & Schmidhuber 1997, experiment 4)"),
@@ -14,49 +14,63 @@ PROBLEMS = {  # command: (data.problem, default T, help)
 }
 
 
-def _report(results: dict) -> None:
-    cell, n, T = results["cell"].upper(), results["test_sequences"], results["T"]
-    if results["task"] == "adding":
-        score = f"solved {results['solved_fraction']:.1%} of {n} fresh adding-problem sequences"
-        score += f" (T={T}, error < 0.04)"
-    else:
-        score = f"reached {results['accuracy']:.1%} accuracy on {n} fresh {results['task']} "
-        score += f"sequences (T={T})"
-        if "baseline_accuracy" in results:
-            score += f"; memoryless baseline {results['baseline_accuracy']:.1%}"
-    print(f"{cell} {score} after {results['train_sequences']:,} training sequences in "
-          f"{results['seconds']} s")  # fmt: skip
+DEFAULT_OUT = "runs/lab"
 
 
-def _train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lab import task
-
-    variants = {f"model.{k}": getattr(args, k) for k in ("layer_norm", "peephole", "coupled")}
-    extra = {
-        "data.problem": args.problem, "data.T": args.T,
-        "model.cell": args.model, "model.hidden_size": args.hidden_size,
-        "model.zoneout": args.zoneout, "model.recurrent_dropout": args.recurrent_dropout,
-        "model.weight_drop": args.weight_drop, "model.chrono": args.chrono,
-        "train.max_minutes": args.budget_minutes,
-        **{k: True for k, v in variants.items() if v},
+def _variant_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given (``lstmkit demo`` has none of them)."""
+    flags = {
+        "data.T": "T", "model.cell": "model", "model.hidden_size": "hidden_size",
+        "model.zoneout": "zoneout", "model.recurrent_dropout": "recurrent_dropout",
+        "model.weight_drop": "weight_drop", "model.chrono": "chrono",
+        "train.max_minutes": "budget_minutes", "target": "target",
     }  # fmt: skip
-    data = config_from_args(args, overrides, extra)
-    data.setdefault("data", {}).setdefault("T", PROBLEMS[args.command_name][1])
-    if args.target is not None:
-        data["target"] = args.target
-    config = task.load_config(data)
-    results = task.train(config, args.out, resume=args.resume)
-    _report(results)
-    print(f"model directory: {args.out}")
+    values = {key: getattr(args, name, None) for key, name in flags.items()}
+    for name in ("layer_norm", "peephole", "coupled"):
+        if getattr(args, name, False):
+            values[f"model.{name}"] = True
+    return values
+
+
+def add_train_flags(sub: argparse.ArgumentParser, default_T: int | None = None) -> None:
+    """The model's variant flags, shared by ``lab train`` and ``lab adding|...``."""
+    sub.add_argument("--T", type=int, help="sequence length / delay (data.T"
+                     + (f", default {default_T})" if default_T else ")"))  # fmt: skip
+    sub.add_argument("--model", choices=["lstm", "gru", "rnn"], help="model.cell (default lstm)")
+    sub.add_argument("--hidden-size", type=int, help="model.hidden_size (default 32)")
+    for flag in ("layer-norm", "peephole", "coupled"):
+        sub.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
+    for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
+        sub.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
+    sub.add_argument("--chrono", type=int, metavar="T_MAX",
+                     help="LSTM chrono initialisation of the forget/input biases for "
+                     "dependencies up to T_MAX steps (model.chrono)")  # fmt: skip
+    sub.add_argument(
+        "--target", type=float, help="stop once the validation metric reaches it (0.99)"
+    )
+    sub.add_argument("--budget-minutes", type=float, help="wall-time budget (train.max_minutes)")
+
+
+def train_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return _variant_flags(args)
+
+
+def _train_problem(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lstmkit.cli.tasks import train_task
+
+    problem, default_T, _ = PROBLEMS[args.command_name]
+    extra = {**_variant_flags(args), "data.problem": problem}
+    train_task("lab", args, overrides, extra, defaults={"data.T": default_T})
     return 0
 
 
 def _heatmap(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.nn import LSTM
     from lstmkit.tasks.lab import task
-    from lstmkit.tasks.lab.heatmap import gate_heatmap
+    from lstmkit.viz.heatmap import gate_heatmap
 
-    model, config = task.load_model(args.model)
+    predictor = task.TASK.load(args.model)
+    model, config = predictor.model, predictor.config
     if not isinstance(model.rnn, LSTM):
         raise ValueError(f"{args.model} holds a {config.model.cell} model; gates need an lstm")
     x, labels = task.example(config, args.seed)
@@ -64,15 +78,6 @@ def _heatmap(args: argparse.Namespace, overrides: list[str]) -> int:
     title = f"{config.data.problem}, T={config.data.T}: gates of {args.model}"
     for path in gate_heatmap(model.rnn, x, labels, out, args.layer, title=title):
         print(path)
-    return 0
-
-
-def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lab import task
-
-    metrics = task.evaluate(args.model, args.split)
-    print(json.dumps(metrics, indent=2))
-    write_json(args.json, metrics)
     return 0
 
 
@@ -112,12 +117,9 @@ def _exploding(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lab import task
+    from lstmkit.cli.tasks import train_task
 
-    config = task.load_config(
-        config_from_args(args, overrides, {"train.max_minutes": args.max_minutes})
-    )
-    _report(task.train(config, args.out, resume=args.resume))
+    train_task("lab", args, overrides, {"train.max_minutes": args.max_minutes})
     return 0
 
 
@@ -125,7 +127,7 @@ def _vanishing_models() -> tuple[str, ...]:
     return ("rnn", "gru", "lstm", "lstm-peephole", "lstm-layer_norm", "lstm-chrono")
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo",
         help="train a small LSTM on the 1997 adding problem (about a minute on 2 CPU cores)",
@@ -137,8 +139,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--max-minutes", type=float, default=3.0, help="time budget (default 3)")
     demo.set_defaults(func=_demo)
 
-    lab = commands.add_parser("lab", help="the gradient lab: long-time-lag experiments")
-    experiments = lab.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+
+def add_commands(experiments: argparse._SubParsersAction) -> None:
+    """The lab's own commands besides the generic train/evaluate/predict."""
     for command, (problem, default_T, description) in PROBLEMS.items():
         sub = experiments.add_parser(
             command,
@@ -148,27 +151,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "(e.g. --train.lr 3e-3).",
         )
         add_train_arguments(sub, default_out=f"runs/lab-{command}")
-        sub.add_argument("--T", type=int,
-                         help=f"sequence length / delay (data.T, default {default_T})")  # fmt: skip
-        sub.add_argument(
-            "--model", choices=["lstm", "gru", "rnn"], help="model.cell (default lstm)"
-        )
-        sub.add_argument("--hidden-size", type=int, help="model.hidden_size (default 32)")
-        for flag in ("layer-norm", "peephole", "coupled"):
-            sub.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
-        for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
-            sub.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
-        sub.add_argument("--chrono", type=int, metavar="T_MAX",
-                         help="LSTM chrono initialisation of the forget/input biases for "
-                         "dependencies up to T_MAX steps (model.chrono)")  # fmt: skip
-        sub.add_argument(
-            "--target", type=float, help="stop once the validation metric reaches it (0.99)"
-        )
-        sub.add_argument(
-            "--budget-minutes", type=float, help="wall-time budget (train.max_minutes)"
-        )
-        sub.set_defaults(func=_train, problem=problem, command_name=command)
-
+        add_train_flags(sub, default_T)
+        sub.set_defaults(func=_train_problem, problem=problem, command_name=command)
     vanishing = experiments.add_parser(
         "vanishing",
         help="gradient-norm decay over time: Elman RNN vs GRU vs LSTMs, at init and trained",
@@ -212,9 +196,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     heatmap.add_argument("--seed", type=int, default=0, help="which fresh sequence to draw")
     heatmap.add_argument("--out", metavar="PATH", help="file stem (default DIR/gates)")
     heatmap.set_defaults(func=_heatmap)
-
-    evaluate = experiments.add_parser("evaluate", help="evaluate a trained lab model directory")
-    evaluate.add_argument("--model", required=True, metavar="DIR", help="a model directory")
-    evaluate.add_argument("--split", choices=["val", "test"], default="test")
-    evaluate.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
-    evaluate.set_defaults(func=_evaluate)

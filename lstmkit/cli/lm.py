@@ -1,79 +1,63 @@
-"""``lstmkit lm train|evaluate|generate``: LSTM language models and text generation."""
+"""``lstmkit lm``: the generic train/evaluate/predict (:mod:`lstmkit.cli.tasks`) with a text
+``--data``, and ``lm generate`` (streamed)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import codecs
+import math
 import sys
+from typing import Any
 
-from lstmkit.cli.common import add_train_arguments, config_from_args, write_json
-
-
-def _train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lm import task
-
-    config = task.load_config(config_from_args(args, overrides, {"data.path": args.data}))
-    results = task.train(config, args.out, resume=args.resume)
-    print(f"validation: {results['val_nats_per_char']:.4f} nats/char "
-          f"({results['val_bits_per_char']:.4f} bits/char), perplexity "
-          f"{results['val_perplexity']:.2f} per token, after {results['steps']} steps in "
-          f"{results['seconds']} s")  # fmt: skip
-    print(f"model directory: {args.out}")
-    return 0
+DEFAULT_OUT = "runs/lm"
 
 
-def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lm import task
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a UTF-8 text file or folder (data.path)")
 
-    if overrides:
-        raise ValueError(f"lm evaluate takes no config overrides, got {' '.join(overrides)}")
-    results = task.evaluate(args.model, args.data, args.split, args.batch_size)
-    print(json.dumps(results, indent=2))
-    write_json(args.json, results)
-    return 0
+
+def train_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {"data.path": args.data}
+
+
+def add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=16, help="parallel streams (1: one)")
+
+
+def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": getattr(args, "batch_size", 16)}
+
+
+def unescape(prompt: str) -> str:
+    """``\\n``, ``\\t``, ``\\u00d7`` ... read as escapes; other characters stay as they are."""
+    return codecs.decode(prompt.encode("latin-1", "backslashreplace"), "unicode_escape")
 
 
 def _generate(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lstmkit.tasks.lm import task
     from lstmkit.tasks.lm.generate import generate
+    from lstmkit.tasks.lm.task import TASK
 
     if overrides:
         raise ValueError(f"lm generate takes no config overrides, got {' '.join(overrides)}")
-    model, tokenizer, _ = task.load_model(args.model)
-    prompt = args.prompt.encode().decode("unicode_escape") if args.escapes else args.prompt
-    sys.stdout.write(prompt)
-    for piece in generate(
-        model, tokenizer, prompt, args.max_new, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, beam=args.beam,
+    if not math.isfinite(args.temperature):
+        raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    predictor = TASK.load(args.model)
+    prompt = unescape(args.prompt) if args.escapes else args.prompt
+    pieces = generate(
+        predictor.model, predictor.tokenizer, prompt, args.max_new,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, beam=args.beam,
         length_penalty=args.length_penalty, seed=args.seed,
-    ):  # fmt: skip
+    )  # fmt: skip
+    first = next(pieces, "")  # the prompt is checked before anything is written
+    sys.stdout.write(prompt + first)
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    lm = commands.add_parser("lm", help="language models: train, evaluate, generate")
-    sub = lm.add_subparsers(dest="lm_command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("train", help="train an LSTM language model on a text file or folder")
-    add_train_arguments(p, default_out="runs/lm")
-    p.add_argument("--data", help="a UTF-8 text file or folder (data.path)")
-    p.set_defaults(func=_train)
-
-    p = sub.add_parser("evaluate", help="nats per token and per character on a text file")
-    p.add_argument("--model", required=True, help="a model directory from lm train")
-    p.add_argument("--data", required=True, help="a UTF-8 text file or folder")
-    p.add_argument(
-        "--split", choices=("val", "test"),
-        help="val: the last val_fraction of --data, as held out in training; test (default):"
-        " the whole file",
-    )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=16, help="parallel streams (1: one)")
-    p.add_argument("--json", help="also write the numbers to this file")
-    p.set_defaults(func=_evaluate)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="continue a prompt, streamed token by token")
     p.add_argument("--model", required=True, help="a model directory from lm train")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")

@@ -1,12 +1,18 @@
-"""``lstmkit`` command line: a thin argparse layer over plain functions."""
+"""``lstmkit`` command line: a thin argparse layer over the task registry.
+
+Every failure the user can fix is one line, ``lstmkit: error: ...``, and exit status 2;
+``--debug`` (or ``LSTMKIT_DEBUG=1``) shows the traceback instead. Anything else is a bug
+and surfaces as one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lstmkit import __version__
-from lstmkit.cli import lab, lm, sentiment, tools
+from lstmkit.cli import lab, tasks, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,12 +21,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="The LSTM as real software: cells from their gate equations, training, tasks.",
     )
     parser.add_argument("--version", action="version", version=f"lstmkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    lab.add_commands(commands)
-    lm.add_commands(commands)
-    sentiment.add_commands(commands)
+    lab.add_demo(commands)
+    tasks.add_commands(commands)
     tools.add_commands(commands)
     return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that a bad input, file or flag causes (not bugs)."""
+    errors: list[type[BaseException]] = [ValueError, OSError]
+    for module, name in (("yaml", "YAMLError"), ("safetensors", "SafetensorError")):
+        error = getattr(sys.modules.get(module), name, None)
+        if error is not None:
+            errors.append(error)
+    return tuple(errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if overrides and not all(o.startswith("--") and "." in o.split("=")[0] for o in overrides[::2]):
+    bad = [o for o in overrides if o.startswith("-") and "." not in o.split("=")[0]]
+    if bad or (overrides and not overrides[0].startswith("--")):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
+    debug = args.debug or os.environ.get("LSTMKIT_DEBUG") == "1"
     try:
         return args.func(args, overrides)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"lstmkit: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("lstmkit: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"lstmkit: error: {message}", file=sys.stderr)
         return 2
 
 

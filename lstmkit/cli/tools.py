@@ -9,7 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from lstmkit.cli.common import PRESETS
-from lstmkit.train.config import apply_overrides, load_yaml
+from lstmkit.tasks import TASKS
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    from lstmkit.train.config import load_yaml as load
+
+    return load(path)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    from lstmkit.train.config import apply_overrides as apply
+
+    return apply(data, overrides)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -22,20 +34,29 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+TUNE_ALIASES = {"lab-adding": "lab"}  # the space tune-lab-adding.yaml searches the lab task
+
+
 def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
     # imported here: optuna and torch take seconds to import, which --help should not pay
-    from lstmkit.tasks.lab import tuning as lab_tuning
+    from lstmkit.tasks import get_task
+    from lstmkit.tasks.tuning import check_space, run_trial
     from lstmkit.train.tuning import BEST_FILE, STUDY_FILE, TRIALS_FILE, load_space, trial_dir, tune
 
-    space = load_space(args.space or PRESETS / f"tune-{args.task}.yaml")
+    task = get_task(TUNE_ALIASES.get(args.task, args.task))
+    default_space = PRESETS / f"tune-{args.task}.yaml"
+    if args.space is None and not default_space.is_file():
+        raise ValueError(f"no bundled search space for {args.task}; give --space FILE")
+    space = load_space(args.space or default_space)
     base = _merge(space.base, load_yaml(args.config) if args.config else {})
     base = apply_overrides(base, overrides)
-    lab_tuning.check_space(space, base)
+    check_space(task, space, base)
     out = Path(args.out or f"runs/tune-{args.task}")
-    run_command = f"lstmkit lab adding --config {out / BEST_FILE}"
+    command = "lab adding" if args.task == "lab-adding" else f"{task.name} train"
+    run_command = f"lstmkit {command} --config {out / BEST_FILE}"
     study = tune(
         space,
-        functools.partial(lab_tuning.run_trial, metric=space.metric),
+        functools.partial(run_trial, task, metric=space.metric),
         args.trials,
         out,
         f"tune-{args.task}",
@@ -79,7 +100,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "runs only the missing ones. Writes OUT/trials.csv and OUT/best.yaml, a preset to train "
         "with. Base config values can be overridden as --section.key VALUE.",
     )
-    tune.add_argument("task", choices=["lab-adding"], help="the task to tune")
+    tune.add_argument(
+        "task",
+        choices=[*TUNE_ALIASES, *TASKS],
+        help="the task to tune (lab-adding: the lab task with the bundled adding-problem space)",
+    )
     tune.add_argument(
         "--space",
         metavar="FILE",

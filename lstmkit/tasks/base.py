@@ -175,10 +175,12 @@ def model_dir_config(task: str, config: dict[str, Any], artifacts: dict[str, Any
             "artifacts": artifacts}  # fmt: skip
 
 
-def read_model_dir(model_dir: str | Path, task: str | None = None) -> dict[str, Any]:
-    """``config.json`` of ``model_dir``, checked: present, readable, of this format and (if
-    ``task`` is given) of that task. Directories of lstmkit 0.1's layout (``{"task": ...,
-    sections...}``) are read as the same thing."""
+def read_model_dir(
+    model_dir: str | Path, task: str | None = None, require: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``config.json`` of ``model_dir``, checked: present, readable, of this format, (if
+    ``task`` is given) of that task, and with the ``require``d artifacts. Directories of
+    lstmkit 0.1's layout (``{"task": ..., sections...}``) are read as the same thing."""
     model_dir = Path(model_dir)
     path = model_dir / CONFIG_FILE
     if not model_dir.is_dir():
@@ -205,4 +207,7 @@ def read_model_dir(model_dir: str | Path, task: str | None = None) -> dict[str, 
             raise ModelDirError(f'{path}: "{key}" must be a mapping')
     if task is not None and raw["task"] != task:
         raise ModelDirError(f"{model_dir} holds a {raw['task']!r} model, not a {task!r} model")
+    missing = [k for k in require if k not in raw["artifacts"]]
+    if missing:
+        raise ModelDirError(f'{path}: "artifacts" lacks {", ".join(missing)}')
     return raw

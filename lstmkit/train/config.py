@@ -197,6 +197,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
 
 def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
     """Build the dataclass ``cls`` from ``data``; unknown keys and bad values are errors."""
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{where or cls.__name__} must be a mapping, got {data!r}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]

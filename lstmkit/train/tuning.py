@@ -20,7 +20,7 @@ search again resumes it. After every trial ``trials.csv`` lists all trials and `
 holds the best config as a preset to train with.
 
 This module knows no task: a task supplies the objective (see
-:mod:`lstmkit.tasks.lab.tuning`).
+:mod:`lstmkit.tasks.tuning`).
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ agrees on it), so callers can stream it. ``<pad>`` and ``<unk>`` are never gener
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from lstmkit.data.tokenizer import Tokenizer
-from lstmkit.tasks.lm.model import LanguageModel, State
+from lstmkit.models.language_model import LanguageModel, State
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
@@ -85,7 +86,7 @@ def generate(
 
     Example::
 
-        >>> from lstmkit.tasks.lm.model import LMModelConfig
+        >>> from lstmkit.models import LMModelConfig
         >>> tok = Tokenizer.train(["abcabc"], "char")
         >>> model = LanguageModel(tok.vocab_size, LMModelConfig(8, 8, 1))
         >>> len("".join(generate(model, tok, "ab", 5, seed=0)))
@@ -93,8 +94,8 @@ def generate(
     """
     if max_new < 0:
         raise ValueError(f"max_new must be >= 0, got {max_new}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if beam is not None and beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     model.eval()
@@ -121,7 +122,9 @@ def generate(
         if temperature == 0:
             token = logits.argmax(-1)
         else:
-            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            # shifted so that the largest is 0: a tiny temperature cannot overflow to inf - inf
+            shifted = logits - logits.amax(-1, keepdim=True)
+            probs = filter_logits(shifted / temperature, top_k, top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         out.append(int(token))
         new_text = tokenizer.decode(out)  # whole-sequence decode keeps subword spacing right

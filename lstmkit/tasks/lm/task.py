@@ -301,7 +301,7 @@ class LMTask:
         return score_data(split or "test", str(path), predictor.tokenizer, text, batch_size)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LMPredictor:
-        raw = read_model_dir(model_dir, self.name)
+        raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
         config = from_dict(LMConfig, raw["config"])
         tokenizer = Tokenizer.load(model_dir)
         model = LanguageModel(raw["artifacts"]["vocab_size"], config.model)

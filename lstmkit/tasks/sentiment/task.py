@@ -186,7 +186,7 @@ def build_model(config: SentimentConfig, vocab_size: int, pad_id: int) -> Sentim
     m = config.model
     if m.pretrained is None:
         return SentimentClassifier(RecurrentEncoder(vocab_size, m, pad_id), m)
-    raw = read_model_dir(m.pretrained, "lm")
+    raw = read_model_dir(m.pretrained, "lm", require=("vocab_size",))
     lm_config = from_dict(LMModelConfig, raw["config"].get("model"), "model")
     lm = LanguageModel(raw["artifacts"]["vocab_size"], lm_config)
     load_weights(lm, Path(m.pretrained) / MODEL_FILE)
@@ -360,7 +360,7 @@ class SentimentTask:
         return score_data(split, source, enc, data.eval_batch_size, tokenizer.pad_id)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
-        raw = read_model_dir(model_dir, self.name)
+        raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
         config = from_dict(SentimentConfig, raw["config"])
         tokenizer = Tokenizer.load(model_dir)
         model = rebuild_model(config, raw["artifacts"], tokenizer.pad_id)
