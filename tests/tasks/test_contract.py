@@ -1,0 +1,264 @@
+"""The task contract: a toy task written here (about 40 lines) trains, evaluates, predicts
+and resumes through the shared code; the registry, the generic CLI and model directories of
+the wrong task or format."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from lstmkit.cli.main import main
+from lstmkit.tasks import TASKS, get_task, register, run
+from lstmkit.tasks.base import Built, ModelDirError, Predictor, read_model_dir
+from lstmkit.train import StepOutput, TrainConfig, from_dict
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights
+
+
+# -- the toy task: y = 2 x + 1 -----------------------------------------------------------------
+class Batch(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class ToyConfig:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=0.3, epochs=3))
+    size: int = 64
+
+
+def batches(n: int, seed: int) -> list[Batch]:
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(8, 1, generator=g) for _ in range(n // 8)]
+    return [Batch(x, 2 * x + 1) for x in xs]
+
+
+class ToyPredictor(Predictor):
+    @torch.no_grad()
+    def predict(self, inputs):
+        y = self.model(torch.tensor(inputs, dtype=torch.float32).view(-1, 1))
+        return [{"y": float(v)} for v in y.view(-1)]
+
+    def parse_input(self, text):
+        return float(text)
+
+
+class ToyTask:
+    name, config_class = "toy", ToyConfig
+
+    def build(self, config, run):
+        data = batches(config.size, config.train.seed)
+        return Built(
+            nn.Linear(1, 1),
+            data,
+            batches(32, 99),
+            score_data=batches(32, 7),
+            artifacts={"scale": 2},
+            facts={"n": 32},
+            per_step={"seen": 8},
+        )
+
+    def step_fn(self, config):
+        def step(model, batch, state=None):
+            loss = nn.functional.mse_loss(model(batch.x), batch.y)
+            return StepOutput(
+                loss, len(batch.x), {"mae": float((model(batch.x) - batch.y).abs().mean().detach())}
+            )
+
+        return step
+
+    def callbacks(self, config):
+        return []
+
+    def score(self, model, data):
+        return {
+            "mse": float(sum(nn.functional.mse_loss(model(b.x), b.y) for b in data) / len(data))
+        }
+
+    def eval_data(self, predictor, path, split):
+        return batches(32, 7 if split in (None, "test") else 99)
+
+    def load(self, model_dir, device=None):
+        raw = read_model_dir(model_dir, self.name)
+        model = load_weights(nn.Linear(1, 1), Path(model_dir) / MODEL_FILE)
+        return ToyPredictor(
+            self.name,
+            from_dict(ToyConfig, raw["config"]),
+            model,
+            raw["artifacts"],
+            model_dir,
+            device,
+        )
+
+    def summary(self, results):
+        return f"toy mse {results['mse']:.4f}"
+
+
+TOY = ToyTask()
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def toy():
+    register("toy", TOY, "a toy regression")
+    yield TOY
+    del TASKS["toy"]
+
+
+def config(**train):
+    return from_dict(ToyConfig, {"train": {"progress": False, "tensorboard": False, **train}})
+
+
+def test_toy_task_trains_evaluates_predicts_through_the_shared_code(toy, tmp_path):
+    results = run.train(toy, config(), tmp_path / "m")
+    assert results["task"] == "toy" and results["steps"] == 3 * 8 and results["seen"] == 8 * 24
+    assert results["n"] == 32 and results["mse"] < 0.5
+    raw = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert raw["task"] == "toy" and raw["format"] == 1 and raw["artifacts"] == {"scale": 2}
+    assert raw["config"]["train"]["lr"] == 0.3
+    assert json.loads((tmp_path / "m" / "results.json").read_text()) == results
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 3 and metrics["global_step"] == 24
+    scored = run.evaluate(tmp_path / "m")
+    assert scored["mse"] == pytest.approx(results["mse"], rel=1e-6)
+    predictor = run.load(tmp_path / "m")
+    w, b = predictor.model.weight.item(), predictor.model.bias.item()
+    assert predictor.predict([0.0, 1.0]) == [{"y": pytest.approx(b)}, {"y": pytest.approx(w + b)}]
+    json.dumps(predictor.predict([3.0]))
+
+
+def test_toy_task_resumes_bitwise(toy, tmp_path):
+    run.train(toy, config(), tmp_path / "straight")
+    run.train(toy, config(max_steps=10), tmp_path / "split")
+    run.train(toy, config(), tmp_path / "split", resume=True)
+    a = load_file(str(tmp_path / "straight" / MODEL_FILE))
+    b = load_file(str(tmp_path / "split" / MODEL_FILE))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_predictor_loads_once(toy, tmp_path, monkeypatch):
+    run.train(toy, config(epochs=1), tmp_path / "m")
+    predictor = run.load(tmp_path / "m")
+    first = predictor.predict([1.0, 2.0])
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("a file was read after loading")
+
+    monkeypatch.setattr("builtins.open", no_reads)
+    monkeypatch.setattr("pathlib.Path.read_text", no_reads)
+    monkeypatch.setattr("pathlib.Path.read_bytes", no_reads)
+    monkeypatch.setattr("safetensors.torch.load_file", no_reads)
+    assert predictor.predict([1.0, 2.0]) == first
+
+
+def test_generic_cli_for_a_registered_task(toy, tmp_path, capsys):
+    out = str(tmp_path / "m")
+    assert (
+        main(
+            [
+                "toy",
+                "train",
+                "--out",
+                out,
+                "--no-progress",
+                "--train.tensorboard",
+                "false",
+                "--max-steps",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert "toy mse" in capsys.readouterr().out
+    assert (
+        main(
+            ["toy", "train", "--out", out, "--resume", "--no-progress", "--train.tensorboard=false"]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "m" / "results.json").read_text())["steps"] == 24
+    capsys.readouterr()
+    assert main(["predict", "--model", out, "0", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["y"] for line in lines] == [
+        o["y"] for o in run.load(out).predict([0.0, 1.0])
+    ]
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", out, "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["mse"] == pytest.approx(run.evaluate(out)["mse"])
+    assert main(["toy", "train", "--out", out]) == 2  # a trained model is not replaced
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_registry():
+    assert {"sentiment", "lm", "lab"} <= set(TASKS)
+    assert get_task("lab").name == "lab"
+    with pytest.raises(ValueError, match="unknown task 'nope'; known tasks: .*lab"):
+        get_task("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register("lab", TOY)
+
+
+def test_model_dirs_of_the_wrong_task_or_format(toy, tmp_path):
+    run.train(toy, config(epochs=1), tmp_path / "m")
+    with pytest.raises(ModelDirError, match="holds a 'toy' model, not a 'lab' model"):
+        get_task("lab").load(tmp_path / "m")
+    with pytest.raises(ModelDirError, match="holds a 'toy' model, not a 'sentiment' model"):
+        run.evaluate(tmp_path / "m", task="sentiment")
+    raw = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**raw, "format": 2, "lstmkit": "9.0"}))
+    with pytest.raises(ModelDirError, match=r"format 2 was written by a newer lstmkit \(9.0\)"):
+        run.load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="not valid JSON"):
+        run.load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**raw, "config": [1]}))
+    with pytest.raises(ModelDirError, match='"config" must be a mapping'):
+        run.load(tmp_path / "m")
+    with pytest.raises(ModelDirError, match="no config.json"):
+        run.load(tmp_path)
+    with pytest.raises(ModelDirError, match="no such directory"):
+        run.load(tmp_path / "missing")
+
+
+LAB = {
+    "data": {"T": 12, "steps_per_epoch": 2, "val_size": 10, "test_size": 10},
+    "model": {"hidden_size": 4},
+    "train": {"epochs": 1, "progress": False, "tensorboard": False},
+}
+
+
+def test_resume_checks_task_and_model_before_reading_data(toy, tmp_path):
+    run.train("lab", from_dict(get_task("lab").config_class, LAB), tmp_path / "lab")
+    with pytest.raises(ModelDirError, match="holds a 'lab' model, not a 'toy' model"):
+        run.train(toy, config(), tmp_path / "lab", resume=True)
+    other = from_dict(get_task("lab").config_class, {"model": {"hidden_size": 5}})
+    with pytest.raises(ModelDirError, match="model.hidden_size 4 there, 5 now"):
+        run.train("lab", other, tmp_path / "lab", resume=True)
+
+
+def test_lab_predictor(tmp_path):
+    lab = get_task("lab")
+    cfg = from_dict(
+        lab.config_class,
+        {
+            "data": {"T": 12, "steps_per_epoch": 2, "val_size": 10, "test_size": 10},
+            "model": {"hidden_size": 4},
+            "train": {"epochs": 1, "progress": False, "tensorboard": False},
+        },
+    )
+    run.train(lab, cfg, tmp_path)
+    predictor = run.load(tmp_path)
+    seq = [[0.5, 1.0], [0.25, 0.0], [0.125, 1.0]]
+    out = predictor.predict([seq])
+    with torch.no_grad():
+        expected = predictor.model(torch.tensor(seq).unsqueeze(1))
+    assert out == [{"prediction": pytest.approx(float(expected[0]))}]
+    with pytest.raises(ValueError, match=r"input 1: expected a sequence of shape \(L, 2\)"):
+        predictor.predict([[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="JSON list of steps"):
+        predictor.parse_input("[[0.5, 1]")
