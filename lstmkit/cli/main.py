@@ -39,14 +39,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _overrides_well_formed(overrides: list[str]) -> bool:
+    """What argparse left over is ``--section.key VALUE`` or ``--section.key=VALUE`` pairs
+    (a value may start with "-": ``--train.lr -1`` is an override, for the config to judge)."""
+    k = 0
+    while k < len(overrides):
+        key = overrides[k]
+        if not key.startswith("--") or "." not in key.split("=")[0]:
+            return False
+        k += 1 if "=" in key else 2
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    bad = [o for o in overrides if o.startswith("-") and "." not in o.split("=")[0]]
-    if bad or (overrides and not overrides[0].startswith("--")):
+    if not _overrides_well_formed(overrides):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     debug = args.debug or os.environ.get("LSTMKIT_DEBUG") == "1"
     try:

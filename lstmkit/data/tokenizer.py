@@ -121,7 +121,10 @@ class Tokenizer:
         path = path / TOKENIZER_FILE if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no {TOKENIZER_FILE} at {path}")
-        hf = HFTokenizer.from_file(str(path))
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+            raise ValueError(f"{path}: not a readable tokenizer ({e})") from None
         model = hf.model
         if isinstance(model, models.BPE):
             kind = "bpe"

@@ -37,7 +37,7 @@ The model directory (one format for every task)::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from torch import nn
 
 from lstmkit import __version__
 from lstmkit.train import Callback
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 from lstmkit.train.trainer import StepFn
 
 CONFIG_FILE = "config.json"
@@ -211,3 +212,60 @@ def read_model_dir(
     if missing:
         raise ModelDirError(f'{path}: "artifacts" lacks {", ".join(missing)}')
     return raw
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (a safe_open has no __iter__)
+    except (SafetensorError, OSError) as e:
+        raise ModelDirError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_model(build: Callable[[], nn.Module], model_dir: str | Path) -> nn.Module:
+    """``build()`` with the weights of ``model_dir``, checked before anything is allocated:
+    the tensors' shapes in the file's header against a model built on the meta device (so a
+    config.json claiming a huge vocabulary fails at once), then every weight finite."""
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise ModelDirError(f"{model_dir} has no {MODEL_FILE}")
+    stored = _header_shapes(path)
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except (NotImplementedError, RuntimeError):  # an init the meta device cannot run
+        expected = None
+    if expected is not None:
+        for name, shape in stored.items():
+            if name not in expected:
+                raise ModelDirError(f"{path} holds {name}, which the model of config.json has not")
+            if expected[name] != shape:
+                raise ModelDirError(
+                    f"{path}: {name} has shape {list(shape)}, but config.json describes a model "
+                    f"whose {name} has shape {list(expected[name])}"
+                )
+    model = build()
+    try:
+        load_weights(model, path)
+    except RuntimeError as e:  # missing tensors (strict loading)
+        raise ModelDirError(f"{path} does not fit the model of config.json ({e})") from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelDirError(f"{path}: {name} holds NaN or infinite values")
+    return model
+
+
+def load_tokenizer(model_dir: str | Path, vocab_size: int) -> Any:
+    """The tokenizer of ``model_dir``, checked against the vocabulary the weights expect
+    (a tokenizer.json copied from another model would give confident nonsense)."""
+    from lstmkit.data.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(model_dir)
+    if tokenizer.vocab_size != vocab_size:
+        raise ModelDirError(
+            f"{Path(model_dir) / 'tokenizer.json'} has {tokenizer.vocab_size} tokens, but the "
+            f"model of config.json reads {vocab_size}: the tokenizer is not this model's"
+        )
+    return tokenizer

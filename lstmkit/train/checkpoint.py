@@ -68,8 +68,12 @@ def read_run_config(model_dir: str | Path, task: str, what: str) -> dict[str, An
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Save the weights as safetensors (tied weights are stored once)."""
+    """Save the weights as safetensors (tied weights are stored once), readable like every
+    other file of the directory (safetensors itself creates the file mode 0600)."""
     save_model(unwrap(model), str(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:

@@ -8,6 +8,7 @@ keys; :func:`apply_overrides` turns ``--train.lr 3e-4`` style pairs into nested 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ C = TypeVar("C")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "slanted_triangular", "plateau")
 PRECISIONS = ("fp32", "bf16")
+MAX_NUMBER = 2**31 - 1  # no config value is larger; bigger ones are typos or attacks
 
 
 def _positive(name: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
+    if value is None or not value > 0:  # NaN is not > 0 either
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
@@ -130,6 +132,10 @@ class TrainConfig:
         _positive("clip_value", self.clip_value, allow_none=True)
         _positive("max_nonfinite_steps", self.max_nonfinite_steps)
         _positive("checkpoint_every", self.checkpoint_every, allow_none=True)
+        if self.plateau_patience < 0:
+            raise ValueError(f"plateau_patience must be >= 0, got {self.plateau_patience!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
         self.betas = tuple(self.betas)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
@@ -181,6 +187,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 value = float(value) if hint is float else int(value)
             except ValueError:
                 raise ValueError(f"{where} must be {hint.__name__}, got {value!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, got {value!r}")
+        if abs(value) > MAX_NUMBER:
+            raise ValueError(f"{where} must be at most {MAX_NUMBER:.0e} in size, got {value!r}")
         if hint is int and isinstance(value, float):
             if not value.is_integer():
                 raise ValueError(f"{where} must be an integer, got {value!r}")
@@ -237,7 +247,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, chrono_init_
-from lstmkit.tasks.base import Built, Predictor, RunContext, read_model_dir
+from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_model_dir
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
 from lstmkit.tasks.lab.sequences import (
     COPY_ALPHABET,
@@ -33,7 +33,6 @@ from lstmkit.tasks.lab.sequences import (
     temporal_order_batch,
 )
 from lstmkit.train import Callback, LambdaCallback, StepOutput, TrainConfig, from_dict
-from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 10_000
@@ -60,6 +59,12 @@ class ModelConfig:
     spectral_radius: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("zoneout", "recurrent_dropout", "weight_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.cell not in CELLS:
             raise ValueError(f"model.cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
         if self.spectral_radius is not None and (self.cell != "rnn" or self.spectral_radius <= 0):
@@ -384,8 +389,7 @@ class LabTask:
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LabPredictor:
         raw = read_model_dir(model_dir, self.name)
         config = load_config(raw["config"])
-        model = build_model(config)
-        load_weights(model, Path(model_dir) / MODEL_FILE)
+        model = load_model(lambda: build_model(config), model_dir)
         return LabPredictor(self.name, config, model, raw["artifacts"], model_dir, device)
 
     def summary(self, results: dict[str, Any]) -> str:

@@ -30,10 +30,16 @@ from lstmkit.data.bptt import BPTTBatch, BPTTBatches
 from lstmkit.data.text import read_text
 from lstmkit.data.tokenizer import Tokenizer
 from lstmkit.models import LanguageModel, LMModelConfig
-from lstmkit.tasks.base import Built, Predictor, RunContext, read_model_dir
+from lstmkit.tasks.base import (
+    Built,
+    Predictor,
+    RunContext,
+    load_model,
+    load_tokenizer,
+    read_model_dir,
+)
 from lstmkit.tasks.lm.generate import generate
 from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, from_dict
-from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 from lstmkit.train.distributed import ShardedBatches
 
 SOURCES = ("text", "imdb")
@@ -303,9 +309,9 @@ class LMTask:
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LMPredictor:
         raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
         config = from_dict(LMConfig, raw["config"])
-        tokenizer = Tokenizer.load(model_dir)
-        model = LanguageModel(raw["artifacts"]["vocab_size"], config.model)
-        load_weights(model, Path(model_dir) / MODEL_FILE)
+        vocab_size = raw["artifacts"]["vocab_size"]
+        tokenizer = load_tokenizer(model_dir, vocab_size)
+        model = load_model(lambda: LanguageModel(vocab_size, config.model), model_dir)
         return LMPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
                            tokenizer=tokenizer)  # fmt: skip
 

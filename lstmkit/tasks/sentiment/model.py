@@ -71,6 +71,8 @@ class SentimentModelConfig:
     num_classes: int = 2
 
     def __post_init__(self) -> None:
+        if self.head_hidden < 0:
+            raise ValueError(f"model.head_hidden must be >= 0, got {self.head_hidden!r}")
         for name in ("embed_size", "hidden_size", "num_layers", "chunk_len", "grad_chunks"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")

@@ -31,7 +31,15 @@ from lstmkit.data.batching import BucketBatchSampler, pad_batch, truncate
 from lstmkit.data.imdb import clean_text, load_imdb, train_val_split
 from lstmkit.data.tokenizer import Tokenizer
 from lstmkit.models import LanguageModel, LMModelConfig
-from lstmkit.tasks.base import Built, Predictor, RunContext, Stage, read_model_dir
+from lstmkit.tasks.base import (
+    Built,
+    Predictor,
+    RunContext,
+    Stage,
+    load_model,
+    load_tokenizer,
+    read_model_dir,
+)
 from lstmkit.tasks.sentiment.model import (
     LMEncoder,
     RecurrentEncoder,
@@ -74,6 +82,8 @@ class SentimentDataConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
+        if self.split_seed < 0:
+            raise ValueError(f"data.split_seed must be >= 0, got {self.split_seed!r}")
         if self.tokenizer not in ("word", "bpe"):
             raise ValueError(f"data.tokenizer must be word or bpe; got {self.tokenizer!r}")
         for name in ("val_size", "vocab_size", "min_frequency", "max_len", "batch_size",
@@ -362,9 +372,9 @@ class SentimentTask:
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
         config = from_dict(SentimentConfig, raw["config"])
-        tokenizer = Tokenizer.load(model_dir)
-        model = rebuild_model(config, raw["artifacts"], tokenizer.pad_id)
-        load_weights(model, Path(model_dir) / MODEL_FILE)
+        tokenizer = load_tokenizer(model_dir, raw["artifacts"]["vocab_size"])
+        model = load_model(lambda: rebuild_model(config, raw["artifacts"], tokenizer.pad_id),
+                           model_dir)  # fmt: skip
         return SentimentPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
                                   tokenizer=tokenizer)  # fmt: skip
 
