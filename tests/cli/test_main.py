@@ -43,18 +43,30 @@ def test_train_evaluate_resume_round_trip(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 7 and results["train_sequences"] == 7 * 32
     assert results["test_sequences"] == 100
+    assert results["task"] == "lab" and results["problem"] == "adding" and results["T"] == 12
+    assert results["split"] == "test" and results["n"] == 100 and results["cell"] == "lstm"
     assert {"config.json", "model.safetensors", "metrics.json", "train_log.csv"} <= {
         p.name for p in out.iterdir()
     }
     config = json.loads((out / "config.json").read_text())
-    assert config["data"]["T"] == 12 and config["model"]["hidden_size"] == 8
+    assert config["task"] == "lab" and config["format"] == 1
+    assert config["config"]["data"]["T"] == 12 and config["config"]["model"]["hidden_size"] == 8
     assert "solved" in capsys.readouterr().out
 
     report = tmp_path / "eval.json"
     assert main(["lab", "evaluate", "--model", str(out), "--json", str(report)]) == 0
     metrics = json.loads(report.read_text())
-    assert metrics["n"] == 100
+    assert metrics["task"] == "lab" and metrics["split"] == "test" and metrics["n"] == 100
     assert metrics["solved_fraction"] == pytest.approx(results["solved_fraction"])
+    assert json.loads(capsys.readouterr().out) == metrics  # printed as JSON, too
+
+    # a finished model directory is only replaced with --overwrite; resume keeps the model
+    assert main(["lab", "adding", *FAST, "--out", str(out), "--max-steps", "7"]) == 2
+    assert "already holds a trained model" in capsys.readouterr().err
+    changed = [*FAST, "--out", str(out), "--resume", "--hidden-size", "16"]
+    assert main(["lab", "adding", *changed]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model.hidden_size 8 there, 16 now" in err
 
     assert main(["lab", "adding", *FAST, "--out", str(out), "--resume", "--max-steps", "12"]) == 0
     log = (out / "train_log.csv").read_text().splitlines()
@@ -81,7 +93,7 @@ def test_variant_flags_reach_the_model(tmp_path):
         "0.5",
     ]
     assert main(args) == 0
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
     model = config["model"]
     assert model["peephole"] and model["layer_norm"] and model["zoneout"] == 0.1
     assert model["chrono"] == 13 and config["target"] == 0.5
@@ -93,9 +105,12 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["lab", "adding", "--out", str(tmp_path), "--model", "rnn", "--peephole"]) == 2
     assert "peephole apply to the lstm cell only, not rnn" in capsys.readouterr().err
     assert main(["lab", "adding", "--out", str(tmp_path / "x"), "--resume"]) == 2
-    assert "cannot resume: no trainer state" in capsys.readouterr().err
+    assert "x is not a model directory (no such directory)" in capsys.readouterr().err
     assert main(["lab", "evaluate", "--model", str(tmp_path / "nothing")]) == 2
-    assert "nothing is not a model directory (no config.json)" in capsys.readouterr().err
+    assert "nothing is not a model directory (no such directory)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--model", str(tmp_path / "empty")]) == 2
+    assert "empty is not a model directory (no config.json)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["lab", "adding", "stray"])
 
@@ -151,10 +166,14 @@ def test_classification_problems_round_trip(tmp_path, command, problem):
             "--data.test_size", "50", "--data.val_size", "50"]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == problem and results["T"] == 20 and 0 <= results["accuracy"] <= 1
-    assert json.loads((out / "config.json").read_text())["data"]["problem"] == problem
+    assert results["task"] == "lab" and results["problem"] == problem
+    assert results["T"] == 20 and 0 <= results["accuracy"] <= 1 and results["n"] == 50
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["data"]["problem"] == problem
     report = tmp_path / "eval.json"
     assert main(["lab", "evaluate", "--model", str(out), "--json", str(report)]) == 0
-    assert json.loads(report.read_text())["accuracy"] == pytest.approx(results["accuracy"])
+    evaluated = json.loads(report.read_text())
+    assert evaluated["accuracy"] == pytest.approx(results["accuracy"])
+    assert evaluated["test_loss"] == pytest.approx(results["test_loss"])
     if problem == "copy":
         assert results["baseline_accuracy"] == 0.125

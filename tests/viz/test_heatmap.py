@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lstmkit.nn import LSTM
-from lstmkit.tasks.lab.heatmap import gate_activations, gate_heatmap
+from lstmkit.viz.heatmap import gate_activations, gate_heatmap
 
 
 def test_heatmap_files(tmp_path):

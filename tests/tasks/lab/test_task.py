@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from lstmkit.tasks import run
 from lstmkit.tasks.lab import task
 from lstmkit.tasks.lab.adding import adding_batch
 
@@ -16,7 +17,9 @@ def test_lstm_solves_a_tiny_adding_problem(tmp_path):
             "train": {"epochs": 15, "progress": False, "tensorboard": False},
         }
     )
-    results = task.train(config, tmp_path)
+    results = run.train(task.TASK, config, tmp_path)
+    assert results["task"] == "lab" and results["problem"] == "adding"
+    assert results["split"] == "test" and results["n"] == 1000
     assert results["solved_fraction"] >= 0.95
     assert results["steps"] <= 1500
     assert results["train_sequences"] == 32 * results["steps"]
