@@ -1,5 +1,6 @@
 """The training loop: clipping and its diagnostics, non-finite steps, callbacks, TBPTT."""
 
+import json
 import math
 
 import pytest
@@ -134,6 +135,11 @@ def test_early_stopping_restores_best_weights_and_checkpoint_keeps_best(tmp_path
     saved = load_weights(TinyModel(), tmp_path / "model.safetensors")
     for k, v in saved.state_dict().items():
         assert torch.equal(v, snapshots[2][k])
+    # metrics.json: the trainer's final epoch logs, the checkpoint's best epoch, the history
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epoch"] == 3 and metrics["best_epoch"] == 2
+    assert metrics["val_score"] == 0.6 and metrics["stopped_by"] == "callback"
+    assert [e["val_score"] for e in metrics["history"]] == [0.5, 0.7, 0.6]
 
 
 def test_early_stopping_names_a_missing_metric(tiny_data):
