@@ -124,11 +124,17 @@ def train(
     check_out_dir(task, config, out_dir, resume, overwrite)
     dist = distributed.setup()
     run = RunContext(out_dir, resume, choose_device(device), dist.rank, dist.world_size)
+    created = dist.is_main and not out_dir.exists()
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     distributed.barrier()
     torch.manual_seed(config.train.seed)  # the same initial weights in every process
-    built = task.build(config, run)
+    try:
+        built = task.build(config, run)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):  # unreadable data leaves no empty out_dir
+            out_dir.rmdir()
+        raise
     built.model.to(run.device)
     run_config = model_dir_config(task.name, to_dict(config), built.artifacts)
     trainer = _fit(task, config, built, out_dir, resume, run_config, list(callbacks))

@@ -16,9 +16,10 @@ from safetensors.torch import load_file
 from lstmkit.cli.main import main
 from lstmkit.data.bptt import BPTTBatch, BPTTBatches
 from lstmkit.data.tokenizer import Tokenizer
+from lstmkit.models import LanguageModel, LMModelConfig
+from lstmkit.tasks import run
 from lstmkit.tasks.lm import task
 from lstmkit.tasks.lm.generate import filter_logits, generate
-from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
 
 TEXT = "hello world, the quick brown fox jumps over the lazy dog.\n"
 NO_DROPOUT = dict(dropout=0.0, dropouth=0.0, dropouti=0.0, dropoute=0.0, weight_drop=0.0)
@@ -412,7 +413,8 @@ def test_generate_bad_arguments(lm):
             text(model, tok, prompt)
     for kw, msg in [
         (dict(n=-1), "max_new must be >= 0, got -1"),
-        (dict(temperature=-0.5), "temperature must be >= 0, got -0.5"),
+        (dict(temperature=-0.5), "temperature must be a finite number >= 0, got -0.5"),
+        (dict(temperature=INF), "temperature must be a finite number >= 0, got inf"),
         (dict(beam=0), "beam must be >= 1, got 0"),
     ]:
         with pytest.raises(ValueError, match=re.escape(msg)):
@@ -443,23 +445,28 @@ def tiny_train_config(path: Path, **data) -> task.LMConfig:
 def overfit(tmp_path_factory):
     root = tmp_path_factory.mktemp("overfit")
     (root / "hello.txt").write_text(HELLO)
-    results = task.train(tiny_train_config(root / "hello.txt"), root / "model")
+    results = run.train(task.TASK, tiny_train_config(root / "hello.txt"), root / "model")
     return root / "model", results
 
 
 def test_a_tiny_model_overfits_a_repetitive_text(overfit):
     model_dir, r = overfit
     # vocab: <pad> <unk> " " "," d e h l o r w; 40 epochs of 117 // 16 = 8 windows
-    assert (r["vocab_size"], r["train_tokens"], r["val_tokens"], r["steps"]) == (11, 468, 51, 320)
-    assert r["val_nats_per_char"] < 0.1
-    assert r["val_bits_per_char"] == pytest.approx(r["val_nats_per_char"] / math.log(2))
+    assert (r["vocab_size"], r["train_tokens"], r["tokens"], r["steps"]) == (11, 468, 51, 320)
+    assert (r["task"], r["split"], r["chars"]) == ("lm", "val", 51)
+    assert r["train_tokens_seen"] == 320 * 4 * 16
+    assert r["nats_per_char"] < 0.1
+    assert r["bits_per_char"] == pytest.approx(r["nats_per_char"] / math.log(2))
+    assert r["perplexity"] == pytest.approx(math.exp(r["nats_per_token"]))
     with open(model_dir / "train_log.csv") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert len(losses) == 320
     assert losses[0] == pytest.approx(math.log(11), abs=0.15)  # uniform at first
     assert max(losses[-8:]) < 0.1
-    model, tok, config = task.load_model(model_dir)
+    predictor = task.TASK.load(model_dir)
+    model, tok, config = predictor.model, predictor.tokenizer, predictor.config
     assert config.model.hidden_size == 32 and tok.kind == "char"
+    assert predictor.artifacts["vocab_size"] == 11 and not model.training
     assert text(model, tok, "hello", 20, temperature=0) == " world, hello world,"
     assert text(model, tok, "wor", 10, beam=3) == "ld, hello "
 
@@ -491,23 +498,31 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     # vocab: <pad> <unk> "\n" " " . a c e h m n o s t; 260 // 2 columns - 1 = 129 steps in
     # windows of 8 = 17 per epoch
-    assert (results["vocab_size"], results["train_tokens"], results["val_tokens"]) == (14, 260, 27)
-    assert results["steps"] == 34 and results["split"] == "val"
-    assert (config["task"], config["vocab_size"], config["train"]["seed"]) == ("lm", 14, 3)
-    assert config["model"]["hidden_size"] == 16 and config["data"]["bptt"] == 8
-    assert f"validation: {results['val_nats_per_char']:.4f} nats/char" in printed
+    assert (results["vocab_size"], results["train_tokens"], results["tokens"]) == (14, 260, 27)
+    assert results["steps"] == 34 and results["split"] == "val" and results["task"] == "lm"
+    assert results["data"] == str(data) and results["train_tokens_seen"] == 34 * 2 * 8
+    assert (config["task"], config["format"]) == ("lm", 1)
+    assert config["artifacts"] == {"vocab_size": 14, "tokenizer": "tokenizer.json"}
+    sections = config["config"]
+    assert sections["train"]["seed"] == 3 and sections["data"]["path"] == str(data)
+    assert sections["model"]["hidden_size"] == 16 and sections["data"]["bptt"] == 8
+    assert f"validation: {results['nats_per_char']:.4f} nats/char" in printed
+    # metrics.json: the trainer's epochs; the kept (best val_loss) weights are those scored
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["val_nats_per_char"] == results["val_nats_per_char"]
-    assert len(metrics["history"]) == 2
+    assert len(metrics["history"]) == 2 and "nats_per_char" not in metrics
+    best = metrics["history"][metrics["best_epoch"] - 1]
+    assert best["val_loss"] == min(e["val_loss"] for e in metrics["history"])
+    assert results["nats_per_token"] == pytest.approx(best["val_loss"], rel=1e-5)
 
-    # evaluate --json writes the numbers a direct task.evaluate gives
+    # evaluate --json writes the numbers a direct run.evaluate gives
     report = tmp_path / "eval.json"
     argv = ["lm", "evaluate", "--model", str(out), "--data", str(data), "--json", str(report)]
     assert main(argv) == 0
     written = json.loads(report.read_text())
     assert json.loads(capsys.readouterr().out) == written
-    direct = task.evaluate(out, data)
+    direct = run.evaluate(out, data)
     assert written == direct
+    assert (written["task"], written["model"], written["data"]) == ("lm", str(out), str(data))
     assert (written["split"], written["tokens"], written["chars"]) == ("test", 287, 287)
     # --split val --batch-size 1 reproduces the validation numbers of results.json
     argv = ["lm", "evaluate", "--model", str(out), "--data", str(data), "--split", "val",
@@ -515,11 +530,12 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     assert main(argv) == 0
     val = json.loads(report.read_text())
     for key in ("nats_per_char", "nats_per_token", "perplexity", "bits_per_char", "tokens"):
-        assert val[key] == pytest.approx(results[f"val_{key}"], rel=1e-9)
+        assert val[key] == pytest.approx(results[key], rel=1e-9)
     capsys.readouterr()
 
     # generate prints the prompt and max-new characters, the greedy ones with temperature 0
-    model, tok, _ = task.load_model(out)
+    predictor = task.TASK.load(out)
+    model, tok = predictor.model, predictor.tokenizer
     argv = ["lm", "generate", "--model", str(out), "--prompt", "the ", "--max-new", "15"]
     assert main([*argv, "--temperature", "0"]) == 0
     greedy, _ = greedy_by_hand(model, tok, "the ", 15)
@@ -533,6 +549,15 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     assert main(argv) == 0
     beamed = capsys.readouterr().out
     assert beamed.startswith("mat.\nthe") and len(beamed) == 8 + 5 + 1
+
+    # predict: a prompt's continuation (200 tokens, seed 0), as text or JSON
+    expected = text(model, tok, "the ", 200, seed=0)
+    assert main(["lm", "predict", "--model", str(out), "the "]) == 0
+    assert capsys.readouterr().out == "the " + expected + "\n"
+    assert main(["predict", "--model", str(out), "--json", "the "]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"input": "the ", "prompt": "the ", "text": expected}
+    ]
 
 
 def test_cli_resume_after_max_steps_continues_exactly(tmp_path, capsys):
@@ -609,8 +634,8 @@ def test_evaluate_needs_a_model_directory(tmp_path, capsys):
     err = cli_error(["lm", "evaluate", "--model", str(tmp_path), "--data", str(data)], capsys)
     assert f"{tmp_path} is not a model directory (no config.json)" in err
     (tmp_path / "config.json").write_text('{"task": "sentiment"}')
-    with pytest.raises(ValueError, match="holds a 'sentiment' model, not a language model"):
-        task.load_model(tmp_path)
+    with pytest.raises(ValueError, match="holds a 'sentiment' model, not a 'lm' model"):
+        task.TASK.load(tmp_path)
     err = cli_error(["lm", "generate", "--model", str(tmp_path / "nope")], capsys)
     assert "is not a model directory" in err
 
@@ -623,15 +648,15 @@ def test_bad_prompt_and_evaluation_text_with_a_trained_model(overfit, tmp_path, 
     assert "the prompt is empty" in cli_error([*argv, "--prompt", ""], capsys)
     other = tmp_path / "other.txt"
     other.write_text("hello world, hello zorld, ")
-    r = task.evaluate(model_dir, other)
+    r = run.evaluate(model_dir, other)
     assert "note: 1 characters unseen in training count as <unk>: ['z']" in capsys.readouterr().out
-    assert (r["tokens"], r["chars"], r["split"]) == (25, 25, "test")
+    assert (r["task"], r["tokens"], r["chars"], r["split"]) == ("lm", 25, 25, "test")
     with pytest.raises(ValueError, match="split must be 'val' or 'test', got 'train'"):
-        task.evaluate(model_dir, other, split="train")
+        run.evaluate(model_dir, other, split="train")
     err = cli_error(
         ["lm", "evaluate", "--model", str(model_dir), "--data", str(other), "--x.y", "1"], capsys
     )
-    assert "lm evaluate takes no config overrides, got --x.y 1" in err
+    assert "evaluate takes no config overrides, got --x.y 1" in err
 
 
 def test_config_errors(tmp_path, capsys):
