@@ -24,8 +24,9 @@ from sklearn import metrics as skm
 from lstmkit.cli.main import main
 from lstmkit.data.imdb import clean_text
 from lstmkit.data.tokenizer import Tokenizer
+from lstmkit.models import LanguageModel, LMModelConfig
+from lstmkit.tasks import run as runner
 from lstmkit.tasks.lm import task as lm_task
-from lstmkit.tasks.lm.model import LanguageModel, LMModelConfig
 from lstmkit.tasks.sentiment import task
 from lstmkit.tasks.sentiment.model import (
     LMEncoder,
@@ -383,6 +384,8 @@ def trained(one_thread, tmp_path_factory):
 def test_tiny_model_beats_chance_on_the_sample(trained):
     results = json.loads((trained / "results.json").read_text())
     assert results["n"] == 100 and results["train_reviews"] == 500
+    assert (results["task"], results["split"]) == ("sentiment", "val")
+    assert results["data"] == str(task.SAMPLE)
     # measured: val accuracy 0.71, ROC-AUC 0.76 (seed 0, 6 epochs of 32 steps, ~3 s); seeds
     # 1 and 2 reach 0.72 and 0.68. Chance is 0.5 +- 0.05 on 100 reviews.
     assert results["accuracy"] >= 0.6
@@ -398,16 +401,25 @@ def test_model_directory(trained):
     config = json.loads((trained / "config.json").read_text())
     results = json.loads((trained / "results.json").read_text())
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert config["task"] == "sentiment" and config["model"]["hidden_size"] == 16
-    assert config["vocab_size"] == Tokenizer.load(trained).vocab_size
+    assert (config["task"], config["format"]) == ("sentiment", 1)
+    assert config["config"]["model"]["hidden_size"] == 16
+    assert config["artifacts"]["vocab_size"] == Tokenizer.load(trained).vocab_size
+    assert config["artifacts"]["tokenizer"] == "tokenizer.json"
     with open(trained / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == results["steps"] > 0
-    assert metrics["val_accuracy"] == results["accuracy"]
     # the saved weights are the best epoch's: the best validation accuracy of the history
     best = max(e["val_accuracy"] for e in metrics["history"])
     assert results["accuracy"] == pytest.approx(best, abs=1e-6)
-    model, tok, cfg = task.load_model(trained)
+    assert metrics["history"][metrics["best_epoch"] - 1]["val_accuracy"] == best
+    # results.json holds the per-class report, consistent with the scores and the matrix
+    (tn, fp), (fn, tp) = results["confusion_matrix"]
+    assert results["report"]["neg"]["support"] == tn + fp
+    assert results["report"]["pos"]["support"] == fn + tp
+    assert results["report"]["pos"]["recall"] == pytest.approx(tp / (fn + tp))
+    assert results["report"]["macro avg"]["f1-score"] == results["f1"]
+    predictor = task.TASK.load(trained)
+    model, tok, cfg = predictor.model, predictor.tokenizer, predictor.config
     assert not model.training and cfg.model.pooling == "mean"
     assert model.encoder.embedding.num_embeddings == tok.vocab_size
 
@@ -420,6 +432,7 @@ def test_evaluate_val_reproduces_the_training_scores(trained, tmp_path):
     results = json.loads((trained / "results.json").read_text())
     got = json.loads(scores_file.read_text())
     assert got["split"] == "val" and got["n"] == 100
+    assert (got["task"], got["model"]) == ("sentiment", str(trained))
     assert got["accuracy"] == results["accuracy"]
     assert got["confusion_matrix"] == results["confusion_matrix"]
     assert got["roc_auc"] == pytest.approx(results["roc_auc"], abs=1e-12)
@@ -437,7 +450,7 @@ def test_evaluate_test_split_missing_from_the_sample(trained):
 def test_predict_texts_prints_a_line_each(trained):
     texts = ["A wonderful, moving film with great acting.", "Boring, awful and a waste of time. "
              "The worst movie I have seen this year, by a long way."]  # fmt: skip
-    expected = task.predict(trained, texts)
+    expected = task.TASK.load(trained).predict(texts)
     rc, stdout, err = run(["sentiment", "predict", "--model", str(trained), *texts])
     assert rc == 0, err
     lines = stdout.splitlines()
@@ -452,13 +465,18 @@ def test_predict_texts_prints_a_line_each(trained):
     assert lines[1].endswith("...")
 
 
+def stdin(text: str) -> io.TextIOWrapper:
+    """A standard input holding ``text`` (UTF-8 bytes under it, as a real one has)."""
+    return io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8")
+
+
 def test_predict_json_from_stdin(trained, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("a great film\n\n   \nawful, dull plot\n"))
+    monkeypatch.setattr(sys, "stdin", stdin("a great film\n\n   \nawful, dull plot\n"))
     rc, stdout, err = run(["sentiment", "predict", "--model", str(trained), "--json"])
     assert rc == 0, err
     got = json.loads(stdout)
-    assert [g["text"] for g in got] == ["a great film", "awful, dull plot"]
-    expected = task.predict(trained, ["a great film", "awful, dull plot"])
+    assert [g["input"] for g in got] == ["a great film", "awful, dull plot"]
+    expected = task.TASK.load(trained).predict(["a great film", "awful, dull plot"])
     for g, r in zip(got, expected):
         assert g["label"] == r["label"] == ("pos" if g["positive"] >= 0.5 else "neg")
         assert g["probability"] == pytest.approx(r["probability"], abs=1e-12)
@@ -467,15 +485,16 @@ def test_predict_json_from_stdin(trained, monkeypatch):
 def test_predict_rejects_empty_input(trained, monkeypatch):
     rc, _, err = run(["sentiment", "predict", "--model", str(trained), "fine", "<br />"])
     assert rc == 2 and "input 2 is empty" in err
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    monkeypatch.setattr(sys, "stdin", stdin("\n  \n"))
     rc, _, err = run(["sentiment", "predict", "--model", str(trained)])
     assert rc == 2 and "no text to classify" in err
 
 
 def test_gate_heatmap_of_a_review_reads_the_encoders_lstm(trained, tmp_path):
     text = "A wonderful film. " * 30  # longer than data.max_len: nothing is truncated
-    rnn, x, tokens = task.gate_inputs(trained, text)
-    model, tokenizer, config = task.load_model(trained)
+    predictor = task.TASK.load(trained)
+    rnn, x, tokens = predictor.gate_inputs(text)
+    model, tokenizer, config = predictor.model, predictor.tokenizer, predictor.config
     assert len(tokens) > config.data.max_len
     assert tokens == tokenizer.hf.encode(clean_text(text)).tokens
     ids = torch.tensor(tokenizer.encode(clean_text(text)))
@@ -548,7 +567,8 @@ def test_lm_pretrained_classifier_end_to_end(tmp_path):
         "--model.num_layers", "2", "--train.epochs", "1", "--train.tensorboard", "false",
     ])  # fmt: skip
     assert rc == 0, err
-    lm, lm_tok, _ = lm_task.load_model(lm_dir)
+    lm_predictor = lm_task.TASK.load(lm_dir)
+    lm, lm_tok = lm_predictor.model, lm_predictor.tokenizer
     lm_weights = {k: v.clone() for k, v in lm.state_dict().items()}
 
     # the classifier built on the LM starts from the LM's embedding and layers
@@ -586,17 +606,18 @@ def test_lm_pretrained_classifier_end_to_end(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert results["n"] == 20 and config["encoder"]["hidden_size"] == 12
+    assert results["n"] == 20 and config["artifacts"]["encoder"]["hidden_size"] == 12
     texts = ["a superb and charming film.", "a dull, dreadful movie."]
-    before = task.predict(out, texts)
+    before = task.TASK.load(out).predict(texts)
 
     rc, _, err = run([*sentiment, "--resume"])  # a finished run: nothing left to do
     assert rc == 0, err
     assert json.loads((out / "results.json").read_text())["accuracy"] == results["accuracy"]
 
     shutil.rmtree(lm_dir)  # the model directory stands on its own
-    model, tok, loaded = task.load_model(out)
-    assert loaded.model.pretrained == str(lm_dir)
+    predictor = runner.load(out)  # the task read from config.json
+    model, loaded = predictor.model, predictor.config
+    assert predictor.task == "sentiment" and loaded.model.pretrained == str(lm_dir)
     assert isinstance(model.encoder, LMEncoder) and model.encoder.output_size == 8
-    assert task.predict(out, texts) == before
-    assert task.evaluate(out, None, "val")["accuracy"] == results["accuracy"]
+    assert predictor.predict(texts) == before
+    assert runner.evaluate(out, None, "val")["accuracy"] == results["accuracy"]
