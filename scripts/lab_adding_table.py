@@ -10,7 +10,8 @@ solved fraction is measured on 2,000 fresh test sequences. The chrono-initialise
 the issue's budgets (15 minutes at T = 100 and 200, 60 at T = 500) and 60 at T = 1000; the RNN
 gets 15 minutes at T = 100; the other baselines ``--baseline-minutes``. A row that fails at
 one T is not run at longer ones. ``--cap-minutes`` caps every budget. Results go to
-OUT/T{T}-{row}/results.json; the rows are appended to OUT/table.md.
+OUT/T{T}-{row}/results.json (a row already there is an error unless ``--overwrite``); the rows
+are appended to OUT/table.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lstmkit.tasks import run as runner
 from lstmkit.tasks.lab import task
 
 ROWS = {
@@ -39,7 +41,7 @@ def budget(row: str, T: int, baseline_minutes: float) -> float:
     return 15 if row == "rnn" and T == 100 else baseline_minutes
 
 
-def run(row: str, T: int, minutes: float, out: Path) -> dict:
+def run(row: str, T: int, minutes: float, out: Path, overwrite: bool = False) -> dict:
     model = {k: (int(T * 1.1) if v == "T" else v) for k, v in ROWS[row][1].items()}
     config = task.load_config({
         "model": {"hidden_size": 32, **model},
@@ -49,7 +51,7 @@ def run(row: str, T: int, minutes: float, out: Path) -> dict:
                   "progress": False, "seed": 0},
         "target": 0.995,
     })  # fmt: skip
-    results = task.train(config, out / f"T{T}-{row}")
+    results = runner.train(task.TASK, config, out / f"T{T}-{row}", overwrite=overwrite)
     return {**results, "budget_minutes": minutes}
 
 
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--baseline-minutes", type=float, default=5.0)
     parser.add_argument("--cap-minutes", type=float, help="no row runs longer than this")
+    parser.add_argument("--overwrite", action="store_true", help="rerun rows already in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["| model | T | solved (2,000 test sequences) | training sequences | wall time "
@@ -67,7 +70,7 @@ def main() -> None:
     for row in args.rows:
         for T in args.T:
             minutes = budget(row, T, args.baseline_minutes)
-            r = run(row, T, min(minutes, args.cap_minutes or minutes), args.out)
+            r = run(row, T, min(minutes, args.cap_minutes or minutes), args.out, args.overwrite)
             solved = r["solved_fraction"] >= 0.99
             print(json.dumps({"row": row, **r}), flush=True)
             lines.append(
