@@ -59,6 +59,25 @@ def test_train_evaluate_resume_round_trip(tmp_path, capsys):
     assert metrics["task"] == "lab" and metrics["split"] == "test" and metrics["n"] == 100
     assert metrics["solved_fraction"] == pytest.approx(results["solved_fraction"])
     assert json.loads(capsys.readouterr().out) == metrics  # printed as JSON, too
+    assert main(["evaluate", "--model", str(out), "--split", "val"]) == 0  # task from config
+    val = json.loads(capsys.readouterr().out)
+    assert (val["task"], val["split"], val["n"]) == ("lab", "val", 50)
+
+    # predict: the model's output for a sequence given as JSON steps (value, marker)
+    import torch
+
+    from lstmkit.tasks.lab import task
+
+    sequence = [[0.5, 1.0], [0.25, 0.0], [0.125, 1.0], [0.75, 0.0]]
+    with torch.no_grad():
+        x = torch.tensor(sequence).unsqueeze(1)
+        expected = float(task.TASK.load(out).model(x)[0])
+    assert main(["predict", "--model", str(out), "--json", json.dumps(sequence)]) == 0
+    [predicted] = json.loads(capsys.readouterr().out)
+    assert predicted["input"] == sequence
+    assert predicted["prediction"] == pytest.approx(expected, rel=1e-6)
+    assert main(["lab", "predict", "--model", str(out), "[[0.5, 1, 2]]"]) == 2
+    assert "expected a sequence of shape (L, 2)" in capsys.readouterr().err
 
     # a finished model directory is only replaced with --overwrite; resume keeps the model
     assert main(["lab", "adding", *FAST, "--out", str(out), "--max-steps", "7"]) == 2
