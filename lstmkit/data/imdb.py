@@ -170,6 +170,11 @@ def train_val_split(
     labels = [review.label for review in reviews]
     if None in labels:
         raise ValueError("train_val_split needs labelled reviews; unsup reviews have no label")
+    if len(reviews) < 2:
+        raise ValueError(
+            f"need at least 2 labelled reviews to hold some out, found {len(reviews)} "
+            "(empty reviews are skipped)"
+        )
     if not 0 < val_size < len(reviews):
         raise ValueError(f"val_size must be in [1, {len(reviews) - 1}], got {val_size}")
     train, val = train_test_split(reviews, test_size=val_size, random_state=seed, stratify=labels)

@@ -26,6 +26,7 @@ from lstmkit.tasks.base import (
 )
 from lstmkit.train import Callback, Trainer, distributed, to_dict
 from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, STATE_DIR, load_weights, write_json
+from lstmkit.train.precision import check_precision
 
 RESULTS_FILE = "results.json"
 DEVICES = ("auto", "cpu", "cuda")
@@ -124,6 +125,7 @@ def train(
     check_out_dir(task, config, out_dir, resume, overwrite)
     dist = distributed.setup()
     run = RunContext(out_dir, resume, choose_device(device), dist.rank, dist.world_size)
+    check_precision(config.train.precision, run.device)  # before any data is read
     created = dist.is_main and not out_dir.exists()
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from lstmkit.train.checkpoint import (
 from lstmkit.train.config import TrainConfig, to_dict
 from lstmkit.train.logging import CSVLogger, TensorBoardLogger, WandbLogger, tensorboard_available
 from lstmkit.train.optim import build_optimizer, build_schedulers
+from lstmkit.train.precision import check_precision
 
 
 class StepOutput(NamedTuple):
@@ -202,6 +203,7 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         device = next(model.parameters()).device
+        check_precision(cfg.precision, device)
         steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
         horizon = steps_per_epoch * cfg.epochs if steps_per_epoch is not None else cfg.max_steps
         params = [p for p in model.parameters() if p.requires_grad]

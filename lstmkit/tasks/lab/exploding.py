@@ -42,6 +42,10 @@ def run(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train the three runs; write results.json and exploding.png; return the results."""
+    for name, value in (("hidden-size", hidden_size), ("steps", steps), ("lr", lr),
+                        ("spectral-radius", spectral_radius)):  # fmt: skip
+        if not value > 0:
+            raise ValueError(f"--{name} must be positive, got {value}")
     out_dir = Path(out_dir)
     start = time.monotonic()
     results: dict[str, Any] = {"T": T, "spectral_radius": spectral_radius, "lr": lr,

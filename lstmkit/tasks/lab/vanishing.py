@@ -56,6 +56,12 @@ def run(
     models: tuple[str, ...] = tuple(MODELS),
 ) -> dict[str, Any]:
     """Measure, train briefly, measure again; write results.json, profiles.csv, vanishing.png."""
+    bad = [T for T in lengths if T < 2]
+    if not lengths or bad:
+        raise ValueError(f"--T: every length must be >= 2, got {list(lengths)}")
+    for name, value in (("hidden-size", hidden_size), ("train-steps", train_steps)):
+        if value <= 0:
+            raise ValueError(f"--{name} must be positive, got {value}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -53,6 +53,7 @@ from lstmkit.train.optim import discriminative_groups
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "aclImdb_sample.tar.gz"
 LABELS = ("neg", "pos")
+MAX_GATE_TOKENS = 2000  # a heat-map wider than this is unreadable and slow to draw
 
 
 @dataclass
@@ -434,6 +435,11 @@ class SentimentPredictor(Predictor):
         if not cleaned:
             raise ValueError("the text is empty")
         encoding = self.tokenizer.hf.encode(cleaned)
+        if len(encoding.ids) > MAX_GATE_TOKENS:
+            raise ValueError(
+                f"the text has {len(encoding.ids)} tokens; a gate heat-map draws at most "
+                f"{MAX_GATE_TOKENS}"
+            )
         with torch.no_grad():
             x = self.model.encoder.embedding(torch.tensor(encoding.ids, device=self.device))
         return self.model.encoder.rnn, x.cpu(), list(encoding.tokens)
