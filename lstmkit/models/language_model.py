@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from lstmkit.nn import LSTM
 from lstmkit.nn.dropout import LockedDropout, embedding_dropout
+from lstmkit.train.config import check_fraction, check_positive
 
 State = list[tuple[Tensor, Tensor]]  # per layer (h, c), each (1, N, H_l)
 
@@ -56,13 +57,20 @@ class LMModelConfig:
     forget_bias: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("embed_size", "hidden_size", "num_layers"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("dropout", "dropouth", "dropouti", "dropoute", "weight_drop", "zoneout",
-                     "recurrent_dropout"):  # fmt: skip
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        check_positive(self, "model", ("embed_size", "hidden_size", "num_layers"))
+        check_fraction(
+            self,
+            "model",
+            (
+                "dropout",
+                "dropouth",
+                "dropouti",
+                "dropoute",
+                "weight_drop",
+                "zoneout",
+                "recurrent_dropout",
+            ),
+        )
 
     def layer_sizes(self) -> list[int]:
         sizes = [self.hidden_size] * self.num_layers

@@ -257,6 +257,14 @@ def load_model(build: Callable[[], nn.Module], model_dir: str | Path) -> nn.Modu
     return model
 
 
+def read_config(model_dir: str | Path, task: Any, require: tuple[str, ...] = ()):
+    """The typed config and the artifacts of a model directory of ``task``."""
+    from lstmkit.train.config import from_dict
+
+    raw = read_model_dir(model_dir, task.name, require)
+    return from_dict(task.config_class, raw["config"]), raw["artifacts"]
+
+
 def load_tokenizer(model_dir: str | Path, vocab_size: int) -> Any:
     """The tokenizer of ``model_dir``, checked against the vocabulary the weights expect
     (a tokenizer.json copied from another model would give confident nonsense)."""

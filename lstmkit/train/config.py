@@ -32,6 +32,22 @@ def _positive(name: str, value: float | None, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
+def check_positive(config: Any, section: str, names: tuple[str, ...]) -> None:
+    """Each of ``names`` of ``config`` must be > 0 (``section.name`` in the message)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:  # NaN fails too
+            raise ValueError(f"{section}.{name} must be positive, got {value!r}")
+
+
+def check_fraction(config: Any, section: str, names: tuple[str, ...]) -> None:
+    """Each of ``names`` of ``config`` (a probability such as a dropout) must be in [0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0 <= value < 1:
+            raise ValueError(f"{section}.{name} must be in [0, 1), got {value!r}")
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

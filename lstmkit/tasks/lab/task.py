@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import GRU, LSTM, RNN, chrono_init_
-from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_model_dir
+from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
 from lstmkit.tasks.lab.sequences import (
     COPY_ALPHABET,
@@ -33,6 +33,7 @@ from lstmkit.tasks.lab.sequences import (
     temporal_order_batch,
 )
 from lstmkit.train import Callback, LambdaCallback, StepOutput, TrainConfig, from_dict
+from lstmkit.train.config import check_fraction, check_positive
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 10_000
@@ -59,12 +60,8 @@ class ModelConfig:
     spectral_radius: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_layers"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("zoneout", "recurrent_dropout", "weight_drop"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        check_positive(self, "model", ("hidden_size", "num_layers"))
+        check_fraction(self, "model", ("zoneout", "recurrent_dropout", "weight_drop"))
         if self.cell not in CELLS:
             raise ValueError(f"model.cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
         if self.spectral_radius is not None and (self.cell != "rnn" or self.spectral_radius <= 0):
@@ -192,9 +189,7 @@ class DataConfig:
             raise ValueError(
                 f"data.T must be >= {shortest} for the {self.problem} problem, got {self.T}"
             )
-        for name in ("batch_size", "steps_per_epoch", "val_size", "test_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"data.{name} must be positive, got {getattr(self, name)}")
+        check_positive(self, "data", ("batch_size", "steps_per_epoch", "val_size", "test_size"))
 
 
 @dataclass
@@ -387,10 +382,9 @@ class LabTask:
         return _score_data(predictor.config, split)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LabPredictor:
-        raw = read_model_dir(model_dir, self.name)
-        config = load_config(raw["config"])
+        config, artifacts = read_config(model_dir, self)
         model = load_model(lambda: build_model(config), model_dir)
-        return LabPredictor(self.name, config, model, raw["artifacts"], model_dir, device)
+        return LabPredictor(self.name, config, model, artifacts, model_dir, device)
 
     def summary(self, results: dict[str, Any]) -> str:
         cell, n, T = results["cell"].upper(), results["test_sequences"], results["T"]

@@ -36,10 +36,11 @@ from lstmkit.tasks.base import (
     RunContext,
     load_model,
     load_tokenizer,
-    read_model_dir,
+    read_config,
 )
 from lstmkit.tasks.lm.generate import generate
 from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train.config import check_positive
 from lstmkit.train.distributed import ShardedBatches
 
 SOURCES = ("text", "imdb")
@@ -87,9 +88,9 @@ class LMDataConfig:
             )
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        for name in ("vocab_size", "val_size", "batch_size", "bptt", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"data.{name} must be positive, got {getattr(self, name)!r}")
+        check_positive(
+            self, "data", ("vocab_size", "val_size", "batch_size", "bptt", "eval_batch_size")
+        )
 
 
 @dataclass
@@ -307,13 +308,12 @@ class LMTask:
         return score_data(split or "test", str(path), predictor.tokenizer, text, batch_size)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LMPredictor:
-        raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
-        config = from_dict(LMConfig, raw["config"])
-        vocab_size = raw["artifacts"]["vocab_size"]
-        tokenizer = load_tokenizer(model_dir, vocab_size)
-        model = load_model(lambda: LanguageModel(vocab_size, config.model), model_dir)
-        return LMPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
-                           tokenizer=tokenizer)  # fmt: skip
+        config, artifacts = read_config(model_dir, self, require=("vocab_size",))
+        tokenizer = load_tokenizer(model_dir, artifacts["vocab_size"])
+        model = load_model(lambda: LanguageModel(tokenizer.vocab_size, config.model), model_dir)
+        return LMPredictor(
+            self.name, config, model, artifacts, model_dir, device, tokenizer=tokenizer
+        )
 
     def summary(self, results: dict[str, Any]) -> str:
         return (

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lstmkit.models.language_model import LanguageModel, run_layers
 from lstmkit.nn import LSTM
 from lstmkit.nn.dropout import LockedDropout, embedding_dropout
+from lstmkit.train.config import check_fraction, check_positive
 
 POOLINGS = ("last", "max", "mean", "attention")
 
@@ -73,15 +74,24 @@ class SentimentModelConfig:
     def __post_init__(self) -> None:
         if self.head_hidden < 0:
             raise ValueError(f"model.head_hidden must be >= 0, got {self.head_hidden!r}")
-        for name in ("embed_size", "hidden_size", "num_layers", "chunk_len", "grad_chunks"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
+        check_positive(
+            self, "model", ("embed_size", "hidden_size", "num_layers", "chunk_len", "grad_chunks")
+        )
         if self.num_classes < 2:
             raise ValueError(f"model.num_classes must be >= 2, got {self.num_classes}")
-        for name in ("dropout", "dropoute", "dropouti", "dropouth", "zoneout",
-                     "recurrent_dropout", "weight_drop"):  # fmt: skip
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be in [0, 1), got {getattr(self, name)!r}")
+        check_fraction(
+            self,
+            "model",
+            (
+                "dropout",
+                "dropoute",
+                "dropouti",
+                "dropouth",
+                "zoneout",
+                "recurrent_dropout",
+                "weight_drop",
+            ),
+        )
         parts = self.pooling.split("+")
         bad = [p for p in parts if p not in POOLINGS]
         if bad or len(set(parts)) != len(parts):

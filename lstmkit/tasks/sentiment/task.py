@@ -38,6 +38,7 @@ from lstmkit.tasks.base import (
     Stage,
     load_model,
     load_tokenizer,
+    read_config,
     read_model_dir,
 )
 from lstmkit.tasks.sentiment.model import (
@@ -48,6 +49,7 @@ from lstmkit.tasks.sentiment.model import (
 )
 from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
 from lstmkit.train.checkpoint import MODEL_FILE, load_weights
+from lstmkit.train.config import check_positive
 from lstmkit.train.distributed import ShardedBatches
 from lstmkit.train.optim import discriminative_groups
 
@@ -87,10 +89,11 @@ class SentimentDataConfig:
             raise ValueError(f"data.split_seed must be >= 0, got {self.split_seed!r}")
         if self.tokenizer not in ("word", "bpe"):
             raise ValueError(f"data.tokenizer must be word or bpe; got {self.tokenizer!r}")
-        for name in ("val_size", "vocab_size", "min_frequency", "max_len", "batch_size",
-                     "eval_batch_size"):  # fmt: skip
-            if getattr(self, name) <= 0:
-                raise ValueError(f"data.{name} must be positive, got {getattr(self, name)!r}")
+        check_positive(
+            self,
+            "data",
+            ("val_size", "vocab_size", "min_frequency", "max_len", "batch_size", "eval_batch_size"),
+        )
 
 
 @dataclass
@@ -371,12 +374,11 @@ class SentimentTask:
         return score_data(split, source, enc, data.eval_batch_size, tokenizer.pad_id)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
-        raw = read_model_dir(model_dir, self.name, require=("vocab_size",))
-        config = from_dict(SentimentConfig, raw["config"])
-        tokenizer = load_tokenizer(model_dir, raw["artifacts"]["vocab_size"])
-        model = load_model(lambda: rebuild_model(config, raw["artifacts"], tokenizer.pad_id),
-                           model_dir)  # fmt: skip
-        return SentimentPredictor(self.name, config, model, raw["artifacts"], model_dir, device,
+        config, artifacts = read_config(model_dir, self, require=("vocab_size",))
+        tokenizer = load_tokenizer(model_dir, artifacts["vocab_size"])
+        build = lambda: rebuild_model(config, artifacts, tokenizer.pad_id)  # noqa: E731
+        model = load_model(build, model_dir)
+        return SentimentPredictor(self.name, config, model, artifacts, model_dir, device,
                                   tokenizer=tokenizer)  # fmt: skip
 
     def summary(self, results: dict[str, Any]) -> str:
