@@ -225,10 +225,10 @@ class RecurrentBase(nn.Module):
                 f"at {x.device} and parameter tensor at {weight.device}"
             )
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            # torch's words for all three layers ("RNN"), which its own tests match on
             raise ValueError(
-                f"{self._name} input dtype ({x.dtype}) does not match weight dtype "
-                f"({weight.dtype}). Convert input: input.to({weight.dtype}), or convert model: "
-                f"model.to({x.dtype})"
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
             )
         if x.size(-1) != self.input_size:
             raise RuntimeError(
@@ -236,7 +236,10 @@ class RecurrentBase(nn.Module):
                 f"got {x.size(-1)}"
             )
         if x.size(0) == 0:
-            raise ValueError(f"{self._name}: input has a sequence length of 0")
+            raise RuntimeError(
+                f"Expected sequence length to be larger than 0 in RNN ({self._name} input of "
+                f"{x.size(1)} sequences with no time step)"
+            )
 
     @staticmethod
     def _check_lengths(lengths: Any, x: Tensor) -> Tensor | None:
@@ -341,20 +344,40 @@ class RecurrentBase(nn.Module):
         """The name of torch's kernel for this layer (``torch.lstm``, ``torch.gru``, ...)."""
         return self._name
 
-    def _flat_weights(self) -> list[Tensor]:
-        """Torch's flat weight list: per layer and direction w_ih, w_hh[, b_ih, b_hh][, w_hr]."""
-        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
-        names += ["weight_hr"] if self.proj_size > 0 else []
+    @property
+    def _all_weights(self) -> list[list[str]]:
+        """Parameter names per layer and direction, torch's first (w_ih, w_hh[, b_ih, b_hh]
+        [, w_hr]), then the variants' in registration order."""
+        torch_names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        torch_names += ["weight_hr"] if self.proj_size > 0 else []
+        extra = list(self._extra_parameters({"device": "meta"}))
         return [
-            self.param(name, layer, direction)
+            [name + suffix(layer, direction) for name in torch_names + extra]
             for layer in range(self.num_layers)
             for direction in range(self.num_directions)
-            for name in names
         ]
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        """Torch's flat weight names: per layer and direction w_ih, w_hh[, b_ih, b_hh][, w_hr]."""
+        per_group = 2 + 2 * self.bias + (self.proj_size > 0)
+        return [name for group in self._all_weights for name in group[:per_group]]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        """Torch's flat weight list, as ``torch.nn.RNNBase._flat_weights`` (read at each access,
+        so weights replaced by ``torch.nn.utils.weight_norm`` and the like are current)."""
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """The parameters of each layer and direction, as ``torch.nn.RNNBase.all_weights``
+        (for an LSTM with variants, their parameters follow torch's in each group)."""
+        return [[getattr(self, name) for name in group] for group in self._all_weights]
 
     def _kernel_weights(self) -> list[Tensor]:
         """The flat weights torch's kernel runs on this call (LSTM drops ``weight_hh`` here)."""
-        return self._flat_weights()
+        return self._flat_weights
 
     def active_variants(self) -> list[str]:
         """Options in effect now that torch's kernels lack (none for GRU and RNN)."""

@@ -20,19 +20,35 @@ from lstmkit.nn.lstm import (
 )
 
 
+class DtypeMismatchError(RuntimeError, ValueError):
+    """A cell's input, state and weights disagree in dtype.
+
+    Torch's cells raise a ``RuntimeError`` from the matrix product (``mat1 and mat2 must have
+    the same dtype``); this one names the tensors. It is also a ``ValueError``, the type
+    lstmkit raised before.
+    """
+
+
 class _Cell(nn.Module):
-    """Parameters ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and torch's checks."""
+    """Parameters ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and torch's checks.
+
+    As in torch, ``bias`` is used for its truth value (``RNNCell(10, 20, 'relu')`` is a tanh
+    cell with biases: the third positional argument is ``bias``) and ``hidden_size`` may be
+    0 (the output is then (N, 0)). ``input_size`` must be positive: lstmkit's one deliberate
+    difference, as an input without features is a mistake.
+    """
 
     _name = "RNNCell"
+    _state_names: tuple[str, ...] = ("hidden",)  # in torch's rank errors
 
-    def __init__(
-        self, input_size: int, hidden_size: int, bias: bool, gate_size: int, factory: dict
-    ):
+    def __init__(self, input_size: int, hidden_size: int, bias, gate_size: int, factory: dict):
         super().__init__()
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
         self.input_size = check_size(input_size, "input_size")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, int):
+            raise TypeError(f"hidden_size should be of type int, got: {type(hidden_size).__name__}")
+        if hidden_size < 0:
+            raise ValueError("hidden_size must be zero or greater")
+        self.hidden_size = hidden_size
         self.bias = bias
         self.weight_ih = nn.Parameter(torch.empty(gate_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_size, **factory))
@@ -45,60 +61,64 @@ class _Cell(nn.Module):
 
     def reset_parameters(self) -> None:
         """Torch's init: every parameter uniform in (-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        s = f"{self.input_size}, {self.hidden_size}"
+        return s if self.bias is True else s + f", bias={self.bias}"
 
     def _check(
         self, input: Tensor, states: tuple[Tensor, ...] | None
     ) -> tuple[Tensor, tuple, bool]:
-        """Validate; return batched input, batched states (zeros if None) and is_batched."""
+        """Validate in torch's order and words; return batched input, batched states (zeros if
+        None) and is_batched."""
         if input.dim() not in (1, 2):
             raise ValueError(
                 f"{self._name}: Expected input to be 1D or 2D, got {input.dim()}D instead"
             )
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(
-                "input has inconsistent input_size: "
-                f"got {input.size(-1)} expected {self.input_size}"
-            )
-        if input.dtype != self.weight_ih.dtype:
-            raise ValueError(
-                f"{self._name} input dtype ({input.dtype}) does not match weight dtype "
-                f"({self.weight_ih.dtype})"
-            )
+        for name, s in zip(self._state_names, states or ()):
+            if s.dim() not in (1, 2):
+                raise ValueError(
+                    f"{self._name}: Expected {name} to be 1D or 2D, got {s.dim()}D instead"
+                )
         is_batched = input.dim() == 2
         x = input if is_batched else input.unsqueeze(0)
-        if states is None:
-            return (
-                x,
-                tuple(x.new_zeros(x.size(0), self.hidden_size) for _ in range(self._n_states)),
-                is_batched,
+        if x.size(1) != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {x.size(1)} expected {self.input_size}"
             )
-        batched = []
+        if states is None:
+            states = tuple(x.new_zeros(x.size(0), self.hidden_size) for _ in self._state_names)
+        else:  # as torch, the states are unsqueezed exactly when the input is
+            states = tuple(s if is_batched else s.unsqueeze(0) for s in states)
         for k, s in enumerate(states):
-            what = f"hx[{k}]" if self._n_states > 1 else "hidden"
-            if s.dim() != input.dim():
-                raise ValueError(
-                    f"{self._name}: Expected {what} to be {input.dim()}D, got {s.dim()}D instead"
-                )
-            s = s if is_batched else s.unsqueeze(0)
             if s.size(0) != x.size(0):
                 raise RuntimeError(
                     f"Input batch size {x.size(0)} doesn't match hidden{k} batch size {s.size(0)}"
                 )
-            if s.size(1) != self.hidden_size:
+            if s.dim() > 1 and s.size(1) != self.hidden_size:
                 raise RuntimeError(
                     f"hidden{k} has inconsistent hidden_size: "
                     f"got {s.size(1)}, expected {self.hidden_size}"
                 )
+            if s.dim() != 2:  # torch fails later, inside its kernel
+                raise RuntimeError(
+                    f"Expected hidden{k} to be {input.dim()}D like the input, "
+                    f"got {s.dim() - (not is_batched)}D instead"
+                )
+        if input.dtype != self.weight_ih.dtype:
+            raise DtypeMismatchError(
+                f"{self._name} input dtype ({input.dtype}) does not match weight dtype "
+                f"({self.weight_ih.dtype})"
+            )
+        for s in states:
             if s.dtype != x.dtype:
-                raise ValueError(f"hx dtype ({s.dtype}) does not match input dtype ({x.dtype})")
-            batched.append(s)
-        return x, tuple(batched), is_batched
+                raise DtypeMismatchError(
+                    f"hx dtype ({s.dtype}) does not match input dtype ({x.dtype})"
+                )
+        return x, states, is_batched
 
 
 class LSTMCell(_Cell):
@@ -135,7 +155,7 @@ class LSTMCell(_Cell):
     """
 
     _name = "LSTMCell"
-    _n_states = 2
+    _state_names = ("hx[0]", "hx[1]")
 
     def __init__(
         self,
@@ -219,7 +239,6 @@ class GRUCell(_Cell):
     """
 
     _name = "GRUCell"
-    _n_states = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
@@ -250,7 +269,6 @@ class RNNCell(_Cell):
     """
 
     _name = "RNNCell"
-    _n_states = 1
 
     def __init__(
         self,

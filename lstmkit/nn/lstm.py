@@ -337,10 +337,10 @@ class LSTM(RecurrentBase):
         # slower than lstmkit's kernel, which masks the lengths in its loop; BENCHMARKS.md); its
         # forward alone is as fast as lstmkit's or faster, so inference keeps torch's kernel.
         packed = lengths is not None and self.implementation == "auto" and torch.is_grad_enabled()
-        return not (packed and fusable(x, *self._flat_weights()))
+        return not (packed and fusable(x, *self._flat_weights))
 
     def _kernel_weights(self) -> list[Tensor]:
-        weights = self._flat_weights()
+        weights = self._flat_weights
         if not (self.training and self.weight_drop > 0):
             return weights
         per_group = len(weights) // (self.num_layers * self.num_directions)

@@ -61,7 +61,10 @@ class RNN(RecurrentBase):
         dtype: torch.dtype | None = None,
         *,
         implementation: str = "auto",
+        proj_size: Any = None,
     ) -> None:
+        if proj_size is not None:  # given at all, as torch: projections are the LSTM's
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             implementation=implementation,
@@ -145,10 +148,11 @@ class GRU(RNN):
         dtype: torch.dtype | None = None,
         *,
         implementation: str = "auto",
+        proj_size: Any = None,
     ) -> None:
         super().__init__(
             input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout,
-            bidirectional, device, dtype, implementation=implementation,
+            bidirectional, device, dtype, implementation=implementation, proj_size=proj_size,
         )  # fmt: skip
 
     @property

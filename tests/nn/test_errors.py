@@ -41,6 +41,22 @@ def test_dropout_with_one_layer_warns_like_torch():
         LSTM(3, 5, dropout=0.5)
 
 
+def test_cell_dtype_errors_are_also_value_errors():
+    """Torch raises RuntimeError there; lstmkit's named error is both, as it was a ValueError."""
+    from lstmkit.nn.cells import DtypeMismatchError
+
+    with pytest.raises(ValueError, match="GRUCell input dtype"):
+        GRUCell(3, 5)(torch.randn(2, 3).double())
+    assert issubclass(DtypeMismatchError, RuntimeError)
+
+
+@pytest.mark.parametrize("cls", [GRU, RNN])
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_proj_size_is_the_lstms_only(cls, proj_size):
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM, not RNN"):
+        cls(3, 5, proj_size=proj_size)
+
+
 def test_rnn_constructor_errors():
     with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
         RNN(3, 5, nonlinearity="sigmoid")
@@ -64,10 +80,16 @@ X = torch.randn(7, 4, 3)
         (lambda: LSTM_2x(torch.randn(7, 4, 2)), RuntimeError,
          "input.size(-1) must be equal to input_size. Expected 3, got 2"),
         (lambda: LSTM_2x(X.double()), ValueError,
-         "LSTM input dtype (torch.float64) does not match weight dtype (torch.float32)"),
+         "RNN input dtype (torch.float64) does not match weight dtype (torch.float32). "
+         "Convert input: input.to(torch.float32), or convert model: model.to(torch.float64)"),
+        (lambda: GRU(3, 5).double()(X), ValueError,
+         "RNN input dtype (torch.float32) does not match weight dtype (torch.float64)"),
         (lambda: LSTM_2x(X.to("meta")), RuntimeError,
          "Input and parameter tensors are not at the same device, found input tensor at meta"),
-        (lambda: LSTM_2x(torch.randn(0, 4, 3)), ValueError, "input has a sequence length of 0"),
+        (lambda: LSTM_2x(torch.randn(0, 4, 3)), RuntimeError,
+         "Expected sequence length to be larger than 0 in RNN (LSTM input of 4 sequences"),
+        (lambda: GRU(3, 5, batch_first=True)(torch.randn(4, 0, 3)), RuntimeError,
+         "Expected sequence length to be larger than 0 in RNN"),
         (lambda: LSTM_2x(X, (torch.zeros(2, 4, 5), torch.zeros(2, 4, 6))), RuntimeError,
          "Expected hidden[1] size (2, 4, 5), got [2, 4, 6]"),
         (lambda: LSTM_2x(X, (torch.zeros(1, 4, 5), torch.zeros(2, 4, 5))), RuntimeError,
@@ -135,9 +157,19 @@ def test_lengths_with_packed_or_unbatched_input_is_refused():
         (lambda: LSTMCell(3, 5)(torch.randn(2, 3), (torch.randn(2, 5), torch.randn(2, 4))),
          RuntimeError, "hidden1 has inconsistent hidden_size: got 4, expected 5"),
         (lambda: LSTMCell(3, 5)(torch.randn(2, 3), (torch.randn(5), torch.randn(5))),
-         ValueError, "LSTMCell: Expected hx[0] to be 2D, got 1D instead"),
-        (lambda: GRUCell(3, 5)(torch.randn(2, 3).double()), ValueError,
+         RuntimeError, "Input batch size 2 doesn't match hidden0 batch size 5"),
+        (lambda: RNNCell(3, 5)(torch.randn(5, 3), torch.randn(5)), RuntimeError,
+         "Expected hidden0 to be 2D like the input, got 1D instead"),
+        (lambda: GRUCell(3, 5)(torch.randn(2, 3), torch.randn(2, 1, 1, 5)), ValueError,
+         "GRUCell: Expected hidden to be 1D or 2D, got 4D instead"),
+        (lambda: LSTMCell(3, 5)(torch.randn(2, 3), (torch.randn(2, 5), torch.randn(1, 2, 5))),
+         ValueError, "LSTMCell: Expected hx[1] to be 1D or 2D, got 3D instead"),
+        (lambda: GRUCell(3, 5)(torch.randn(2, 3).double()), RuntimeError,
          "GRUCell input dtype (torch.float64) does not match weight dtype (torch.float32)"),
+        (lambda: GRUCell(3, 5)(torch.randn(2, 4).double()), RuntimeError,  # sizes first
+         "input has inconsistent input_size: got 4 expected 3"),
+        (lambda: RNNCell(3, 5)(torch.randn(2, 3), torch.randn(2, 5).double()), RuntimeError,
+         "hx dtype (torch.float64) does not match input dtype (torch.float32)"),
     ],
 )  # fmt: skip
 def test_cell_errors(call, exc, message):
