@@ -27,10 +27,9 @@ namespace lstmkit {
 using at::Tensor;
 
 // Large buffers come from a small cache of 2 MiB-aligned mappings. A training step writes
-// hundreds of MB of (T, N, ...) buffers; writing 120 MB took 34 ms in freshly mapped 4 KiB
-// pages here, 7 ms as transparent huge pages and 5 ms in memory already mapped, and with
-// fresh huge pages some training steps still took 2-3x their usual time (not profiled). The
-// same shapes recur every step, so freed buffers are kept (up to LSTMKIT_BUFFER_CACHE_MB,
+// hundreds of MB of (T, N, ...) buffers, and faulting freshly mapped pages in costs a large
+// part of a step, more with small pages than with huge ones (BENCHMARKS.md, "No page
+// faults"). The same shapes recur every step, so freed buffers are kept (up to LSTMKIT_BUFFER_CACHE_MB,
 // default 1024; 0 turns the cache off) and handed out again by exact size, like the caching
 // allocator torch uses for CUDA; empty_cache() unmaps them. Mappings are offered to the
 // kernel as huge pages where THP is "madvise" or "always" (elsewhere they are ordinary).
@@ -137,8 +136,8 @@ inline Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
 // The time loops run on one team of threads for all steps (OpenMP, the pool ATen uses).
 // Each step's GEMM is split by output columns: thread k multiplies by its own block of W, which
 // stays in its core's cache from step to step, instead of MKL forking and joining its threads
-// and streaming all of W through each core at every step (40-52% less GEMM time per step on 2
-// cores, H = 64 to 512). The pointwise passes split the batch rows. Barriers order the phases.
+// and streaming all of W through each core at every step (BENCHMARKS.md, "One thread team").
+// The pointwise passes split the batch rows. Barriers order the phases.
 class Team {
  public:
   // Contiguous block k of K of [0, size), its length rounded to `align` (cache lines).

@@ -219,7 +219,7 @@ class FusedLSTMDirection(torch.autograd.Function):
     """Autograd wrapper of the extension's ``forward`` and ``backward`` (see ``lstm_cpu.cpp``).
 
     ``apply(coupled, collect, *inputs)`` with ``inputs`` a :class:`DirectionInputs`; returns
-    ``out, h_n, c_n`` and, with ``collect``, ``f, i, o, g, c`` (not differentiable).
+    ``out, h_n, c_n`` and, with ``collect``, ``i, f, g, o, c`` (not differentiable).
 
     The backward is the C++ backward through time, except where the gradient it returns must
     itself be differentiable (``create_graph=True``: double backward, gradient penalties,
@@ -342,7 +342,8 @@ def lstm_direction(
 
     Returns:
         ``out`` (T, N, P), ``(h_n, c_n)`` and, with ``collect``, the detached per-step
-        ``(f, i, o, g, c)``, each (T, N, H) (``c`` is the cell state after zoneout); else ``()``.
+        ``(i, f, g, o, c)`` (the fields of :class:`lstmkit.nn.GateActivations`), each (T, N, H)
+        (``c`` is the cell state after zoneout); else ``()``.
     """
     if ln_ih is not None:
         if ln_ih_weight is not None or b_ih is not None:

@@ -16,7 +16,7 @@
 //           w_ci, w_cf, w_co (H), ln_hh_weight (GH), ln_c_weight, ln_c_bias (H),
 //           ln_ih_weight (GH), b_ih (GH), rec_mask (N,P), zo_h (T,N,P) bool, zo_c (T,N,H) bool,
 //           valid (T,N) bool, coupled, collect)
-//     -> ([out (T,N,P), h_n (N,P), c_n (N,H)], gates [f, i, o, g, c] each (T,N,H) or [],
+//     -> ([out (T,N,P), h_n (N,P), c_n (N,H)], gates [i, f, g, o, c] each (T,N,H) or [],
 //         saved: opaque tensors for backward)
 //   backward(dout, dh_n, dc_n, saved, <the forward's parameters and masks>, coupled)
 //     -> [dxw, dh0, dc0, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b,
@@ -489,8 +489,9 @@ std::tuple<std::vector<Tensor>, std::vector<Tensor>, std::vector<Tensor>> forwar
       return (pad.defined() ? g.masked_fill(pad, 0) : g.clone()).contiguous();
     };
     const Tensor f = act.narrow(2, L.of, H);
-    gates = {zeroed(f), zeroed(in.coupled ? 1 - f : act.narrow(2, L.oi, H)),
-             zeroed(act.narrow(2, L.oo, H)), zeroed(act.narrow(2, L.og, H)),
+    // lstmkit's one gate order, i | f | g | o (lstmkit.nn.functional.LSTM_GATES), then c
+    gates = {zeroed(in.coupled ? 1 - f : act.narrow(2, L.oi, H)), zeroed(f),
+             zeroed(act.narrow(2, L.og, H)), zeroed(act.narrow(2, L.oo, H)),
              zeroed(cs.narrow(0, 1, T_))};
   }
   // with ln_ih the raw product is kept too (it is the input: no copy when contiguous)

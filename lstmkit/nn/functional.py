@@ -29,11 +29,26 @@ The LSTM variants are arguments of the same functions, so that they compose:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 LAYER_NORM_EPS = 1e-5
+
+# The one gate order of lstmkit: torch's stacking of the weight blocks, and the field order of
+# every tuple of gates (LSTMGates, GateActivations, GateWeights, the fused kernel's outputs).
+LSTM_GATES = ("i", "f", "g", "o")
+
+
+class LSTMGates(NamedTuple):
+    """The activated gates of one LSTM step, each (N, H), in :data:`LSTM_GATES` order."""
+
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -75,7 +90,7 @@ def lstm_step(
     ln_hh_weight: Tensor | None = None,
     ln_c: tuple[Tensor, Tensor | None] | None = None,
     coupled: bool = False,
-) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+) -> tuple[Tensor, Tensor, LSTMGates]:
     """One LSTM step from the projected input ``xw = W_ih x_t + b_ih`` of shape (N, G*H).
 
     Follows the equations of :class:`lstmkit.nn.LSTM` line by line (see there).
@@ -89,10 +104,10 @@ def lstm_step(
         coupled: CIFG, ``i_t = 1 - f_t``; ``xw`` and ``w_hh`` then hold ``f | g | o`` only.
 
     Returns:
-        ``h_t`` (N, H_out), ``c_t`` (N, H) and the activated gates ``(i, f, g, o)``, each (N, H).
+        ``h_t`` (N, H_out), ``c_t`` (N, H) and the activated gates, an :class:`LSTMGates`.
     """
     h, c = hx
-    gates = xw + _recurrent_projection(h, w_hh, b_hh, ln_hh_weight)  # (N, G*H)
+    gates = xw + _recurrent_projection(h, w_hh, b_hh, ln_hh_weight)  # (N, G*H), LSTM_GATES
     if coupled:
         f, g, o = gates.chunk(3, -1)
         if peephole is not None:
@@ -114,7 +129,7 @@ def lstm_step(
     h = o * torch.tanh(c if ln_c is None else layer_norm(c, *ln_c))
     if w_hr is not None:
         h = F.linear(h, w_hr)
-    return h, c, (i, f, g, o)
+    return h, c, LSTMGates(i=i, f=f, g=g, o=o)
 
 
 def lstm_cell(

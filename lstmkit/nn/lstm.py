@@ -19,13 +19,14 @@ class GateActivations(NamedTuple):
     Each field is (num_layers * D, L, N, H) (``batch_first``: (num_layers * D, N, L, H);
     unbatched: (num_layers * D, L, H)); rows are ordered as ``h_n``'s (layer-major, forward
     direction first) and time runs forward for both directions. Steps past a sequence's
-    length are zero.
+    length are zero. The gates come in lstmkit's one order, torch's ``i | f | g | o``
+    (:data:`lstmkit.nn.functional.LSTM_GATES`); read them by name.
     """
 
-    f: Tensor
     i: Tensor
-    o: Tensor
+    f: Tensor
     g: Tensor
+    o: Tensor
     c: Tensor
 
 
@@ -35,16 +36,17 @@ class GateWeights(NamedTuple):
     ``W_*`` is (H, H_out + H_in): its first H_out columns are torch's ``W_h*`` (rows of
     ``weight_hh``), the rest are ``W_i*`` (rows of ``weight_ih``); ``b_* = b_i* + b_h*``.
     ``W_i`` and ``b_i`` are ``None`` for a coupled (CIFG) LSTM, biases ``None`` without bias.
+    Fields in the order ``i | f | g | o``, as :class:`GateActivations`; read them by name.
     """
 
-    W_f: Tensor
     W_i: Tensor | None
-    W_o: Tensor
+    W_f: Tensor
     W_g: Tensor
-    b_f: Tensor | None
+    W_o: Tensor
     b_i: Tensor | None
-    b_o: Tensor | None
+    b_f: Tensor | None
     b_g: Tensor | None
+    b_o: Tensor | None
 
 
 class DropMasks(NamedTuple):
@@ -61,8 +63,8 @@ class DropMasks(NamedTuple):
 
 
 def gate_names(coupled: bool) -> tuple[str, ...]:
-    """Torch's gate order, without the input gate for CIFG."""
-    return ("f", "g", "o") if coupled else ("i", "f", "g", "o")
+    """The stacked weight blocks: torch's gate order, without the input gate for CIFG."""
+    return tuple(name for name in LF.LSTM_GATES if not (coupled and name == "i"))
 
 
 def variant_parameters(
@@ -114,9 +116,9 @@ def gate_weights(
     b_ih, b_hh = get("bias_ih"), get("bias_hh")
     biases = dict(zip(names, (b_ih + b_hh).split(hidden_size))) if b_ih is not None else {}
     return GateWeights(
-        blocks["f"], blocks.get("i"), blocks["o"], blocks["g"],
-        biases.get("f"), biases.get("i"), biases.get("o"), biases.get("g"),
-    )  # fmt: skip
+        **{f"W_{name}": blocks.get(name) for name in LF.LSTM_GATES},
+        **{f"b_{name}": biases.get(name) for name in LF.LSTM_GATES},
+    )
 
 
 def check_forget_bias(value: Any) -> float | None:
@@ -128,8 +130,8 @@ def check_forget_bias(value: Any) -> float | None:
 
 
 def bernoulli_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
-    """A boolean mask, true with probability ``p`` (``rand < p``: 2-3x faster than
-    ``bernoulli_`` on the CPU)."""
+    """A boolean mask, true with probability ``p`` (``rand < p``: cheaper than
+    ``bernoulli_`` on the CPU, BENCHMARKS.md)."""
     return torch.rand(shape, dtype=like.dtype, device=like.device) < p
 
 
@@ -193,9 +195,9 @@ class LSTM(RecurrentBase):
        ``zoneout``, ``recurrent_dropout``, ``weight_drop`` only in training),
        ``return_gates`` is ``False``, and the call is not a variable-length batch on the CPU
        with gradients enabled where (2) can run (torch's CPU kernel trains packed batches
-       1.8-6.5x slower than (2); under ``no_grad`` it stays here, and a PackedSequence goes to
-       it as it is); ``weight_drop`` alone also runs here, on the dropped ``weight_hh`` (one
-       mask per call, as in AWD-LSTM);
+       more slowly than (2), see BENCHMARKS.md; under ``no_grad`` it stays here, and a
+       PackedSequence goes to it as it is); ``weight_drop`` alone also runs here, on the
+       dropped ``weight_hh`` (one mask per call, as in AWD-LSTM);
     2. otherwise lstmkit's fused kernel (:mod:`lstmkit.kernels.fused_lstm`: the time loop
        and a hand-written backward through time in C++) for every layer and direction, when
        the tensors are CPU float32/float64 of one dtype, autocast is off and the extension is
@@ -333,9 +335,9 @@ class LSTM(RecurrentBase):
     def _use_torch_kernel(self, collect: bool, x: Tensor, lengths: Tensor | None) -> bool:
         if not super()._use_torch_kernel(collect, x, lengths):
             return False
-        # On the CPU torch trains a packed batch far more slowly than an unpacked one (1.8-6.5x
-        # slower than lstmkit's kernel, which masks the lengths in its loop; BENCHMARKS.md); its
-        # forward alone is as fast as lstmkit's or faster, so inference keeps torch's kernel.
+        # On the CPU torch trains a packed batch far more slowly than an unpacked one, and than
+        # lstmkit's kernel, which masks the lengths in its loop (BENCHMARKS.md); its forward
+        # alone is as fast as lstmkit's or faster, so inference keeps torch's kernel.
         packed = lengths is not None and self.implementation == "auto" and torch.is_grad_enabled()
         return not (packed and fusable(x, *self._flat_weights))
 
@@ -352,7 +354,7 @@ class LSTM(RecurrentBase):
         return weights
 
     def gate_weights(self, layer: int = 0, direction: int = 0) -> GateWeights:
-        """Per-gate matrices ``W_f, W_i, W_o, W_g`` acting on ``[h_{t-1}, x_t]`` and biases.
+        """Per-gate matrices ``W_i, W_f, W_g, W_o`` acting on ``[h_{t-1}, x_t]`` and biases.
 
         Differentiable views of torch's stacked parameters; see :class:`GateWeights`.
         """
@@ -434,7 +436,7 @@ class LSTM(RecurrentBase):
         def step(xw_t: Tensor, state: State, t: int):
             h, c = state
             h_in = h if masks.recurrent is None else h * masks.recurrent
-            h_new, c_new, (i, f, g, o) = LF.lstm_step(
+            h_new, c_new, gates = LF.lstm_step(
                 xw_t, (h_in, c), w_hh, b_hh, w_hr,
                 peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c, coupled=self.coupled,
             )  # fmt: skip
@@ -442,6 +444,6 @@ class LSTM(RecurrentBase):
                 h_new = LF.zoneout(h_new, h, masks.zoneout_h[t])
             if masks.zoneout_c is not None:
                 c_new = LF.zoneout(c_new, c, masks.zoneout_c[t])
-            return (h_new, c_new), (f, i, o, g, c_new)
+            return (h_new, c_new), GateActivations(*gates, c=c_new)
 
         return self._scan(xw, state, step, valid, collect)

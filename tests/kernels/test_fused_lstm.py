@@ -150,7 +150,7 @@ def reference(xw, h0, c0, w_hh, b_hh=None, w_hr=None, *, peephole=None, ln_hh_we
             h_new = LF.zoneout(h_new, h, zoneout_h[t])
         if zoneout_c is not None:
             c_new = LF.zoneout(c_new, c, zoneout_c[t])
-        extras.append((f, i, o, g, c_new))
+        extras.append((i, f, g, o, c_new))
         if valid is not None:
             keep = valid[t].unsqueeze(-1)
             h_new, c_new = torch.where(keep, h_new, h), torch.where(keep, c_new, c)

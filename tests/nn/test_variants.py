@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from lstmkit.nn import LSTM, DropMasks, LSTMCell
+from lstmkit.nn import LSTM, DropMasks, GateActivations, GateWeights, LSTMCell
 
 T, N, H_IN, H = 6, 3, 4, 5
 EPS = 1e-5
@@ -70,7 +70,7 @@ def paper_lstm(m, x, h, c, masks=None, layer=0):
             c_new = d * c + (1 - d) * c_new
         h, c = h_new, c_new
         outs.append(h)
-        gates.append((f, i, o, g, c))
+        gates.append((i, f, g, o, c))
     return torch.stack(outs), h, c, [torch.stack(z) for z in zip(*gates)]
 
 
@@ -117,7 +117,8 @@ def test_deterministic_variants_follow_the_papers(kw, implementation):
     torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-12)
     torch.testing.assert_close(h_n[0], ref_h, rtol=0, atol=1e-12)
     torch.testing.assert_close(c_n[0], ref_c, rtol=0, atol=1e-12)
-    for name, got, want in zip("fiogc", gates, ref_gates):
+    assert gates._fields == ("i", "f", "g", "o", "c")
+    for name, got, want in zip("ifgoc", gates, ref_gates):
         torch.testing.assert_close(got[0], want, rtol=0, atol=1e-12, msg=name)
 
 
@@ -291,3 +292,43 @@ def test_return_gates_layout_and_padding():
     assert unbatched.o.shape == (4, T, H)
     torch.testing.assert_close(unbatched.o, gates.o[:, 0], rtol=0, atol=1e-14)
     assert len(m(x)) == 2  # off by default
+
+
+def test_one_gate_order_everywhere():
+    """Torch's block order i | f | g | o is the field order of every tuple of gates."""
+    from lstmkit.nn.functional import LSTM_GATES, LSTMGates
+
+    assert LSTM_GATES == ("i", "f", "g", "o")
+    assert LSTMGates._fields == LSTM_GATES
+    assert GateActivations._fields == (*LSTM_GATES, "c")
+    assert GateWeights._fields == tuple(f"{k}_{g}" for k in "Wb" for g in LSTM_GATES)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "fused"])
+@pytest.mark.parametrize("coupled", [False, True], ids=["lstm", "cifg"])
+def test_each_gate_reads_its_own_weight_block(implementation, coupled):
+    """Every gate given its own bias (zero weights, input and state): each name returns its
+    block's activation, on every path and in gate_weights, so no two gates can swap."""
+    m = LSTM(2, 3, coupled=coupled, implementation=implementation).double().eval()
+    names = ("f", "g", "o") if coupled else ("i", "f", "g", "o")
+    bias = {"i": 0.5, "f": 1.0, "g": 1.5, "o": 2.0}
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.bias_ih_l0.copy_(torch.tensor([bias[n] for n in names]).repeat_interleave(3))
+    _, (_, c_n), gates = m(torch.zeros(1, 1, 2, dtype=torch.double), return_gates=True)
+    s = torch.sigmoid(torch.tensor(bias["f"], dtype=torch.double))
+    want = {
+        "i": 1 - s if coupled else torch.sigmoid(torch.tensor(bias["i"], dtype=torch.double)),
+        "f": s,
+        "g": torch.tanh(torch.tensor(bias["g"], dtype=torch.double)),
+        "o": torch.sigmoid(torch.tensor(bias["o"], dtype=torch.double)),
+    }
+    for name, value in want.items():
+        got = getattr(gates, name)
+        torch.testing.assert_close(got, value.expand(1, 1, 1, 3), rtol=0, atol=1e-15)
+    c = want["i"] * want["g"] * torch.ones(1, 3, dtype=torch.double)
+    torch.testing.assert_close(gates.c[0, 0], c, rtol=0, atol=1e-15)
+    gw = m.gate_weights()
+    for name in names:
+        assert torch.all(getattr(gw, f"b_{name}") == bias[name])
