@@ -286,9 +286,12 @@ def _differentiable_backward(inp, needs, grad_outputs, coupled) -> DirectionInpu
     if not wanted:
         return DirectionInputs(*grads)
     with torch.enable_grad():
-        outputs = reference_direction(inp, coupled)
+        # one view per argument: a tensor given in two places (h0 = c0, say) gets each place's
+        # own gradient, as the C++ backward returns them, not its total twice
+        slots = [t.view_as(t) if k in wanted else t for k, t in enumerate(inp)]
+        outputs = reference_direction(DirectionInputs(*slots), coupled)
         found = torch.autograd.grad(
-            outputs, [inp[k] for k in wanted], grad_outputs,
+            outputs, [slots[k] for k in wanted], grad_outputs,
             create_graph=create_graph, allow_unused=True,
         )  # fmt: skip
     for k, g in zip(wanted, found):

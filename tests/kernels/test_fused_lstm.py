@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.autograd import gradcheck
+from torch.autograd import gradcheck, gradgradcheck
 
 from lstmkit.kernels import fused_lstm
 from lstmkit.kernels.fused_lstm import (
@@ -272,6 +272,43 @@ def direction_inputs(leaves, masks):
     """A case as the Function's named inputs (``xw`` already projected: no ``w_ih``)."""
     named = {"x": leaves["xw"], **leaves, **masks}
     return DirectionInputs(*(named.get(k) for k in DirectionInputs._fields))
+
+
+@pytest.mark.parametrize("name", ["standard", "all", "all_uncoupled_no_bias"])
+def test_gradgradcheck(extension, name):
+    """Second derivatives through the kernel (its backward differentiates the reference
+    recurrence on the saved inputs and masks when create_graph is set)."""
+    cfg = CONFIGS[name]
+    leaves, masks = make_case(cfg, steps=3, batch=2, hidden=2, proj_size=1)
+    masks.pop("valid", None)
+    if cfg.get("lengths"):
+        masks["valid"] = torch.tensor([[1, 1], [1, 0], [1, 0]], dtype=bool)
+    inputs = direction_inputs(leaves, masks)
+    coupled = bool(cfg.get("coupled"))
+
+    def f(*tensors):
+        return FusedLSTMDirection.apply(coupled, False, *tensors)
+
+    assert gradgradcheck(f, inputs, eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_tensor_given_twice_gets_both_gradients(extension, create_graph):
+    """h0 is c0 and b_hh is b_ih here: each place's gradient counts once, on both backward
+    paths (the C++ one, and the differentiable one of create_graph)."""
+    leaves, masks = make_case(CONFIGS["layer_norm"], proj_size=5)
+    shared, bias = leaves["h0"], leaves["b_hh"]
+    args = (leaves["xw"], shared, shared, leaves["w_hh"], bias)
+    kwargs = dict(ln_ih_weight=leaves["ln_ih_weight"], b_ih=bias,
+                  ln_hh_weight=leaves["ln_hh_weight"])  # fmt: skip
+    out, (h_n, c_n), _ = lstm_direction(*args, **kwargs)
+    loss = out.sum() + h_n.square().sum() + c_n.sum()
+    got = torch.autograd.grad(loss, [shared, bias], create_graph=create_graph)
+    out, (h_n, c_n), _ = reference(*args, ln_ih=(leaves["ln_ih_weight"], bias),
+                                   ln_hh_weight=leaves["ln_hh_weight"])  # fmt: skip
+    want = torch.autograd.grad(out.sum() + h_n.square().sum() + c_n.sum(), [shared, bias])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
 def test_collected_gates_are_detached(extension):
