@@ -299,3 +299,19 @@ def test_cells_gradgradcheck(cell):
     states = [torch.randn(N, H, dtype=torch.double, requires_grad=True) for _ in range(n_states)]
     params = [p.detach().clone().requires_grad_(True) for p in cell.parameters()]
     assert gradgradcheck(f, [x, *states, *params], eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("cls", [GRU, RNN])
+def test_gru_rnn_under_vmap(cls):
+    """auto and reference run the reference path under vmap (torch.gru and torch.rnn_tanh
+    have no batching rule); implementation='torch' says which implementations can."""
+    torch.manual_seed(0)
+    xs = torch.randn(4, 5, 2, 3, dtype=torch.double)
+    for implementation in ("auto", "reference"):
+        m = cls(3, 4, implementation=implementation).double()
+        got = vmap(lambda xi, m=m: m(xi)[0])(xs)
+        for k in range(4):
+            torch.testing.assert_close(got[k], m(xs[k])[0], rtol=0, atol=1e-12)
+    m = cls(3, 4, implementation="torch").double()
+    with pytest.raises(RuntimeError, match="implementation='auto' or 'reference'"):
+        vmap(lambda xi: m(xi)[0])(xs)
