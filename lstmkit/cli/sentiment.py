@@ -19,7 +19,7 @@ def train_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def before_train(args: argparse.Namespace, config: Any) -> None:
     if config.data.path is None:
-        print("training on the 600-review IMDB sample bundled with lstmkit; give --data PATH "
+        print("training on the 6,000-review IMDB sample bundled with lstmkit; give --data PATH "
               "for the full data set")  # fmt: skip
 
 

@@ -13,16 +13,19 @@ a ``.tar.gz`` archive (streamed once, nothing extracted to disk), and cleans eac
 :func:`clean_text`. Usage::
 
     data = load_imdb("aclImdb_v1.tar.gz", "train")     # None: download to the cache
-    train, val = train_val_split(data.reviews, val_size=2500, seed=0)
+    train, val = movie_split(data.reviews, val_size=2500, seed=0)  # no movie on both sides
 
 The test split is for final evaluation only: tune on a validation split carved out of train.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import html
+import itertools
 import logging
+import random
 import re
 import tarfile
 import zlib
@@ -45,8 +48,11 @@ SPLITS = {
     "test": ("test/pos", "test/neg"),
     "unsup": ("train/unsup",),
 }
+SPLIT_BY = ("movie", "random")  # how a validation split is drawn (split_reviews)
 _LABELS = {"pos": 1, "neg": 0, "unsup": None}
 _FILE_NAME = re.compile(r"(\d+)_(\d+)\.txt")
+_URLS = re.compile(r"urls_(pos|neg|unsup)\.txt")
+_TITLE = re.compile(r"/title/(tt\d+)")
 _LINE_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 _CORRUPT = (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile)
 
@@ -63,6 +69,8 @@ class Review:
         rating: the star rating 1-10 from the file name, ``None`` for unlabelled reviews.
         id: the number before the rating in the file name (unique within a folder).
         path: the file's path inside the data set, e.g. ``aclImdb/train/pos/0_9.txt``.
+        movie: the IMDb title the review is of (``tt0453418``), from the split's
+            ``urls_{pos,neg,unsup}.txt`` (line n: review n); ``None`` without those files.
     """
 
     text: str
@@ -70,6 +78,7 @@ class Review:
     rating: int | None
     id: int
     path: str
+    movie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,13 +140,17 @@ def load_imdb(source: str | Path | None, split: str) -> ImdbSplit:
         if not path.exists():
             raise FileNotFoundError(f"IMDB source not found: {path}")
     files = _archive_files(path, split) if path.is_file() else _folder_files(path, split)
-    reviews, skipped = [], []
+    reviews, skipped, urls = [], [], {}
     for name, data in files:
+        if _URLS.fullmatch(name.rsplit("/", 1)[-1]):
+            urls[name] = data
+            continue
         review = _review(name, data, path)
         if review is None:
             skipped.append(name)
         else:
             reviews.append(review)
+    reviews = _with_movies(reviews, urls)
     reviews.sort(key=lambda r: (-1 if r.label is None else r.label, r.id, r.path))
     skipped.sort()
     if skipped:
@@ -167,9 +180,84 @@ def train_val_split(
         ``(train, val)`` lists.
     """
     reviews = list(reviews)
+    _check_sizes(reviews, val_size)
     labels = [review.label for review in reviews]
-    if None in labels:
-        raise ValueError("train_val_split needs labelled reviews; unsup reviews have no label")
+    train, val = train_test_split(reviews, test_size=val_size, random_state=seed, stratify=labels)
+    return train, val
+
+
+def _with_movies(reviews: list[Review], urls: dict[str, bytes]) -> list[Review]:
+    """The reviews with the movie their folder's urls file names (line n: review id n)."""
+    titles: dict[str, list[str | None]] = {}
+    for name, data in urls.items():
+        folder = name.rsplit("/", 1)[0] + "/" + _URLS.fullmatch(name.rsplit("/", 1)[1]).group(1)
+        lines = data.decode("utf-8", "replace").splitlines()
+        titles[folder] = [m.group(1) if (m := _TITLE.search(line)) else None for line in lines]
+    out = []
+    for r in reviews:
+        folder = titles.get(r.path.rsplit("/", 1)[0])
+        movie = folder[r.id] if folder is not None and r.id < len(folder) else None
+        out.append(dataclasses.replace(r, movie=movie) if movie else r)
+    return out
+
+
+def movie_split(
+    reviews: Sequence[Review], val_size: int = 2500, seed: int = 0
+) -> tuple[list[Review], list[Review]]:
+    """Split labelled reviews into train and validation by movie: every review of a movie is
+    on one side (IMDB's test set holds other movies than its train set; a split that puts a
+    movie on both sides rewards memorising it). Movies are drawn in a seeded random order
+    and taken while they fit the label counts a stratified split of ``val_size`` would have;
+    the validation part holds ``val_size`` reviews or, when no remaining movie fits, a few
+    fewer.
+
+    Raises:
+        ValueError: a review has no movie (the split's ``urls_*.txt`` files are missing).
+    """
+    reviews = list(reviews)
+    unknown = [r.path for r in reviews if r.movie is None]
+    if unknown:
+        raise ValueError(
+            f"the movie-grouped validation split needs the urls_pos.txt/urls_neg.txt files of "
+            f"aclImdb/train/ (no movie for {len(unknown)} reviews, e.g. {unknown[0]}); "
+            "use data.split: random for a random split"
+        )
+    _check_sizes(reviews, val_size)
+    by_movie: dict[str, list[Review]] = {}
+    for r in reviews:
+        by_movie.setdefault(r.movie, []).append(r)
+    positives = sum(r.label == 1 for r in reviews)
+    want_pos = round(val_size * positives / len(reviews))
+    want = {1: want_pos, 0: val_size - want_pos}
+    movies = sorted(by_movie)
+    random.Random(seed).shuffle(movies)
+    taken, counts = set(), {0: 0, 1: 0}
+    for movie in movies:
+        add = {k: sum(r.label == k for r in by_movie[movie]) for k in (0, 1)}
+        if all(counts[k] + add[k] <= want[k] for k in (0, 1)):
+            taken.add(movie)
+            counts = {k: counts[k] + add[k] for k in (0, 1)}
+            if counts == want:
+                break
+    train = [r for r in reviews if r.movie not in taken]
+    val = [r for r in reviews if r.movie in taken]
+    return train, val
+
+
+def split_reviews(
+    reviews: Sequence[Review], val_size: int, seed: int, by: str = "movie"
+) -> tuple[list[Review], list[Review]]:
+    """:func:`movie_split` (``by="movie"``) or :func:`train_val_split` (``"random"``)."""
+    if by == "movie":
+        return movie_split(reviews, val_size, seed)
+    if by == "random":
+        return train_val_split(reviews, val_size, seed)
+    raise ValueError(f"the validation split is by 'movie' or 'random', got {by!r}")
+
+
+def _check_sizes(reviews: list[Review], val_size: int) -> None:
+    if None in (r.label for r in reviews):
+        raise ValueError("a validation split needs labelled reviews; unsup reviews have no label")
     if len(reviews) < 2:
         raise ValueError(
             f"need at least 2 labelled reviews to hold some out, found {len(reviews)} "
@@ -177,8 +265,6 @@ def train_val_split(
         )
     if not 0 < val_size < len(reviews):
         raise ValueError(f"val_size must be in [1, {len(reviews) - 1}], got {val_size}")
-    train, val = train_test_split(reviews, test_size=val_size, random_state=seed, stratify=labels)
-    return train, val
 
 
 def _review(name: str, data: bytes, source: Path) -> Review | None:
@@ -215,13 +301,20 @@ def _folder_files(path: Path, split: str) -> Iterator[tuple[str, bytes]]:
     present |= {d.name for d in root.iterdir() if d.is_dir()}
     if not all(folder in present for folder in SPLITS[split]):
         raise _missing(split, present, path, "folder")
-    return (
+    urls = [
+        (f"aclImdb/{folder.split('/')[0]}/{file.name}", file.read_bytes())
+        for folder in SPLITS[split]
+        for file in [root / folder.split("/")[0] / f"urls_{folder.split('/')[1]}.txt"]
+        if file.is_file()
+    ]
+    reviews = (
         (f"aclImdb/{folder}/{file.name}", file.read_bytes())
         for folder in SPLITS[split]
         for file in sorted((root / folder).iterdir())
         # Hidden files (e.g. macOS' ._ and .DS_Store) are no reviews.
         if file.is_file() and not file.name.startswith(".")
     )
+    return itertools.chain(urls, reviews)
 
 
 def _archive_files(path: Path, split: str) -> Iterator[tuple[str, bytes]]:
@@ -240,6 +333,10 @@ def _archive_files(path: Path, split: str) -> Iterator[tuple[str, bytes]]:
                     continue
                 present.add(parts[1])
                 if len(parts) < 3:
+                    continue
+                match = _URLS.fullmatch(parts[2])
+                if match and f"{parts[1]}/{match.group(1)}" in wanted and member.isfile():
+                    yield "/".join(parts), archive.extractfile(member).read()
                     continue
                 folder = f"{parts[1]}/{parts[2]}"
                 present.add(folder)

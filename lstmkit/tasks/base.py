@@ -196,6 +196,8 @@ def read_model_dir(
         raise ModelDirError(f'{path}: not an lstmkit model config (no "task" name)')
     if "format" not in raw:  # lstmkit 0.1: the sections at the top level
         sections = {k: v for k, v in raw.items() if k not in ("task", "vocab_size", "encoder")}
+        if raw["task"] in ("sentiment", "lm") and isinstance(sections.get("data"), dict):
+            sections["data"] = {"split": "random", **sections["data"]}  # 0.1 split at random
         artifacts = {k: raw[k] for k in ("vocab_size", "encoder") if k in raw}
         raw = model_dir_config(raw["task"], sections, artifacts)
     if not isinstance(raw["format"], int) or raw["format"] > FORMAT:

@@ -61,7 +61,8 @@ class TrainConfig:
         epochs: passes over the training data. Default: 1
         max_steps: stop after this many optimizer steps in all (a cap: the LR schedule still
             spans ``epochs``); ``None`` = no cap. Default: ``None``
-        max_minutes: stop after this much wall time (checked between steps). Default: ``None``
+        max_minutes: stop after this much training time (checked between steps; a resumed
+            run counts the time spent before). Default: ``None``
         lr: peak learning rate. Default: 1e-3
         optimizer: ``adamw`` or ``sgd``. Default: ``adamw``
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay. Default: 0.01
@@ -70,6 +71,10 @@ class TrainConfig:
         schedule: ``constant``, ``cosine`` (warmup + cosine to 0), ``linear`` (warmup + linear
             decay to 0), ``slanted_triangular`` (ULMFiT) or ``plateau`` (ReduceLROnPlateau on
             ``monitor``). Default: ``constant``
+        schedule_by: ``steps``: the schedule spans the planned steps (``epochs`` or
+            ``max_steps``); ``time``: it spans the time budget ``max_minutes`` instead and
+            reaches its end (zero for cosine/linear) at the deadline, on any machine
+            (budgeted training, Li et al. 2020). Default: ``steps``
         warmup_steps: linear warmup from 0 for constant/cosine/linear. Default: 0
         stlr_cut_frac, stlr_ratio: slanted triangular's cut fraction and ratio. Default: 0.1, 32
         plateau_factor, plateau_patience: ReduceLROnPlateau's. Default: 0.5, 1
@@ -100,6 +105,7 @@ class TrainConfig:
     momentum: float = 0.0
     nesterov: bool = False
     schedule: str = "constant"
+    schedule_by: str = "steps"
     warmup_steps: int = 0
     stlr_cut_frac: float = 0.1
     stlr_ratio: float = 32.0
@@ -127,6 +133,12 @@ class TrainConfig:
         _positive("lr", self.lr)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("schedule_by", self.schedule_by, ("steps", "time"))
+        if self.schedule_by == "time" and (self.max_minutes is None or self.schedule == "plateau"):
+            raise ValueError(
+                "schedule_by time needs max_minutes (the budget the schedule spans) and a "
+                "schedule other than plateau"
+            )
         _choice("precision", self.precision, PRECISIONS)
         _choice("mode", self.mode, ("min", "max"))
         if self.weight_decay < 0:

@@ -36,8 +36,14 @@ def discriminative_groups(layers: Sequence[nn.Module], lr: float, decay: float =
     ]
 
 
-def lr_factor(config: TrainConfig, total_steps: int | None) -> Callable[[int], float]:
-    """The schedule as a multiplier of each group's base lr after ``step`` optimizer steps."""
+def lr_factor(
+    config: TrainConfig,
+    total_steps: int | None,
+    time_fraction: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
+    """The schedule as a multiplier of each group's base lr after ``step`` optimizer steps;
+    with ``config.schedule_by == "time"``, of the fraction of the time budget spent
+    (``time_fraction()``) instead (warmup still counts steps)."""
     warmup = config.warmup_steps
 
     def warm(step: int) -> float:
@@ -45,6 +51,10 @@ def lr_factor(config: TrainConfig, total_steps: int | None) -> Callable[[int], f
 
     if config.schedule == "constant":
         return warm
+    if config.schedule_by == "time":
+        if time_fraction is None:
+            raise ValueError("schedule_by time needs the fraction of the time budget spent")
+        return _time_factor(config, warm, time_fraction)
     if total_steps is None:
         raise ValueError(
             f"schedule {config.schedule!r} needs the number of steps: give max_steps or "
@@ -81,13 +91,37 @@ def lr_factor(config: TrainConfig, total_steps: int | None) -> Callable[[int], f
     return slanted
 
 
+def _time_factor(
+    config: TrainConfig, warm: Callable[[int], float], time_fraction: Callable[[], float]
+) -> Callable[[int], float]:
+    """The schedule over the time budget: ``p`` in [0, 1] is the fraction of it spent."""
+    cut, ratio = config.stlr_cut_frac, config.stlr_ratio
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return warm(step)
+        p = min(1.0, max(0.0, time_fraction()))
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * p))
+        if config.schedule == "linear":
+            return 1.0 - p
+        rise = p / cut if p < cut else 1.0 - (p - cut) / (1.0 - cut)  # slanted triangular
+        return (1.0 + rise * (ratio - 1.0)) / ratio
+
+    return factor
+
+
 def build_schedulers(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int | None
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int | None,
+    time_fraction: Callable[[], float] | None = None,
 ) -> dict[str, object]:
     """``step``: a LambdaLR stepped after every optimizer step; ``plateau``: a
     ReduceLROnPlateau stepped on the monitored metric after each epoch (or ``None``)."""
     if config.schedule != "plateau":
-        step = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
+        factor = lr_factor(config, total_steps, time_fraction)
+        step = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"step": step, "plateau": None}
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=config.mode, factor=config.plateau_factor, patience=config.plateau_patience

@@ -126,6 +126,27 @@ class _Epoch:
                     skipped=self.skipped)  # fmt: skip
 
 
+class _Budget:
+    """Training time against ``max_minutes``, counting the time of earlier (resumed) calls;
+    ``fraction`` drives a time-based schedule."""
+
+    def __init__(self, clock: Callable[[], float], max_minutes: float | None) -> None:
+        self.clock, self.seconds = clock, None if max_minutes is None else 60.0 * max_minutes
+        self.before, self.start = 0.0, clock()
+
+    def restart(self) -> None:
+        self.start = self.clock()
+
+    def elapsed(self) -> float:
+        return self.before + self.clock() - self.start
+
+    def fraction(self) -> float:
+        return 0.0 if self.seconds is None else min(1.0, self.elapsed() / self.seconds)
+
+    def spent_up(self) -> bool:
+        return self.seconds is not None and self.elapsed() > self.seconds
+
+
 @dataclass
 class _Run:
     """The state of one ``fit`` call that its phases (restore, epochs) share."""
@@ -144,6 +165,7 @@ class _Run:
     carry: Any = None
     saved_rng: tuple | None = None
     start: float = 0.0
+    budget: _Budget | None = None
 
 
 class Trainer:
@@ -169,8 +191,10 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         out_dir: str | Path | None = None,
         run_config: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.step_fn = step_fn
         self.predict_fn = predict_fn
         self.callbacks = list(callbacks)
@@ -208,8 +232,9 @@ class Trainer:
         horizon = steps_per_epoch * cfg.epochs if steps_per_epoch is not None else cfg.max_steps
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(cfg, param_groups if param_groups is not None else params)
-        schedulers = build_schedulers(cfg, optimizer, horizon)
-        run = _Run(model, optimizer, schedulers, params, device, steps_per_epoch)
+        budget = _Budget(self.clock, cfg.max_minutes)
+        schedulers = build_schedulers(cfg, optimizer, horizon, budget.fraction)
+        run = _Run(model, optimizer, schedulers, params, device, steps_per_epoch, budget=budget)
         self.global_step, self.epoch, self._nonfinite_run, self.resumed = 0, 0, 0, False
         if resume:
             self._restore(run)
@@ -225,6 +250,7 @@ class Trainer:
             callback.on_train_begin(self)
 
         run.start = time.monotonic()
+        run.budget.restart()
         stop_reason = None
         if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
             stop_reason = f"max_steps={cfg.max_steps}"
@@ -261,6 +287,7 @@ class Trainer:
         self._nonfinite_run = progress["nonfinite_run"]
         run.step_in_epoch, run.epoch_sums = progress["step_in_epoch"], progress["epoch_sums"]
         run.history = History(epochs=progress["history"])
+        run.budget.before = progress.get("elapsed", 0.0)  # training time of earlier calls
         for callback, state in zip(self.callbacks, progress["callbacks"]):
             callback.load_state_dict(state)
         run.saved_rng = (rng, rng_tensors)
@@ -312,9 +339,7 @@ class Trainer:
                 callback.on_step_end(self, row)
             if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
                 stop_reason = f"max_steps={cfg.max_steps}"
-            elif (
-                cfg.max_minutes is not None and time.monotonic() - run.start > 60 * cfg.max_minutes
-            ):
+            elif run.budget.spent_up():
                 stop_reason = f"max_minutes={cfg.max_minutes}"
             if stop_reason is not None:
                 break
@@ -483,6 +508,7 @@ class Trainer:
                 "epoch_sums": sums.state(),
                 "history": run.history.epochs,
                 "callbacks": [c.state_dict() for c in self.callbacks],
+                "elapsed": run.budget.elapsed(),
             }
             save_trainer_state(
                 self.out_dir, run.model, run.optimizer, run.schedulers, progress, run.carry

@@ -60,6 +60,8 @@ class LMDataConfig:
         vocab_size: BPE vocabulary size. Default: 8000
         val_fraction: the last fraction of the text held out for validation. Default: 0.1
         val_size: IMDB reviews held out (as the sentiment task does). Default: 2500
+        split: how IMDB's are held out: by ``movie`` or ``random`` (as the sentiment run
+            this LM pretrains for). Default: ``movie``
         batch_size: parallel streams N in training. Default: 64
         bptt: window length (the mean with ``variable_bptt``). Default: 128
         variable_bptt: AWD-LSTM's random window lengths. Default: ``True``
@@ -72,6 +74,7 @@ class LMDataConfig:
     vocab_size: int = 8000
     val_fraction: float = 0.1
     val_size: int = 2500
+    split: str = "movie"
     batch_size: int = 64
     bptt: int = 128
     variable_bptt: bool = True
@@ -86,6 +89,8 @@ class LMDataConfig:
             raise ValueError(
                 f"data.tokenizer must be one of {', '.join(TOKENIZERS)}; got {self.tokenizer!r}"
             )
+        if self.split not in ("movie", "random"):
+            raise ValueError(f"data.split must be movie or random; got {self.split!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         check_positive(
@@ -137,10 +142,10 @@ def make_step(ar: float = 0.0, tar: float = 0.0):
 def load_texts(data: LMDataConfig) -> tuple[list[str], str]:
     """The training texts and the validation text of the configured source."""
     if data.source == "imdb":
-        from lstmkit.data.imdb import load_imdb, train_val_split
+        from lstmkit.data.imdb import load_imdb, split_reviews
 
         labelled = load_imdb(data.path, "train")
-        train, val = train_val_split(list(labelled), data.val_size, seed=0)
+        train, val = split_reviews(list(labelled), data.val_size, 0, data.split)
         unsup = load_imdb(data.path, "unsup")
         texts = [r.text for r in train] + [r.text for r in unsup]
         return texts, "\n".join(r.text for r in val)

@@ -35,7 +35,7 @@ class SentimentModelConfig:
 
     Args:
         embed_size, hidden_size, num_layers, bidirectional: the from-scratch encoder.
-            Default: 128, 128, 1, ``True``
+            Default: 64, 64, 1, ``True``
         pooling: ``+``-joined poolings among last, max, mean, attention. Default: ``max+mean``
         head_hidden: a hidden layer (ReLU) in the classifier, 0 for none. Default: 0
         dropout: before the classifier (and its hidden layer). Default: 0.3
@@ -50,8 +50,8 @@ class SentimentModelConfig:
         num_classes: number of labels. Default: 2
     """
 
-    embed_size: int = 128
-    hidden_size: int = 128
+    embed_size: int = 64
+    hidden_size: int = 64
     num_layers: int = 1
     bidirectional: bool = True
     pooling: str = "max+mean"

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from lstmkit.data.batching import BucketBatchSampler, pad_batch, truncate
-from lstmkit.data.imdb import clean_text, load_imdb, train_val_split
+from lstmkit.data.imdb import SPLIT_BY, clean_text, load_imdb, split_reviews
 from lstmkit.data.tokenizer import Tokenizer
 from lstmkit.models import LanguageModel, LMModelConfig
 from lstmkit.tasks.base import (
@@ -64,27 +64,32 @@ class SentimentDataConfig:
 
     Args:
         path: an ``aclImdb`` folder, a folder holding it, or an archive; ``None`` reads the
-            600-review sample bundled with lstmkit. Default: ``None``
-        val_size: reviews held out (stratified) from train for validation. Default: 100
+            6,000-review sample bundled with lstmkit. Default: ``None``
+        val_size: reviews held out (stratified) from train for validation. Default: 500
+        split: ``movie`` (no movie on both sides, as IMDB's test set; needs the
+            ``urls_*.txt`` files) or ``random``. Default: ``movie``
         split_seed: seeds the validation split. Default: 0
         tokenizer: ``word`` or ``bpe`` (a pretrained encoder brings its own). Default: word
         vocab_size, min_frequency: the tokenizer's vocabulary bounds. Default: 20000, 2
         max_len: longer reviews keep their first quarter and the rest from the end.
-            Default: 256
+            Default: 200
         batch_size, eval_batch_size: reviews per batch (bucketed by length). Default: 32, 64
     """
 
     path: str | None = None
-    val_size: int = 100
+    val_size: int = 500
+    split: str = "movie"
     split_seed: int = 0
     tokenizer: str = "word"
     vocab_size: int = 20000
     min_frequency: int = 2
-    max_len: int = 256
+    max_len: int = 200
     batch_size: int = 32
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
+        if self.split not in SPLIT_BY:
+            raise ValueError(f"data.split must be one of {', '.join(SPLIT_BY)}; got {self.split!r}")
         if self.split_seed < 0:
             raise ValueError(f"data.split_seed must be >= 0, got {self.split_seed!r}")
         if self.tokenizer not in ("word", "bpe"):
@@ -268,7 +273,7 @@ def score_data(split: str, source: Any, data: Encoded, batch_size: int, pad_id: 
 
 def _splits(data: SentimentDataConfig):
     reviews = load_imdb(data.path or SAMPLE, "train")
-    train, val = train_val_split(list(reviews), data.val_size, seed=data.split_seed)
+    train, val = split_reviews(list(reviews), data.val_size, data.split_seed, data.split)
     return reviews, train, val
 
 
@@ -364,8 +369,8 @@ class SentimentTask:
         data = predictor.config.data
         source = path if path is not None else (data.path or SAMPLE)
         if split == "val":
-            reviews = train_val_split(list(load_imdb(source, "train")), data.val_size,
-                                      seed=data.split_seed)[1]  # fmt: skip
+            reviews = split_reviews(list(load_imdb(source, "train")), data.val_size,
+                                    data.split_seed, data.split)[1]  # fmt: skip
         else:
             reviews = list(load_imdb(source, "test"))
         tokenizer = predictor.tokenizer
