@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -49,19 +51,41 @@ def _isa() -> tuple[str, list[str]]:
     return "", []
 
 
+def _needs_compiling(name: str) -> bool:
+    """Whether torch's extension cache lacks a build of ``name`` newer than the sources."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        built = Path(_get_build_directory(name, verbose=False)) / f"{name}.so"
+    except Exception:  # a private helper of torch's: if it moves, say nothing
+        return False
+    sources = [_SOURCE, _SOURCE.with_name("cpu_runtime.h")]
+    return not built.is_file() or built.stat().st_mtime < max(p.stat().st_mtime for p in sources)
+
+
 def _build() -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
         suffix, isa_flags = _isa()
+        name = "lstmkit_lstm_cpu" + suffix
+        fresh = _needs_compiling(name)
+        if fresh:  # a newcomer's first run would otherwise sit silent for a minute
+            print("lstmkit: building the fused LSTM kernel for this machine (first use only) ...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        start = time.monotonic()
         # OpenMP makes at::parallel_for parallel (the extension shares torch's libgomp); the
         # two -fno-* flags, also torch's own, let GCC vectorise the gate loops' selects
-        return load(
-            name="lstmkit_lstm_cpu" + suffix,
+        module = load(
+            name=name,
             sources=[str(_SOURCE)],
             extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", *isa_flags],
             extra_ldflags=["-fopenmp"],
         )
+        if fresh:  # (a cached build of the same sources loads at once)
+            print(f"lstmkit: fused LSTM kernel ready in {time.monotonic() - start:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        return module
     except Exception as error:  # no compiler, no ninja, a compile error: all fall back
         logger.warning(
             "lstmkit: the fused LSTM extension could not be built, using the PyTorch loop "
