@@ -262,3 +262,12 @@ def test_lab_predictor(tmp_path):
         predictor.predict([[1.0, 2.0, 3.0]])
     with pytest.raises(ValueError, match="JSON list of steps"):
         predictor.parse_input("[[0.5, 1]")
+
+
+def test_override_forms_mix(toy, tmp_path):
+    out = tmp_path / "m"
+    argv = ["toy", "train", "--out", str(out), "--train.lr=0.2", "--no-progress",
+            "--train.epochs", "1", "--train.tensorboard=false"]  # fmt: skip
+    assert main(argv) == 0
+    train = json.loads((out / "config.json").read_text())["config"]["train"]
+    assert (train["lr"], train["epochs"], train["tensorboard"]) == (0.2, 1, False)
