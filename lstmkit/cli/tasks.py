@@ -4,8 +4,10 @@
 A task's CLI module (``TaskEntry.cli``) may add to the generic commands with any of:
 ``DEFAULT_OUT``; ``add_train_flags(parser)`` and ``train_flags(args) -> {dotted key: value}``
 (flags over the preset); ``add_evaluate_flags(parser)`` and ``evaluate_options(args)``;
-``before_train(args, config)``; ``print_evaluation(result)``; ``add_commands(subparsers)``
-for its own commands (``lm generate``, ``sentiment gates``, ...).
+``before_train(args, config)``; ``print_evaluation(result)``; ``add_predict_flags(parser)``
+and ``predict(args, overrides) -> exit status`` (a task whose predictions are files, not
+lines); ``add_commands(subparsers)`` for its own commands (``lm generate``, ``sentiment
+gates``, ...).
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ def add_task_commands(commands: argparse._SubParsersAction, name: str, entry: Ta
 
     p = sub.add_parser("predict", help="the model's outputs for inputs")
     add_predict_arguments(p)
-    p.set_defaults(func=_predict, task_name=name)
+    if hasattr(hooks, "add_predict_flags"):
+        hooks.add_predict_flags(p)
+    p.set_defaults(func=getattr(hooks, "predict", _predict), task_name=name)
 
     if hasattr(hooks, "add_commands"):
         hooks.add_commands(sub)

@@ -40,6 +40,16 @@ TASKS: dict[str, TaskEntry] = {
         "the gradient lab: long-time-lag experiments",
         cli="lstmkit.cli.lab",
     ),  # fmt: skip
+    "forecast": TaskEntry(
+        "lstmkit.tasks.forecast.task",
+        "time-series forecasting (M4): train, evaluate, predict",
+        cli="lstmkit.cli.forecast",
+    ),  # fmt: skip
+    "speech": TaskEntry(
+        "lstmkit.tasks.speech.task",
+        "speech recognition (FSDD digits, CTC): train, evaluate, transcribe",
+        cli="lstmkit.cli.speech",
+    ),  # fmt: skip
 }
 
 
