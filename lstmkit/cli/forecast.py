@@ -1,0 +1,3 @@
+"""``lstmkit forecast``: the generic train/evaluate/predict with M4 files."""
+
+DEFAULT_OUT = "runs/forecast"
