@@ -13,8 +13,10 @@ DEFAULT_OUT = "runs/forecast"
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="M4 CSV or long frame (data.path; default: the sample)")
-    parser.add_argument("--frequency", help="M4 frequency: hourly, daily, weekly, monthly, "
-                        "quarterly, yearly (data.frequency)")  # fmt: skip
+    parser.add_argument(
+        "--frequency",
+        help="M4 frequency: hourly, daily, weekly, monthly, quarterly, yearly (data.frequency)",
+    )
     parser.add_argument("--horizon", type=int, help="steps to forecast (data.horizon)")
 
 
@@ -24,16 +26,27 @@ def train_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def before_train(args: argparse.Namespace, config: Any) -> None:
     if config.data.path is None:
-        print("training on the 40-series M4 Hourly sample bundled with lstmkit; give --data "
-              "FILE for a whole M4 file or a long frame")  # fmt: skip
+        print(
+            "training on the 40-series M4 Hourly sample bundled with lstmkit; give --data "
+            "FILE for a whole M4 file or a long frame"
+        )
 
 
 def add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--test", metavar="FILE", help="the M4 test file (or long frame) of "
-                        "--data's series: score forecasts from the whole series against it")  # fmt: skip
-    parser.add_argument("--baselines", nargs="*", default=(), metavar="MODEL",
-                        help="statsforecast models to score too: AutoETS AutoTheta AutoARIMA "
-                        "MSTL (Naive, seasonal naive and Naive2 always are)")  # fmt: skip
+    parser.add_argument(
+        "--test",
+        metavar="FILE",
+        help="the M4 test file (or long frame) of "
+        "--data's series: score forecasts from the whole series against it",
+    )
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=(),
+        metavar="MODEL",
+        help="statsforecast models to score too: AutoETS AutoTheta AutoARIMA "
+        "MSTL (Naive, seasonal naive and Naive2 always are)",
+    )
 
 
 def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,21 +56,29 @@ def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
 def print_evaluation(result: dict[str, Any]) -> None:
     from lstmkit.tasks.forecast.task import format_table
 
-    print(f"{result['split']}: {result['data']}, {result['n']} series, horizon "
-          f"{result['horizon']}")  # fmt: skip
+    print(f"{result['split']}: {result['data']}, {result['n']} series, horizon {result['horizon']}")
     print(format_table(result))
 
 
 def add_predict_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", metavar="FILE",
-                        help="forecast every series of this M4 CSV or long frame")  # fmt: skip
+    parser.add_argument(
+        "--data", metavar="FILE", help="forecast every series of this M4 CSV or long frame"
+    )
     parser.add_argument("--out", metavar="FILE", help="write the forecasts here (with --data)")
-    parser.add_argument("--format", choices=("m4", "long"), default="m4",
-                        help="m4: id,F1..Fh a row (default); long: unique_id,ds,y_hat and "
-                        "the quantiles")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=("m4", "long"),
+        default="m4",
+        help="m4: id,F1..Fh a row (default); long: unique_id,ds,y_hat and the quantiles",
+    )
     parser.add_argument("--plot", metavar="DIR", help="write PNGs of history and forecast")
-    parser.add_argument("--series", nargs="*", default=(), metavar="ID",
-                        help="the series to plot (default: the first three)")  # fmt: skip
+    parser.add_argument(
+        "--series",
+        nargs="*",
+        default=(),
+        metavar="ID",
+        help="the series to plot (default: the first three)",
+    )
 
 
 def predict(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -75,8 +96,9 @@ def predict(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.forecast.files import forecast_file
 
     predictor = _load(args.model, _device(args.device))
-    written = forecast_file(predictor, args.data, args.out, args.format, args.plot,
-                            list(args.series))  # fmt: skip
+    written = forecast_file(
+        predictor, args.data, args.out, args.format, args.plot, list(args.series)
+    )
     for line in written:
         print(line)
     return 0

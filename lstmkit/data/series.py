@@ -70,7 +70,7 @@ def _open_text(path: str | Path | IO[str]) -> IO[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (the wrapper closes it)
     return io.TextIOWrapper(raw, encoding="utf-8", newline="")
 
 

@@ -88,9 +88,13 @@ def naive2(histories: list[np.ndarray], horizon: int, season: int) -> np.ndarray
     return np.stack(out)
 
 
-def statsforecast_models(histories: list[np.ndarray], horizon: int, season: int,
-                         models: tuple[str, ...] = ("AutoETS", "AutoTheta"),
-                         n_jobs: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+def statsforecast_models(
+    histories: list[np.ndarray],
+    horizon: int,
+    season: int,
+    models: tuple[str, ...] = ("AutoETS", "AutoTheta"),
+    n_jobs: int | None = None,
+) -> dict[str, np.ndarray]:
     """Forecasts of statsforecast's automatic models (``AutoETS``, ``AutoTheta``,
     ``AutoARIMA``, ``MSTL``), fitted per series with seasonal period ``season``."""
     import pandas as pd
@@ -106,12 +110,15 @@ def statsforecast_models(histories: list[np.ndarray], horizon: int, season: int,
     unknown = [m for m in models if m not in known]
     if unknown:
         raise ValueError(f"unknown baseline {unknown[0]!r}; known: {', '.join(known)}")
-    frame = pd.DataFrame({
-        "unique_id": np.concatenate([np.full(len(h), k) for k, h in enumerate(histories)]),
-        "ds": np.concatenate([np.arange(len(h)) for h in histories]),
-        "y": np.concatenate(histories),
-    })  # fmt: skip
-    engine = StatsForecast(models=[known[m]() for m in models], freq=1,
-                           n_jobs=n_jobs or os.cpu_count() or 1)  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.concatenate([np.full(len(h), k) for k, h in enumerate(histories)]),
+            "ds": np.concatenate([np.arange(len(h)) for h in histories]),
+            "y": np.concatenate(histories),
+        }
+    )
+    engine = StatsForecast(
+        models=[known[m]() for m in models], freq=1, n_jobs=n_jobs or os.cpu_count() or 1
+    )
     result = engine.forecast(df=frame, h=horizon).sort_values(["unique_id", "ds"])
     return {m: result[m].to_numpy(np.float64).reshape(len(histories), horizon) for m in models}

@@ -37,8 +37,12 @@ def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
     """Symmetric MAPE in percent (0 where actual and forecast are both 0)."""
     actual, forecast = np.asarray(actual, np.float64), np.asarray(forecast, np.float64)
     denominator = np.abs(actual) + np.abs(forecast)
-    ratio = np.divide(np.abs(actual - forecast), denominator, out=np.zeros_like(denominator),
-                      where=denominator > 0)  # fmt: skip
+    ratio = np.divide(
+        np.abs(actual - forecast),
+        denominator,
+        out=np.zeros_like(denominator),
+        where=denominator > 0,
+    )
     return float(200 * ratio.mean())
 
 
@@ -48,8 +52,9 @@ def mase(actual: np.ndarray, forecast: np.ndarray, scale: float) -> float:
     return float(error / scale) if scale > 0 else float("inf") if error > 0 else 0.0
 
 
-def msis(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, scale: float,
-         alpha: float = 0.05) -> float:  # fmt: skip
+def msis(
+    actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, scale: float, alpha: float = 0.05
+) -> float:
     """Mean scaled interval score of the ``1 - alpha`` interval ``[lower, upper]``."""
     y, lo, hi = (np.asarray(v, np.float64) for v in (actual, lower, upper))
     score = (hi - lo) + 2 / alpha * (lo - y) * (y < lo) + 2 / alpha * (y - hi) * (y > hi)
@@ -80,8 +85,9 @@ def score_set(
         "mase": float(np.mean([mase(a, f, s) for a, f, s in zip(actuals, forecasts, scales)])),
     }
     if lower is not None and upper is not None:
-        out["msis"] = float(np.mean([msis(a, lo, hi, s)
-                                     for a, lo, hi, s in zip(actuals, lower, upper, scales)]))  # fmt: skip
+        out["msis"] = float(
+            np.mean([msis(a, lo, hi, s) for a, lo, hi, s in zip(actuals, lower, upper, scales)])
+        )
         out["coverage"] = coverage(actuals, lower, upper)
     return out
 

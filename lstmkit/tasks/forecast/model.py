@@ -80,13 +80,15 @@ class ForecastModelConfig:
             raise ValueError(f"model.normalize must be log or scale; got {self.normalize!r}")
         self.quantiles = tuple(float(q) for q in self.quantiles)
         if 0.5 not in self.quantiles:
-            raise ValueError(f"model.quantiles must include 0.5 (the point forecast); got "
-                             f"{list(self.quantiles)}")  # fmt: skip
+            raise ValueError(
+                f"model.quantiles must include 0.5 (the point forecast); got {list(self.quantiles)}"
+            )
         if any(not 0 < q < 1 for q in self.quantiles) or list(self.quantiles) != sorted(
             set(self.quantiles)
         ):
-            raise ValueError(f"model.quantiles must be increasing, each in (0, 1); got "
-                             f"{list(self.quantiles)}")  # fmt: skip
+            raise ValueError(
+                f"model.quantiles must be increasing, each in (0, 1); got {list(self.quantiles)}"
+            )
 
 
 def chunk_size(config: ForecastModelConfig, season: int) -> int:
@@ -96,14 +98,21 @@ def chunk_size(config: ForecastModelConfig, season: int) -> int:
 class Member(nn.Module):
     """One LSTM and head of the ensemble."""
 
-    def __init__(self, config: ForecastModelConfig, steps: int, chunk: int, horizon: int,
-                 features: int) -> None:  # fmt: skip
+    def __init__(
+        self, config: ForecastModelConfig, steps: int, chunk: int, horizon: int, features: int
+    ) -> None:
         super().__init__()
         c = config
-        self.rnn = LSTM(chunk + features, c.hidden_size, c.num_layers,
-                        dropout=c.dropout if c.num_layers > 1 else 0.0,
-                        layer_norm=c.layer_norm, peephole=c.peephole, zoneout=c.zoneout,
-                        recurrent_dropout=c.recurrent_dropout)  # fmt: skip
+        self.rnn = LSTM(
+            chunk + features,
+            c.hidden_size,
+            c.num_layers,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            layer_norm=c.layer_norm,
+            peephole=c.peephole,
+            zoneout=c.zoneout,
+            recurrent_dropout=c.recurrent_dropout,
+        )
         self.dropout = nn.Dropout(c.dropout)
         q = len(c.quantiles)
         self.head = nn.Linear(c.hidden_size, horizon * q)
@@ -135,14 +144,17 @@ class Forecaster(nn.Module):
     Outputs: (N, h, Q) the normalised quantiles, the members' mean.
     """
 
-    def __init__(self, config: ForecastModelConfig, input_size: int, horizon: int,
-                 season: int) -> None:  # fmt: skip
+    def __init__(
+        self, config: ForecastModelConfig, input_size: int, horizon: int, season: int
+    ) -> None:
         super().__init__()
         self.config, self.horizon, self.season = config, horizon, max(season, 1)
         self.chunk = chunk_size(config, season)
         if input_size % self.chunk:
-            raise ValueError(f"data.input_size {input_size} is not a multiple of the chunk "
-                             f"{self.chunk} (model.chunk)")  # fmt: skip
+            raise ValueError(
+                f"data.input_size {input_size} is not a multiple of the chunk "
+                f"{self.chunk} (model.chunk)"
+            )
         self.steps = input_size // self.chunk
         features = 2 if config.position else 0
         self.members = nn.ModuleList(

@@ -79,8 +79,9 @@ class ForecastDataConfig:
 
     def __post_init__(self) -> None:
         if self.frequency not in M4_FREQUENCIES:
-            raise ValueError(f"data.frequency must be one of {', '.join(M4_FREQUENCIES)}; got "
-                             f"{self.frequency!r}")  # fmt: skip
+            raise ValueError(
+                f"data.frequency must be one of {', '.join(M4_FREQUENCIES)}; got {self.frequency!r}"
+            )
         if self.layout not in ("auto", "m4", "long"):
             raise ValueError(f"data.layout must be auto, m4 or long; got {self.layout!r}")
         for name in ("horizon", "season", "input_size", "min_history"):
@@ -90,8 +91,9 @@ class ForecastDataConfig:
         self.baselines = tuple(self.baselines)
         unknown = [b for b in self.baselines if b not in STATS_BASELINES]
         if unknown:
-            raise ValueError(f"data.baselines: unknown model {unknown[0]!r}; known: "
-                             f"{', '.join(STATS_BASELINES)}")  # fmt: skip
+            raise ValueError(
+                f"data.baselines: unknown model {unknown[0]!r}; known: {', '.join(STATS_BASELINES)}"
+            )
 
     @property
     def h(self) -> int:
@@ -116,7 +118,7 @@ class ForecastConfig:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             epochs=10, lr=3e-3, schedule="cosine", weight_decay=0.0, monitor="val_owa"
-        )  # fmt: skip
+        )
     )
     patience: int = 4
 
@@ -174,8 +176,12 @@ def scales(histories: list[np.ndarray], season: int) -> list[float]:
 
 
 @torch.no_grad()
-def forecast(model: Forecaster, histories: list[np.ndarray], config: ForecastConfig,
-             batch_size: int | None = None) -> np.ndarray:  # fmt: skip
+def forecast(
+    model: Forecaster,
+    histories: list[np.ndarray],
+    config: ForecastConfig,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """The quantile forecasts (S, h, Q) of ``model`` from the end of each history."""
     s = sizes(config)
     device = next(model.parameters()).device
@@ -183,8 +189,16 @@ def forecast(model: Forecaster, histories: list[np.ndarray], config: ForecastCon
     size = batch_size or config.data.eval_batch_size
     for start in range(0, len(histories), size):
         part = histories[start : start + size]
-        w = make_windows(part, [len(v) for v in part], s.input_size, s.horizon, s.season,
-                         config.model.normalize, s.chunk, targets=False)  # fmt: skip
+        w = make_windows(
+            part,
+            [len(v) for v in part],
+            s.input_size,
+            s.horizon,
+            s.season,
+            config.model.normalize,
+            s.chunk,
+            targets=False,
+        )
         z = model(w.z.to(device), w.phase.to(device)).float().cpu()
         out.append(denormalize(z, w.level, w.scale, config.model.normalize).double().numpy())
     return np.concatenate(out)
@@ -211,10 +225,15 @@ def score_forecasts(model: Forecaster, data: ScoreData) -> dict:
     for row in rows.values():
         row["owa"] = owa(row, rows["naive2"])
     return {
-        "split": data.split, "data": data.source, "n": len(data.ids), "horizon": s.horizon,
-        "season": s.season, **rows["lstm"], "methods": rows,
+        "split": data.split,
+        "data": data.source,
+        "n": len(data.ids),
+        "horizon": s.horizon,
+        "season": s.season,
+        **rows["lstm"],
+        "methods": rows,
         "interval": f"{qs[0]:g}-{qs[-1]:g} quantiles" if interval[0] is not None else None,
-    }  # fmt: skip
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -248,8 +267,11 @@ def forecast_step(model: Forecaster, batch: Windows, state: Any = None) -> StepO
             smape = (200 * (y - f).abs() / (y.abs() + f.abs()).clamp_min(1e-12)).mean(1)
             mase = (y - f).abs().mean(1) / batch.mase_scale
             s2, m2 = batch.naive2
-            metrics = {"smape": float(smape.mean()), "mase": float(mase.mean()),
-                       "owa": float(0.5 * (smape.mean() / s2 + mase.mean() / m2))}  # fmt: skip
+            metrics = {
+                "smape": float(smape.mean()),
+                "mase": float(mase.mean()),
+                "owa": float(0.5 * (smape.mean() / s2 + mase.mean() / m2)),
+            }
     return StepOutput(loss, len(batch.z), metrics)
 
 
@@ -267,45 +289,78 @@ class ForecastTask:
         d, s = config.data, sizes(config)
         series, short = validation_split(_read(d), s.horizon)
         if not series:
-            raise ValueError(f"no series has more than {s.horizon + 1} values: nothing to "
-                             f"train on with a horizon of {s.horizon}")  # fmt: skip
+            raise ValueError(
+                f"no series has more than {s.horizon + 1} values: nothing to "
+                f"train on with a horizon of {s.horizon}"
+            )
         train = [v.values[: -s.horizon] for v in series]
         if config.model.normalize == "log":
             check_positive_series([v.id for v in series], [v.values for v in series])
         padded = sum(len(v) < s.input_size for v in train)
-        print(f"{len(series)} series ({d.frequency}, horizon {s.horizon}, season {s.season}); "
-              f"the last {s.horizon} values of each held out for validation; window "
-              f"{s.input_size} ({padded} series shorter, padded); "
-              f"{len(short)} series too short to validate (forecast only)")  # fmt: skip
-        train_data = TrainWindows(train, s.input_size, s.horizon, s.season,
-                                  config.model.normalize, s.chunk, d.windows_per_series,
-                                  d.batch_size, d.min_history or s.chunk,
-                                  config.train.seed)  # fmt: skip
+        print(
+            f"{len(series)} series ({d.frequency}, horizon {s.horizon}, season {s.season}); "
+            f"the last {s.horizon} values of each held out for validation; window "
+            f"{s.input_size} ({padded} series shorter, padded); "
+            f"{len(short)} series too short to validate (forecast only)"
+        )
+        train_data = TrainWindows(
+            train,
+            s.input_size,
+            s.horizon,
+            s.season,
+            config.model.normalize,
+            s.chunk,
+            d.windows_per_series,
+            d.batch_size,
+            d.min_history or s.chunk,
+            config.train.seed,
+        )
         source = str(d.path or SAMPLE)
-        score = ScoreData("val", source, [v.id for v in series], train,
-                          np.stack([v.values[-s.horizon :] for v in series]), d.baselines, config)  # fmt: skip
+        score = ScoreData(
+            "val",
+            source,
+            [v.id for v in series],
+            train,
+            np.stack([v.values[-s.horizon :] for v in series]),
+            d.baselines,
+            config,
+        )
         return Built(
-            build_model(config), train_data, self.val_batches(config, score), score_data=score,
+            build_model(config),
+            train_data,
+            self.val_batches(config, score),
+            score_data=score,
             artifacts={"input_size": s.input_size, "horizon": s.horizon, "season": s.season},
-            facts={"train_series": len(series), "padded_series": padded,
-                   "unvalidated_series": len(short)},
+            facts={
+                "train_series": len(series),
+                "padded_series": padded,
+                "unvalidated_series": len(short),
+            },
             per_step={"train_windows": d.batch_size},
-        )  # fmt: skip
+        )
 
     def val_batches(self, config: ForecastConfig, data: ScoreData) -> list[Windows]:
         """Validation batches: one window per series at its held-out horizon, carrying
         Naive2's mean sMAPE and MASE so that the trainer reports OWA."""
         s = sizes(config)
-        n2 = score_set(data.histories, data.actuals,
-                       bl.naive2(data.histories, s.horizon, s.season), s.season)  # fmt: skip
+        n2 = score_set(
+            data.histories, data.actuals, bl.naive2(data.histories, s.horizon, s.season), s.season
+        )
         full = [np.concatenate([h, a]) for h, a in zip(data.histories, data.actuals)]
         mase = scales(data.histories, s.season)
         out, size = [], config.data.eval_batch_size
         for k in range(0, len(full), size):
             part = full[k : k + size]
-            w = make_windows(part, [len(v) - s.horizon for v in part], s.input_size, s.horizon,
-                             s.season, config.model.normalize, s.chunk,
-                             mase_scales=mase[k : k + size])  # fmt: skip
+            w = make_windows(
+                part,
+                [len(v) - s.horizon for v in part],
+                s.input_size,
+                s.horizon,
+                s.season,
+                config.model.normalize,
+                s.chunk,
+                mase_scales=mase[k : k + size],
+            )
             out.append(w._replace(naive2=(n2["smape"], n2["mase"])))
         return out
 
@@ -321,8 +376,14 @@ class ForecastTask:
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score_forecasts(model, data)
 
-    def eval_data(self, predictor: ForecastPredictor, path: str | None, split: str | None,
-                  test: str | None = None, baselines: tuple[str, ...] = ()) -> ScoreData:  # fmt: skip
+    def eval_data(
+        self,
+        predictor: ForecastPredictor,
+        path: str | None,
+        split: str | None,
+        test: str | None = None,
+        baselines: tuple[str, ...] = (),
+    ) -> ScoreData:
         """``val``: the last horizon of every series of ``path`` (default: the training
         data) held out; with ``test`` (an M4 test file or long frame of the same ids): the
         forecasts from the whole series scored against it (split ``test``)."""
@@ -336,24 +397,37 @@ class ForecastTask:
             series, short = validation_split(series, s.horizon)
             if short:
                 print(f"{len(short)} series too short to hold out {s.horizon} values: not scored")
-            return ScoreData("val", source, [v.id for v in series],
-                             [v.values[: -s.horizon] for v in series],
-                             np.stack([v.values[-s.horizon :] for v in series]),
-                             tuple(baselines) or config.data.baselines, config)  # fmt: skip
+            return ScoreData(
+                "val",
+                source,
+                [v.id for v in series],
+                [v.values[: -s.horizon] for v in series],
+                np.stack([v.values[-s.horizon :] for v in series]),
+                tuple(baselines) or config.data.baselines,
+                config,
+            )
         actuals = _read(config.data, test)
         by_id = {a.id: a for a in actuals}
         missing = [v.id for v in series if v.id not in by_id]
         if missing:
-            raise ValueError(f"{test} has no values for series {missing[0]!r} "
-                             f"({len(missing)} series missing)")  # fmt: skip
+            raise ValueError(
+                f"{test} has no values for series {missing[0]!r} ({len(missing)} series missing)"
+            )
         for v in series:
             if len(by_id[v.id]) != s.horizon:
-                raise ValueError(f"{test}: series {v.id!r} has {len(by_id[v.id])} test values, "
-                                 f"but the model's horizon is {s.horizon}")  # fmt: skip
-        return ScoreData("test", f"{source} vs {test}", [v.id for v in series],
-                         [v.values for v in series],
-                         np.stack([by_id[v.id].values for v in series]),
-                         tuple(baselines) or config.data.baselines, config)  # fmt: skip
+                raise ValueError(
+                    f"{test}: series {v.id!r} has {len(by_id[v.id])} test values, "
+                    f"but the model's horizon is {s.horizon}"
+                )
+        return ScoreData(
+            "test",
+            f"{source} vs {test}",
+            [v.id for v in series],
+            [v.values for v in series],
+            np.stack([by_id[v.id].values for v in series]),
+            tuple(baselines) or config.data.baselines,
+            config,
+        )
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(model_dir, self, require=("horizon",))
@@ -384,8 +458,10 @@ class ForecastPredictor(Predictor):
         qs = list(self.config.model.quantiles)
         out = []
         for row in pred:
-            item = {"forecast": row[:, qs.index(0.5)].tolist(),
-                    "quantiles": {f"{q:g}": row[:, k].tolist() for k, q in enumerate(qs)}}  # fmt: skip
+            item = {
+                "forecast": row[:, qs.index(0.5)].tolist(),
+                "quantiles": {f"{q:g}": row[:, k].tolist() for k, q in enumerate(qs)},
+            }
             if len(qs) >= 3:
                 item["lower"], item["upper"] = row[:, 0].tolist(), row[:, -1].tolist()
             out.append(item)

@@ -95,10 +95,14 @@ def make_windows(
         target = torch.from_numpy(raw).float()
         target_z = torch.from_numpy(apply_norm(raw, level, scale, mode)).float()
     return Windows(
-        torch.from_numpy(z).float(), target_z, torch.from_numpy(level).float(),
-        torch.from_numpy(scale).float(), phase, target,
+        torch.from_numpy(z).float(),
+        target_z,
+        torch.from_numpy(level).float(),
+        torch.from_numpy(scale).float(),
+        phase,
+        target,
         None if mase_scales is None else torch.tensor(mase_scales, dtype=torch.float32),
-    )  # fmt: skip
+    )
 
 
 def check_positive_series(ids: list[str], series: list[np.ndarray]) -> None:
@@ -115,9 +119,19 @@ def check_positive_series(ids: list[str], series: list[np.ndarray]) -> None:
 class TrainWindows:
     """Re-iterable training batches of :class:`Windows` (see the module docstring)."""
 
-    def __init__(self, series: list[np.ndarray], size: int, horizon: int, season: int,
-                 mode: str, level_size: int, per_series: int, batch_size: int,
-                 min_history: int, seed: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        series: list[np.ndarray],
+        size: int,
+        horizon: int,
+        season: int,
+        mode: str,
+        level_size: int,
+        per_series: int,
+        batch_size: int,
+        min_history: int,
+        seed: int,
+    ) -> None:
         self.series, self.size, self.horizon, self.season = series, size, horizon, season
         self.mode, self.level_size = mode, level_size
         self.per_series, self.batch_size, self.seed = per_series, batch_size, seed
@@ -125,8 +139,10 @@ class TrainWindows:
         self.ranges = [(min(min_history, len(v) - horizon), len(v) - horizon) for v in series]
         bad = [k for k, (lo, hi) in enumerate(self.ranges) if hi < max(lo, 1)]
         if bad:
-            raise ValueError(f"{len(bad)} series are too short to train on (a window needs at "
-                             f"least {horizon + 1} values)")  # fmt: skip
+            raise ValueError(
+                f"{len(bad)} series are too short to train on (a window needs at "
+                f"least {horizon + 1} values)"
+            )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,6 +160,12 @@ class TrainWindows:
         order = rng.permutation(len(which))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield make_windows([self.series[which[i]] for i in idx],
-                               [int(origins[i]) for i in idx], self.size, self.horizon,
-                               self.season, self.mode, self.level_size)  # fmt: skip
+            yield make_windows(
+                [self.series[which[i]] for i in idx],
+                [int(origins[i]) for i in idx],
+                self.size,
+                self.horizon,
+                self.season,
+                self.mode,
+                self.level_size,
+            )
