@@ -204,3 +204,26 @@ def test_sizes_round_the_window_up_to_whole_chunks():
     assert sizes(config) == (120, 24, 48, 24)
     weekly = from_dict(ForecastConfig, {"data": {"frequency": "weekly"}, "model": {"chunk": 4}})
     assert sizes(weekly) == (28, 4, 13, 1)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["forecast", "train", "--out", str(out), "--no-progress", "--max-steps", "1",
+                 "--train.tensorboard", "false"]) == 0  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    bad.write_text('"V1","V2","V3"\n"H1",1,oops\n')
+    capsys.readouterr()
+    cases = [
+        (["--data", str(bad), "--out", str(tmp_path / "f.csv")],
+         "row 2 (series 'H1'), value 2: 'oops' is not a number"),
+        (["--out", str(tmp_path / "f.csv")], "--out and --plot forecast the series of --data"),
+        (["--data", str(SAMPLE), "--plot", str(tmp_path), "--series", "H9999"],
+         "has no series 'H9999' to plot"),
+        (["[1, 2, -3]"], "series 'input 1' has the value -3"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        assert main(["forecast", "predict", "--model", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert main(["forecast", "evaluate", "--model", str(out), "--split", "test"]) == 2
+    assert "give --test TEST.csv" in capsys.readouterr().err
