@@ -227,3 +227,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert err.count("\n") == 1 and message in err, err
     assert main(["forecast", "evaluate", "--model", str(out), "--split", "test"]) == 2
     assert "give --test TEST.csv" in capsys.readouterr().err
+
+
+def test_tune_forecast_with_its_bundled_space(tmp_path, capsys):
+    out = tmp_path / "tune"
+    argv = ["tune", "forecast", "--trials", "2", "--out", str(out), "--train.epochs", "2",
+            "--train.progress", "false", "--train.tensorboard", "false"]  # fmt: skip
+    assert main(argv) == 0
+    best = (out / "best.yaml").read_text()
+    assert "val_owa = " in best and "model:" in best and "hidden_size:" in best
+    assert len((out / "trials.csv").read_text().splitlines()) == 3
