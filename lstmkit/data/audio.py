@@ -1,0 +1,294 @@
+"""Audio in: WAV files to mono float samples at the model's rate, and log-mel features.
+
+:func:`read_wav` reads a WAV file with ``soundfile`` (8-48 kHz, 8/16/24/32-bit PCM or float,
+any number of channels, averaged to mono) and resamples it to the model's rate with a
+polyphase filter (``scipy.signal.resample_poly``). Every bad input is a ``ValueError`` or
+``OSError`` naming the file: missing, a directory, unreadable, not WAV, an unsupported
+sample format (u-law, ADPCM, ...), a rate outside 8-48 kHz, zero length. Clipping is a
+warning; all-silence is detected by :func:`is_silent` (a transcriber answers with an empty
+transcript and a warning).
+
+:func:`log_mel` turns samples into features (T, n_mels): Hann-windowed frames of
+``window_ms`` every ``hop_ms`` (no centring, so a stream of chunks gives the same frames as
+the whole file, see :class:`FrameStream`), the power spectrum of an ``n_fft``-point FFT,
+an HTK-mel triangular filterbank, ``log(mel + 1e-6)``; then :func:`normalize` (per
+utterance: zero mean and unit variance per mel band over time; or global statistics).
+The settings are a :class:`FeatureConfig`, stored in the model directory.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lstmkit.train.config import check_positive
+
+MIN_RATE, MAX_RATE = 8000, 48000
+SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+WAV_FORMATS = ("WAV", "WAVEX")
+SILENCE_PEAK = 1e-3  # -60 dBFS: below this nothing a microphone picks up is speech
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 0.01  # more samples than this at full scale: the recording is clipped
+LOG_FLOOR = 1e-6
+NORMALIZE = ("utterance", "global", "none")
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel features.
+
+    Args:
+        sample_rate: every file is resampled to this rate (Hz). Default: 8000
+        window_ms, hop_ms: frame length and shift. Default: 25, 10
+        n_fft: FFT size (>= the window's samples). Default: 256
+        n_mels: mel bands. Default: 40
+        fmin, fmax: the filterbank's range in Hz (``fmax`` 0: half the rate). Default: 20, 0
+        normalize: ``utterance`` (mean/variance per band over each utterance), ``global``
+            (the training set's statistics, stored with the model: what streaming needs) or
+            ``none``. Default: ``utterance``
+    """
+
+    sample_rate: int = 8000
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 256
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: float = 0.0
+    normalize: str = "utterance"
+
+    def __post_init__(self) -> None:
+        check_positive(self, "features", ("sample_rate", "window_ms", "hop_ms", "n_fft", "n_mels"))
+        if not MIN_RATE <= self.sample_rate <= MAX_RATE:
+            raise ValueError(
+                f"features.sample_rate must be in {MIN_RATE}-{MAX_RATE} Hz, got {self.sample_rate}"
+            )
+        if self.win_length > self.n_fft:
+            raise ValueError(
+                f"features.n_fft ({self.n_fft}) must be >= the window's {self.win_length} samples"
+            )
+        if self.hop_length < 1:
+            raise ValueError(f"features.hop_ms {self.hop_ms} is under one sample")
+        top = self.fmax or self.sample_rate / 2
+        if not 0 <= self.fmin < top <= self.sample_rate / 2:
+            raise ValueError(
+                f"features: need 0 <= fmin < fmax <= sample_rate/2; got fmin {self.fmin}, "
+                f"fmax {self.fmax}"
+            )
+        if self.normalize not in NORMALIZE:
+            raise ValueError(
+                f"features.normalize must be one of {', '.join(NORMALIZE)}; got {self.normalize!r}"
+            )
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def read_wav(path: str | Path, rate: int | None = None, data: bytes | None = None) -> np.ndarray:
+    """The samples (S,) of a WAV file as mono float32 in [-1, 1], resampled to ``rate``.
+
+    ``data`` reads those bytes instead of the file (``path`` then only names it in errors,
+    e.g. a member of an archive).
+    """
+    import soundfile as sf
+
+    name = str(path)
+    if data is None:
+        p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"{name} is a directory, not a WAV file")
+        if not p.is_file():
+            raise FileNotFoundError(f"{name}: no such file")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise OSError(f"{name}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise ValueError(f"{name} is empty (0 bytes), not a WAV file")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (RuntimeError, sf.LibsndfileError, TypeError) as e:
+        raise ValueError(f"{name} is not a readable WAV file ({_short(e)})") from None
+    if info.format not in WAV_FORMATS:
+        raise ValueError(f"{name} is a {info.format} file, not WAV")
+    if info.subtype not in SUBTYPES:
+        raise ValueError(
+            f"{name}: unsupported sample format {info.subtype} ({info.subtype_info}); "
+            "WAV files must hold PCM (8-32 bit) or float samples"
+        )
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise ValueError(
+            f"{name}: sample rate {info.samplerate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+        )
+    try:
+        samples, file_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise ValueError(f"{name}: cannot decode the audio ({_short(e)})") from None
+    if samples.shape[0] == 0:
+        raise ValueError(f"{name} holds no audio (zero length)")
+    audio = samples.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{name} holds NaN or infinite samples")
+    if np.mean(np.abs(audio) >= CLIP_LEVEL) > CLIP_FRACTION:
+        warnings.warn(f"{name} is clipped (over {CLIP_FRACTION:.0%} of samples at full scale)",
+                      stacklevel=2)  # fmt: skip
+    audio = np.clip(audio, -1.0, 1.0)  # float files may exceed full scale
+    if rate is not None and rate != file_rate:
+        audio = resample(audio, file_rate, rate)
+    return audio.astype(np.float32)
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+
+
+def resample(audio: np.ndarray, rate_from: int, rate_to: float) -> np.ndarray:
+    """``audio`` (S,) at ``rate_from`` resampled to ``rate_to`` (polyphase, anti-aliased);
+    a ratio that is not a small fraction is approximated (denominator <= 1000)."""
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(rate_to / rate_from).limit_denominator(1000)
+    if ratio == 1:
+        return audio
+    return resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    """Whether ``audio`` never rises above -60 dBFS (nothing to transcribe)."""
+    return audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK
+
+
+# -- features --------------------------------------------------------------------------------
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK's mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_fft: int, rate: int, n_mels: int, fmin: float, fmax: float) -> Tensor:
+    """Triangular filters (n_fft // 2 + 1, n_mels), peaks 1, evenly spaced in mel.
+
+    >>> fb = mel_filterbank(256, 8000, 40, 20.0, 4000.0)
+    >>> tuple(fb.shape), float(fb.max()) <= 1.0, bool((fb.sum(0) > 0).all())
+    ((129, 40), True, True)
+    """
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None] - lower) / (center - lower)
+    falling = (upper - freqs[None]) / (upper - center)
+    bank = np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, F)
+    # a band narrower than one FFT bin would be empty: give it its nearest bin
+    for m in np.flatnonzero(bank.sum(1) == 0):
+        bank[m, int(np.argmin(np.abs(freqs - center[m, 0])))] = 1.0
+    return torch.from_numpy(bank.T.astype(np.float32))
+
+
+class FeatureExtractor:
+    """Samples -> log-mel frames for one :class:`FeatureConfig` (window and filterbank made
+    once). ``n_frames(S) = 1 + (S - win) // hop`` for ``S >= win``; a shorter signal is
+    zero-padded to one frame."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.win, self.hop = config.win_length, config.hop_length
+        self.window = torch.hann_window(self.win, periodic=True)
+        fmax = config.fmax or config.sample_rate / 2
+        self.bank = mel_filterbank(config.n_fft, config.sample_rate, config.n_mels,
+                                   config.fmin, fmax)  # fmt: skip
+
+    def n_frames(self, samples: int) -> int:
+        return 1 + max(samples - self.win, 0) // self.hop
+
+    def frames(self, audio: np.ndarray | Tensor) -> Tensor:
+        """Unnormalised log-mel (T, n_mels) of whole frames only (no padding past the end
+        except for a signal shorter than one window)."""
+        x = torch.as_tensor(audio, dtype=torch.float32)
+        if x.numel() < self.win:
+            x = torch.nn.functional.pad(x, (0, self.win - x.numel()))
+        framed = x.unfold(0, self.win, self.hop) * self.window  # (T, win)
+        power = torch.fft.rfft(framed, n=self.config.n_fft).abs().pow(2)  # (T, n_fft/2+1)
+        return torch.log(power @ self.bank + LOG_FLOOR)
+
+    def __call__(self, audio: np.ndarray | Tensor, stats: Tensor | None = None) -> Tensor:
+        """Normalised log-mel features (T, n_mels) of ``audio`` (S,); ``stats`` (2, n_mels),
+        mean and std, for ``normalize: global``."""
+        return normalize(self.frames(audio), self.config.normalize, stats)
+
+
+def normalize(feats: Tensor, how: str, stats: Tensor | None = None) -> Tensor:
+    """``feats`` (T, F) with zero mean and unit variance per band: over the utterance
+    (``utterance``), with ``stats`` (2, F) = (mean, std) (``global``), or unchanged."""
+    if how == "utterance":
+        mean = feats.mean(0, keepdim=True)
+        std = feats.std(0, unbiased=False, keepdim=True)
+        return (feats - mean) / (std + 1e-5)
+    if how == "global":
+        if stats is None:
+            raise ValueError("global normalisation needs the training set's statistics")
+        return (feats - stats[0]) / (stats[1] + 1e-5)
+    return feats
+
+
+def global_stats(feature_list: list[Tensor]) -> Tensor:
+    """Mean and std (2, F) per band over all frames of ``feature_list`` (each (T, F))."""
+    allf = torch.cat(feature_list)
+    return torch.stack([allf.mean(0), allf.std(0, unbiased=False)])
+
+
+class FrameStream:
+    """Log-mel frames of audio arriving in chunks: the same frames :meth:`FeatureExtractor.
+    frames` gives for the whole signal (the samples of an unfinished frame wait for the next
+    chunk).
+
+    >>> ex = FeatureExtractor(FeatureConfig())
+    >>> audio = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
+    >>> stream = FrameStream(ex)
+    >>> parts = [stream.push(audio[i : i + 333]) for i in range(0, 4000, 333)]
+    >>> bool(torch.allclose(torch.cat(parts), ex.frames(audio), atol=1e-5))
+    True
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        self.ex = extractor
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.emitted = 0
+
+    def push(self, chunk: np.ndarray) -> Tensor:
+        """The frames (T, n_mels) completed by ``chunk`` (possibly none)."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(chunk, dtype=np.float32)])
+        if self.buffer.size < self.ex.win:
+            return torch.zeros(0, self.ex.config.n_mels)
+        n = self.ex.n_frames(self.buffer.size)
+        out = self.ex.frames(self.buffer[: (n - 1) * self.ex.hop + self.ex.win])
+        self.buffer = self.buffer[n * self.ex.hop :]
+        self.emitted += n
+        return out
+
+    def flush(self) -> Tensor:
+        """At the end of a stream shorter than one window: its one zero-padded frame (what
+        :meth:`FeatureExtractor.frames` gives such a signal); else nothing."""
+        if self.emitted == 0 and self.buffer.size:
+            self.emitted = 1
+            return self.ex.frames(self.buffer)
+        return torch.zeros(0, self.ex.config.n_mels)

@@ -1,0 +1,1 @@
+"""Speech recognition on FSDD: isolated digits (pooling) and connected digits (CTC)."""

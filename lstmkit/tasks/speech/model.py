@@ -1,0 +1,148 @@
+"""The acoustic model: log-mel frames -> (frame stacking) -> LSTM layers -> a head.
+
+Two heads read the same encoder (Graves et al. 2013; Sak et al. 2014 for LSTM acoustic
+models):
+
+* ``classify`` (isolated digits): masked pooling of the outputs over each utterance's valid
+  steps (``max``, ``mean`` or ``max+mean``), dropout, a linear layer: logits (N, C);
+* ``ctc`` (connected digits): a linear layer per step and log-softmax: (T', N, C + 1) with
+  the CTC blank at index 0 (Graves et al. 2006).
+
+Frame stacking (``subsample`` k) joins k consecutive frames into one LSTM step (T' =
+ceil(T / k)): k times fewer recurrent steps, which is most of the cost, at a 10k ms step.
+A unidirectional model can run in chunks with its state carried (:meth:`SpeechModel.step`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lstmkit.nn import LSTM
+from lstmkit.train.config import check_fraction, check_positive
+
+POOLINGS = ("max", "mean", "max+mean")
+HEADS = ("classify", "ctc")
+
+
+@dataclass
+class SpeechModelConfig:
+    """Sizes of :class:`SpeechModel`.
+
+    Args:
+        hidden_size, num_layers, bidirectional: the LSTM. Default: 128, 2, ``True``
+        subsample: frames stacked into one LSTM step. Default: 2
+        dropout: between LSTM layers and before the head. Default: 0.2
+        pooling: the isolated head's pooling, ``max``, ``mean`` or ``max+mean``.
+            Default: ``max+mean``
+        layer_norm: layer-normalised LSTM (:class:`lstmkit.nn.LSTM`'s variant). Default: off
+    """
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    bidirectional: bool = True
+    subsample: int = 2
+    dropout: float = 0.2
+    pooling: str = "max+mean"
+    layer_norm: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive(self, "model", ("hidden_size", "num_layers", "subsample"))
+        check_fraction(self, "model", ("dropout",))
+        if self.pooling not in POOLINGS:
+            raise ValueError(
+                f"model.pooling must be one of {', '.join(POOLINGS)}; got {self.pooling!r}"
+            )
+
+
+def stack_frames(feats: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(T, N, F) -> (ceil(T / k), N, k * F): k consecutive frames per step (zero-padded at
+    the end); lengths become ceil(lengths / k).
+
+    >>> x, n = stack_frames(torch.arange(10.).view(5, 1, 2), torch.tensor([5]), 2)
+    >>> x[:, 0].tolist(), n.tolist()
+    ([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 0.0, 0.0]], [3])
+    """
+    if k == 1:
+        return feats, lengths
+    t, n, f = feats.shape
+    pad = (-t) % k
+    if pad:
+        feats = torch.cat([feats, feats.new_zeros(pad, n, f)])
+    steps = feats.shape[0] // k
+    stacked = feats.view(steps, k, n, f).permute(0, 2, 1, 3).reshape(steps, n, k * f)
+    return stacked, (lengths + k - 1) // k
+
+
+def valid_mask(lengths: Tensor, steps: int) -> Tensor:
+    """(T, N) bool: step t of sequence n is within its length."""
+    return torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]
+
+
+class SpeechModel(nn.Module):
+    """Log-mel frames to logits (``classify``) or CTC log-probabilities (``ctc``).
+
+    Inputs: feats (T, N, n_mels), lengths (N,). Outputs: ``classify``: logits (N, C) and
+    the step lengths; ``ctc``: log-probabilities (T', N, C + 1), blank 0, and lengths (N,).
+    """
+
+    def __init__(self, n_mels: int, num_classes: int, head: str,
+                 config: SpeechModelConfig) -> None:  # fmt: skip
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+        self.config, self.head_kind = config, head
+        c = config
+        self.rnn = LSTM(
+            n_mels * c.subsample, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
+            dropout=c.dropout if c.num_layers > 1 else 0.0, layer_norm=c.layer_norm,
+        )  # fmt: skip
+        width = c.hidden_size * (2 if c.bidirectional else 1)
+        self.drop = nn.Dropout(c.dropout)
+        if head == "classify":
+            pools = len(c.pooling.split("+"))
+            self.out = nn.Linear(width * pools, num_classes)
+        else:
+            self.out = nn.Linear(width, num_classes + 1)
+
+    def encode(self, feats: Tensor, lengths: Tensor, state=None):
+        """LSTM outputs (T', N, D*H), step lengths (N,) and the final state."""
+        x, steps = stack_frames(feats, lengths.cpu(), self.config.subsample)
+        out, state = self.rnn(x, state, lengths=steps)
+        return out, steps, state
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        out, steps, _ = self.encode(feats, lengths)
+        if self.head_kind == "ctc":
+            return self.out(self.drop(out)).log_softmax(-1), steps
+        return self.out(self.drop(self.pool(out, steps))), steps
+
+    def pool(self, out: Tensor, steps: Tensor) -> Tensor:
+        """(T', N, W) -> (N, W * pools): max and/or mean over each sequence's valid steps."""
+        mask = valid_mask(steps.to(out.device), out.shape[0]).unsqueeze(-1)
+        parts = []
+        for name in self.config.pooling.split("+"):
+            if name == "max":
+                parts.append(out.masked_fill(~mask, float("-inf")).amax(0))
+            else:
+                parts.append((out * mask).sum(0) / mask.sum(0).clamp(min=1))
+        return torch.cat(parts, -1)
+
+    def check_streamable(self) -> None:
+        if self.config.bidirectional or self.head_kind != "ctc":
+            raise ValueError("streaming needs a unidirectional CTC model (model.bidirectional "
+                             "false, task_kind connected)")  # fmt: skip
+
+    def step(self, feats: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """A chunk of one stream: feats (T, 1, n_mels) with T a multiple of ``subsample``
+        -> CTC log-probabilities (T / subsample, 1, C + 1) and the state to carry.
+        Only for a unidirectional CTC model (a bidirectional one needs the whole input)."""
+        self.check_streamable()
+        if feats.shape[0] % self.config.subsample:
+            raise ValueError(f"a chunk must hold a multiple of {self.config.subsample} frames")
+        lengths = torch.full((feats.shape[1],), feats.shape[0], dtype=torch.long)
+        x, _ = stack_frames(feats, lengths, self.config.subsample)
+        out, state = self.rnn(x, state)
+        return self.out(out).log_softmax(-1), state

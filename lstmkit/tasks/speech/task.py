@@ -1,0 +1,684 @@
+"""Speech recognition on FSDD: WAV recordings -> log-mel -> BiLSTM -> digits.
+
+Two kinds of task (``task_kind``):
+
+* ``digits``: isolated spoken digits, one recording one class; a BiLSTM with pooling and
+  cross-entropy; scored by accuracy, the confusion matrix and per-speaker accuracy.
+* ``connected``: utterances of 2-7 recordings of one speaker joined by silence
+  (:func:`lstmkit.data.fsdd.connected_utterance`), transcribed by a BiLSTM with CTC; a fresh
+  set of training utterances every epoch, a fixed seeded validation set; scored by WER and
+  CER (``jiwer``) of prefix beam search, and per speaker.
+
+FSDD is split by index (:data:`lstmkit.data.fsdd.SPLITS`): train 10-49, validation 5-9,
+test 0-4 (withheld). Training augments every example afresh (seeded by epoch and position,
+so a resumed run sees the same data): speed perturbation (resampling by a factor, which
+moves pitch and tempo together), white noise at an SNR drawn from a range, and SpecAugment
+time and frequency masks (Park et al. 2019) on the normalised features. The feature
+settings are part of the config, so the model directory reproduces them exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lstmkit.data.audio import (
+    FeatureConfig,
+    FeatureExtractor,
+    FrameStream,
+    global_stats,
+    is_silent,
+    normalize,
+    read_wav,
+)
+from lstmkit.data.fsdd import SAMPLE, Recording, connected_utterance, load_recordings
+from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
+from lstmkit.tasks.speech.decode import collapse, edit_distance, prefix_beam_search
+from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig
+from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train.config import check_positive
+
+KINDS = ("digits", "connected")
+NUM_DIGITS = 10
+EXAMPLES = 5  # transcripts results.json shows
+
+
+@dataclass
+class SpeechDataConfig:
+    """The recordings and the batches.
+
+    Args:
+        path: FSDD's ``recordings/`` folder (or the folder holding it, or a ``.tar.gz``);
+            ``None``: the sample bundled with lstmkit. Default: ``None``
+        batch_size, eval_batch_size: utterances per batch. Default: 32, 64
+        train_utterances: connected utterances generated afresh per epoch. Default: 2400
+        val_utterances: connected validation utterances (fixed). Default: 500
+        val_seed: seeds the validation utterances. Default: 1
+        min_digits, max_digits: digits per connected utterance. Default: 2, 7
+        gap_ms: range of the silence between digits. Default: (100, 400)
+        noise_dbfs: white noise of this RMS level in every connected utterance (``None``:
+            none). Default: ``None``
+    """
+
+    path: str | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    train_utterances: int = 2400
+    val_utterances: int = 500
+    val_seed: int = 1
+    min_digits: int = 2
+    max_digits: int = 7
+    gap_ms: tuple[float, float] = (100.0, 400.0)
+    noise_dbfs: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive(self, "data", ("batch_size", "eval_batch_size", "train_utterances",
+                                      "val_utterances", "min_digits"))  # fmt: skip
+        if self.max_digits < self.min_digits:
+            raise ValueError(f"data.max_digits ({self.max_digits}) < data.min_digits "
+                             f"({self.min_digits})")  # fmt: skip
+        if len(self.gap_ms) != 2 or not 0 <= self.gap_ms[0] <= self.gap_ms[1]:
+            raise ValueError(f"data.gap_ms must be [low, high] with 0 <= low <= high, got "
+                             f"{list(self.gap_ms)}")  # fmt: skip
+        if self.noise_dbfs is not None and self.noise_dbfs >= 0:
+            raise ValueError(f"data.noise_dbfs must be negative (dB below full scale), got "
+                             f"{self.noise_dbfs}")  # fmt: skip
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (off in validation and scoring).
+
+    Args:
+        speeds: speed factors drawn uniformly per example (1.0: unchanged). Default:
+            (0.9, 1.0, 1.1)
+        noise_prob: probability of adding white noise to an example. Default: 0.5
+        noise_snr_db: the range its signal-to-noise ratio is drawn from. Default: (10, 40)
+        time_masks, time_mask_frames: SpecAugment time masks per example and their largest
+            width in frames. Default: 2, 10
+        freq_masks, freq_mask_bands: frequency masks and their largest width in mel bands.
+            Default: 2, 8
+    """
+
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
+    noise_prob: float = 0.5
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    time_masks: int = 2
+    time_mask_frames: int = 10
+    freq_masks: int = 2
+    freq_mask_bands: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.speeds or any(not 0.5 <= s <= 2 for s in self.speeds):
+            raise ValueError(f"augment.speeds must be factors in [0.5, 2], got {self.speeds}")
+        if not 0 <= self.noise_prob <= 1:
+            raise ValueError(f"augment.noise_prob must be in [0, 1], got {self.noise_prob}")
+        if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
+            raise ValueError(f"augment.noise_snr_db must be [low, high], got "
+                             f"{list(self.noise_snr_db)}")  # fmt: skip
+        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bands"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class DecodeConfig:
+    """CTC decoding: ``beam_width`` of prefix beam search (1: greedy-like). Default: 8"""
+
+    beam_width: int = 8
+
+    def __post_init__(self) -> None:
+        check_positive(self, "decode", ("beam_width",))
+
+
+@dataclass
+class SpeechConfig:
+    """The whole run: ``task_kind`` (``digits`` or ``connected``), ``data``, ``features``,
+    ``augment``, ``model``, ``decode``, ``train`` and ``patience`` (epochs without a better
+    validation score before early stopping)."""
+
+    task_kind: str = "digits"
+    data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: SpeechModelConfig = field(default_factory=SpeechModelConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            lr=3e-3, epochs=60, schedule="cosine", warmup_steps=20
+        )  # fmt: skip
+    )
+    patience: int = 15
+
+    def __post_init__(self) -> None:
+        if self.task_kind not in KINDS:
+            raise ValueError(f"task_kind must be one of {', '.join(KINDS)}; got "
+                             f"{self.task_kind!r}")  # fmt: skip
+        check_positive(self, "", ("patience",))
+
+    @property
+    def ctc(self) -> bool:
+        return self.task_kind == "connected"
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        return ("val_wer", "min") if self.ctc else ("val_accuracy", "max")
+
+
+def load_config(data: dict[str, Any] | None = None) -> SpeechConfig:
+    return from_dict(SpeechConfig, data)
+
+
+# -- examples and batches ----------------------------------------------------------------------
+
+
+class Item(NamedTuple):
+    """One utterance: ``audio`` (S,), its digit ``labels``, ``speaker`` and ``name``."""
+
+    audio: np.ndarray
+    labels: tuple[int, ...]
+    speaker: str
+    name: str
+
+
+class Batch(NamedTuple):
+    """``feats`` (T, N, n_mels) zero-padded, ``lengths`` (N,) frames, ``targets``: (N,)
+    classes (isolated) or all utterances' labels concatenated (CTC), ``target_lengths`` (N,)."""
+
+    feats: Tensor
+    lengths: Tensor
+    targets: Tensor
+    target_lengths: Tensor
+
+
+def isolated_items(recordings: list[Recording]) -> list[Item]:
+    return [Item(r.audio, (r.digit,), r.speaker, r.name) for r in recordings]
+
+
+def connected_item(recordings: list[Recording], data: SpeechDataConfig, rate: int,
+                   rng: np.random.Generator) -> Item:  # fmt: skip
+    u = connected_utterance(recordings, rng, data.min_digits, data.max_digits, data.gap_ms,
+                            data.noise_dbfs, rate)  # fmt: skip
+    return Item(u.audio, u.digits, u.speaker, "+".join(n.removesuffix(".wav") for n in u.names))
+
+
+def connected_items(recordings: list[Recording], data: SpeechDataConfig, rate: int, n: int,
+                    key: tuple[int, ...]) -> list[Item]:  # fmt: skip
+    """The ``n`` connected utterances of ``key`` (the k-th from ``rng([*key, k])``)."""
+    return [connected_item(recordings, data, rate, np.random.default_rng([*key, k]))
+            for k in range(n)]  # fmt: skip
+
+
+class Featurizer:
+    """Items -> a :class:`Batch`, augmented when given an :class:`AugmentConfig` and a
+    generator."""
+
+    def __init__(self, features: FeatureConfig, stats: Tensor | None, ctc: bool) -> None:
+        self.extractor = FeatureExtractor(features)
+        self.config, self.stats, self.ctc = features, stats, ctc
+
+    def features(self, audio: np.ndarray) -> Tensor:
+        return self.extractor(audio, self.stats)
+
+    def augmented(self, audio: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> Tensor:
+        from scipy.signal import resample_poly
+
+        speed = aug.speeds[int(rng.integers(len(aug.speeds)))]
+        if speed != 1.0:  # played faster: fewer samples at the same rate
+            ratio = Fraction(1 / speed).limit_denominator(50)
+            audio = resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+        if rng.random() < aug.noise_prob:
+            power = float(np.mean(audio.astype(np.float64) ** 2)) + 1e-12
+            snr = rng.uniform(*aug.noise_snr_db)
+            noise = rng.standard_normal(audio.size) * np.sqrt(power / 10 ** (snr / 10))
+            audio = (audio + noise).astype(np.float32)
+        feats = self.features(audio).clone()
+        t, f = feats.shape
+        for _ in range(aug.time_masks):
+            width = int(rng.integers(aug.time_mask_frames + 1))
+            if 0 < width < t:
+                start = int(rng.integers(t - width + 1))
+                feats[start : start + width] = 0.0
+        for _ in range(aug.freq_masks):
+            width = int(rng.integers(aug.freq_mask_bands + 1))
+            if 0 < width < f:
+                start = int(rng.integers(f - width + 1))
+                feats[:, start : start + width] = 0.0
+        return feats
+
+    def batch(self, items: list[Item], aug: AugmentConfig | None = None,
+              rngs: list[np.random.Generator] | None = None) -> Batch:  # fmt: skip
+        feats = [self.augmented(it.audio, aug, rng) for it, rng in zip(items, rngs)] if aug \
+            else [self.features(it.audio) for it in items]  # fmt: skip
+        return collate(feats, [it.labels for it in items], self.ctc)
+
+
+def collate(feats: list[Tensor], labels: list[tuple[int, ...]], ctc: bool) -> Batch:
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = nn.utils.rnn.pad_sequence(feats)  # (T, N, F)
+    if ctc:  # CTC classes: blank 0, digit d is d + 1
+        targets = torch.tensor([d + 1 for row in labels for d in row], dtype=torch.long)
+    else:
+        targets = torch.tensor([row[0] for row in labels], dtype=torch.long)
+    return Batch(padded, lengths, targets, torch.tensor([len(row) for row in labels]))
+
+
+class SpeechBatches:
+    """Re-iterable training or evaluation batches, made on the fly.
+
+    ``source(epoch)`` gives the epoch's items (a fixed list, or fresh connected utterances);
+    training batches are shuffled and grouped by length (sorted within windows of 16
+    batches), and every example is augmented with a generator seeded by (seed, epoch,
+    position): the same batches whenever epoch ``e`` runs, resumed or not.
+    """
+
+    def __init__(self, source: Callable[[int], list[Item]], featurizer: Featurizer,
+                 batch_size: int, seed: int, augment: AugmentConfig | None = None,
+                 shuffle: bool = False) -> None:  # fmt: skip
+        self.source, self.featurizer, self.batch_size = source, featurizer, batch_size
+        self.seed, self.augment, self.shuffle = seed, augment, shuffle
+        self.epoch = 0
+        self._cache: tuple[int, list[Item]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def items(self) -> list[Item]:
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self.source(self.epoch))
+        return self._cache[1]
+
+    def order(self, items: list[Item]) -> list[list[int]]:
+        n = len(items)
+        if not self.shuffle:
+            return [
+                list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)
+            ]
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        perm = rng.permutation(n).tolist()
+        window = self.batch_size * 16
+        batches = []
+        for start in range(0, n, window):
+            chunk = sorted(perm[start : start + window], key=lambda i: items[i].audio.size)
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
+        return [batches[k] for k in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return len(self.order(self.items()))
+
+    def __iter__(self) -> Iterator[Batch]:
+        items = self.items()
+        for b, indices in enumerate(self.order(items)):
+            chosen = [items[i] for i in indices]
+            if self.augment is None:
+                yield self.featurizer.batch(chosen)
+            else:
+                rngs = [np.random.default_rng([self.seed, self.epoch, b, j])
+                        for j in range(len(chosen))]  # fmt: skip
+                yield self.featurizer.batch(chosen, self.augment, rngs)
+
+
+# -- steps and scores ----------------------------------------------------------------------------
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(batch.feats.to(device), batch.lengths, batch.targets.to(device),
+                 batch.target_lengths)  # fmt: skip
+
+
+def split_targets(batch: Batch) -> list[list[int]]:
+    """The CTC targets of each utterance of ``batch`` as digits."""
+    rows, start = [], 0
+    targets = batch.targets.tolist()
+    for n in batch.target_lengths.tolist():
+        rows.append([t - 1 for t in targets[start : start + n]])
+        start += n
+    return rows
+
+
+def isolated_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
+    batch = _to(batch, next(model.parameters()).device)
+    logits, _ = model(batch.feats, batch.lengths)
+    loss = F.cross_entropy(logits.float(), batch.targets)
+    accuracy = (logits.argmax(-1) == batch.targets).float().mean()
+    return StepOutput(loss, batch.targets.numel(), {"accuracy": float(accuracy)})
+
+
+def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
+    """CTC loss (mean over utterances of the per-label loss) and the greedy WER; the size is
+    the number of reference digits, so the epoch's WER is errors over all digits."""
+    batch = _to(batch, next(model.parameters()).device)
+    log_probs, steps = model(batch.feats, batch.lengths)
+    loss = F.ctc_loss(log_probs.float(), batch.targets, steps, batch.target_lengths, blank=0,
+                      zero_infinity=True)  # fmt: skip
+    best = log_probs.detach().argmax(-1).cpu()  # (T', N)
+    errors = 0
+    for n, ref in enumerate(split_targets(batch)):
+        hyp = [c - 1 for c in collapse(best[: int(steps[n]), n].tolist())]
+        errors += edit_distance(ref, hyp)
+    words = int(batch.target_lengths.sum())
+    return StepOutput(loss, words, {"wer": errors / words})
+
+
+class ScoreData(NamedTuple):
+    """Utterances to score: ``split`` of ``source``, the ``items`` and their unaugmented
+    ``batches`` (in order), the task kind and the CTC beam width."""
+
+    split: str
+    source: str
+    items: list[Item]
+    batches: SpeechBatches
+    ctc: bool
+    beam_width: int
+
+
+def transcript(digits: list[int] | tuple[int, ...]) -> str:
+    """Digits as a transcript: ``[3, 1, 4]`` -> ``"3 1 4"``."""
+    return " ".join(str(d) for d in digits)
+
+
+def ctc_decode(log_probs: Tensor, beam_width: int) -> tuple[list[int], float]:
+    """Digits of one utterance's CTC log-probabilities (T', C+1) and a confidence: the
+    probability share of the best labelling among the beam's."""
+    beams = prefix_beam_search(log_probs.float().cpu().numpy(), max(beam_width, 2))
+    scores = torch.tensor([s for _, s in beams])
+    confidence = float(torch.softmax(scores, 0)[0])
+    return [c - 1 for c in beams[0][0]], confidence
+
+
+@torch.no_grad()
+def predict_batch(model: nn.Module, batch: Batch, ctc: bool,
+                  beam_width: int) -> list[tuple[list[int], float]]:  # fmt: skip
+    """(digits, confidence) per utterance of ``batch``."""
+    batch = _to(batch, next(model.parameters()).device)
+    out, steps = model(batch.feats, batch.lengths)
+    if not ctc:
+        probs = out.float().softmax(-1).cpu()
+        return [([int(p.argmax())], float(p.max())) for p in probs]
+    return [ctc_decode(out[: int(steps[n]), n], beam_width) for n in range(out.shape[1])]
+
+
+def isolated_scores(items: list[Item], preds: list[int]) -> dict[str, Any]:
+    """Accuracy, the confusion matrix (rows true digit, columns predicted) and accuracy per
+    speaker."""
+    labels = [it.labels[0] for it in items]
+    matrix = np.zeros((NUM_DIGITS, NUM_DIGITS), dtype=int)
+    for t, p in zip(labels, preds):
+        matrix[t, p] += 1
+    speakers: dict[str, list[int]] = {}
+    for it, p in zip(items, preds):
+        speakers.setdefault(it.speaker, []).append(int(p == it.labels[0]))
+    return {
+        "accuracy": float(np.trace(matrix) / max(len(labels), 1)),
+        "errors": int(len(labels) - np.trace(matrix)),
+        "confusion_matrix": matrix.tolist(),
+        "per_speaker": {
+            s: {"accuracy": float(np.mean(v)), "n": len(v)} for s, v in sorted(speakers.items())
+        },  # fmt: skip
+        "n": len(labels),
+    }
+
+
+def connected_scores(items: list[Item], hyps: list[list[int]]) -> dict[str, Any]:
+    """WER and CER (jiwer; the CER counts the transcripts' characters, spaces included),
+    the utterance error rate and WER per speaker."""
+    import jiwer
+
+    refs = [transcript(it.labels) for it in items]
+    outs = [transcript(h) for h in hyps]
+    per_speaker = {}
+    for s in sorted({it.speaker for it in items}):
+        idx = [k for k, it in enumerate(items) if it.speaker == s]
+        per_speaker[s] = {"wer": float(jiwer.wer([refs[k] for k in idx], [outs[k] for k in idx])),
+                          "n": len(idx)}  # fmt: skip
+    return {
+        "wer": float(jiwer.wer(refs, outs)),
+        "cer": float(jiwer.cer(refs, outs)),
+        "utterance_error_rate": float(np.mean([r != h for r, h in zip(refs, outs)])),
+        "words": sum(len(it.labels) for it in items),
+        "per_speaker": per_speaker,
+        "n": len(items),
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The scores as text: confusion matrix or WER/CER, per speaker, a few examples."""
+    lines = []
+    if "accuracy" in result:
+        lines.append(f"accuracy {result['accuracy']:.4f} ({result['errors']} errors in "
+                     f"{result['n']})")  # fmt: skip
+        lines.append("confusion matrix (rows true digit 0-9, columns predicted):")
+        lines += ["  " + " ".join(f"{v:3d}" for v in row) for row in result["confusion_matrix"]]
+        per = ", ".join(f"{s} {v['accuracy']:.4f}" for s, v in result["per_speaker"].items())
+    else:
+        lines.append(f"WER {result['wer']:.4f}  CER {result['cer']:.4f}  utterance error rate "
+                     f"{result['utterance_error_rate']:.4f} ({result['n']} utterances, "
+                     f"{result['words']} digits)")  # fmt: skip
+        per = ", ".join(f"{s} {v['wer']:.4f}" for s, v in result["per_speaker"].items())
+    lines.append(f"per speaker: {per}")
+    for ex in result.get("examples", []):
+        mark = "" if ex["reference"] == ex["transcript"] else "   <- error"
+        lines.append(f"  {ex['name']}: {ex['transcript'] or '(empty)'!s:<16} (reference "
+                     f"{ex['reference']}){mark}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def score(model: nn.Module, data: ScoreData) -> dict[str, Any]:
+    outputs = []
+    for batch in data.batches:
+        outputs += predict_batch(model, batch, data.ctc, data.beam_width)
+    digits = [d for d, _ in outputs]
+    result = (connected_scores(data.items, digits) if data.ctc
+              else isolated_scores(data.items, [d[0] for d in digits]))  # fmt: skip
+    result["examples"] = [
+        {"name": it.name, "reference": transcript(it.labels), "transcript": transcript(d)}
+        for it, d in zip(data.items[:EXAMPLES], digits)
+    ]
+    return {"split": data.split, "data": data.source, **result}
+
+
+# -- the task --------------------------------------------------------------------------------
+
+
+def _stats(artifacts: dict[str, Any]) -> Tensor | None:
+    stats = artifacts.get("feature_stats")
+    return None if stats is None else torch.tensor(stats, dtype=torch.float32)
+
+
+def eval_items(config: SpeechConfig, source: str | Path | None, split: str) -> list[Item]:
+    recordings = load_recordings(source, split, config.features.sample_rate)
+    if not config.ctc:
+        return isolated_items(recordings)
+    data = config.data
+    seed = data.val_seed if split == "val" else data.val_seed + 1000
+    return connected_items(recordings, data, config.features.sample_rate, data.val_utterances,
+                           (seed,))  # fmt: skip
+
+
+def make_score_data(config: SpeechConfig, split: str, source: Any, items: list[Item],
+                    stats: Tensor | None) -> ScoreData:  # fmt: skip
+    featurizer = Featurizer(config.features, stats, config.ctc)
+    batches = SpeechBatches(lambda epoch: items, featurizer, config.data.eval_batch_size, 0)
+    return ScoreData(split, str(source), items, batches, config.ctc, config.decode.beam_width)
+
+
+def build_model(config: SpeechConfig) -> SpeechModel:
+    head = "ctc" if config.ctc else "classify"
+    return SpeechModel(config.features.n_mels, NUM_DIGITS, head, config.model)
+
+
+class SpeechTask:
+    """FSDD digits, isolated or connected (see the module docstring)."""
+
+    name = "speech"
+    config_class = SpeechConfig
+
+    def build(self, config: SpeechConfig, run: RunContext) -> Built:
+        data, rate = config.data, config.features.sample_rate
+        source = data.path if data.path is not None else SAMPLE
+        train_recs = load_recordings(source, "train", rate)
+        val_recs = load_recordings(source, "val", rate)
+        extractor = FeatureExtractor(config.features)
+        stats = None
+        if config.features.normalize == "global":
+            stats = global_stats([extractor.frames(r.audio) for r in train_recs])
+        featurizer = Featurizer(config.features, stats, config.ctc)
+        seed = config.train.seed
+        if config.ctc:
+            n = data.train_utterances
+            source_fn = lambda epoch: connected_items(train_recs, data, rate, n, (seed, epoch))  # noqa: E731
+            val_items = eval_items(config, source, "val")
+        else:
+            fixed = isolated_items(train_recs)
+            source_fn = lambda epoch: fixed  # noqa: E731
+            val_items = isolated_items(val_recs)
+        train_data = SpeechBatches(source_fn, featurizer, data.batch_size, seed, config.augment,
+                                   shuffle=True)  # fmt: skip
+        score_data = make_score_data(config, "val", source, val_items, stats)
+        speakers = sorted({r.speaker for r in train_recs})
+        what = (f"{data.train_utterances} connected utterances per epoch, {len(val_items)} for "
+                "validation") if config.ctc else "isolated digits"  # fmt: skip
+        print(f"{len(train_recs)} training and {len(val_recs)} validation recordings of "
+              f"{len(speakers)} speakers ({', '.join(speakers)}); {what}")  # fmt: skip
+        artifacts: dict[str, Any] = {"labels": [str(d) for d in range(NUM_DIGITS)]}
+        if stats is not None:
+            artifacts["feature_stats"] = stats.tolist()
+        if run.world_size > 1:
+            raise ValueError("the speech task trains in one process")
+        return Built(
+            build_model(config), train_data, score_data.batches, score_data=score_data,
+            artifacts=artifacts,
+            facts={"train_recordings": len(train_recs), "val_recordings": len(val_recs)},
+            per_step={"train_utterances": data.batch_size},
+        )  # fmt: skip
+
+    def step_fn(self, config: SpeechConfig):
+        return ctc_step if config.ctc else isolated_step
+
+    def callbacks(self, config: SpeechConfig) -> list:
+        monitor, mode = config.monitor
+        return [
+            EarlyStopping(monitor, config.patience, mode, restore_best_weights=True),
+            ModelCheckpoint(monitor, mode, save_best_only=True),
+        ]
+
+    def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
+        return score(model, data)
+
+    def eval_data(self, predictor: SpeechPredictor, path: str | None,
+                  split: str | None) -> ScoreData:  # fmt: skip
+        """``split`` (``val``, default, or ``test``: FSDD indices 0-4) of the recordings at
+        ``path`` (``None``: the data the model trained on); connected utterances are
+        generated from them with the config's validation seed."""
+        split = split or "val"
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        config = predictor.config
+        source = path if path is not None else (config.data.path or SAMPLE)
+        items = eval_items(config, source, split)
+        return make_score_data(config, split, source, items, predictor.stats)
+
+    def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
+        config, artifacts = read_config(model_dir, self, require=("labels",))
+        if config.features.normalize == "global" and "feature_stats" not in artifacts:
+            raise ValueError(f"{model_dir}/config.json: global normalisation without "
+                             '"feature_stats" in its artifacts')  # fmt: skip
+        model = load_model(lambda: build_model(config), model_dir)
+        return SpeechPredictor(self.name, config, model, artifacts, model_dir, device)
+
+    def summary(self, results: dict[str, Any]) -> str:
+        if "wer" in results:
+            what = f"validation WER {results['wer']:.4f} on {results['n']} connected utterances"
+        else:
+            what = f"validation accuracy {results['accuracy']:.4f} on {results['n']} recordings"
+        return (f"{format_report(results)}\n{what}, {results['steps']} steps in "
+                f"{results['seconds']} s")  # fmt: skip
+
+
+class SpeechPredictor(Predictor):
+    """Transcripts of WAV files: ``predict(paths)`` -> ``{"transcript", "confidence"}``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = _stats(self.artifacts)
+        self.featurizer = Featurizer(self.config.features, self.stats, self.config.ctc)
+
+    def read(self, path: str | Path) -> np.ndarray:
+        return read_wav(path, self.config.features.sample_rate)
+
+    @torch.no_grad()
+    def transcribe_audio(self, audio: np.ndarray, name: str = "audio") -> dict[str, Any]:
+        """The transcript of samples (S,) at the model's rate; all-silence gives an empty
+        transcript and a warning."""
+        if is_silent(audio):
+            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript",
+                          stacklevel=2)  # fmt: skip
+            return {"transcript": "", "confidence": 0.0}
+        batch = self.featurizer.batch([Item(audio, (0,), "", name)])
+        batch = Batch(batch.feats.to(self.device), *batch[1:])
+        digits, confidence = predict_batch(self.model, batch, self.config.ctc,
+                                           self.config.decode.beam_width)[0]  # fmt: skip
+        return {"transcript": transcript(digits), "confidence": round(confidence, 6)}
+
+    def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
+        if not inputs:
+            raise ValueError("no WAV file to transcribe")
+        return [self.transcribe_audio(self.read(p), str(p)) for p in inputs]
+
+    def format_output(self, item: str, output: dict[str, Any]) -> str:
+        return f"{item}\t{output['transcript']}"
+
+    @torch.no_grad()
+    def stream(self, audio: np.ndarray, chunk_ms: float) -> Iterator[Tensor]:
+        """CTC log-probabilities (T', C+1) of ``audio`` fed ``chunk_ms`` at a time, the LSTM
+        state carried from chunk to chunk (a unidirectional CTC model with ``features.
+        normalize`` ``global`` or ``none``: nothing may look at the whole utterance)."""
+        if self.config.features.normalize == "utterance":
+            raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
+                             "needs features.normalize global or none")  # fmt: skip
+        self.model.check_streamable()
+        chunk = max(1, int(round(self.config.features.sample_rate * chunk_ms / 1000)))
+        frames = FrameStream(self.featurizer.extractor)
+        k = self.config.model.subsample
+        pending = torch.zeros(0, self.config.features.n_mels)
+        state = None
+        for start in range(0, max(audio.size, 1), chunk):
+            new = frames.push(audio[start : start + chunk])
+            pending = torch.cat([pending, normalize(new, self.config.features.normalize,
+                                                    self.stats)])  # fmt: skip
+            ready = pending.shape[0] - pending.shape[0] % k
+            if ready:
+                out, state = self.model.step(pending[:ready, None].to(self.device), state)
+                pending = pending[ready:]
+                yield out[:, 0].cpu()
+        tail = torch.cat([pending, normalize(frames.flush(), self.config.features.normalize,
+                                             self.stats)])  # fmt: skip
+        if tail.shape[0]:  # the last frames, zero-padded to whole steps as in one pass
+            tail = torch.cat([tail, tail.new_zeros((-tail.shape[0]) % k, tail.shape[1])])
+            out, state = self.model.step(tail[:, None].to(self.device), state)
+            yield out[:, 0].cpu()
+
+    def transcribe_stream(self, audio: np.ndarray, chunk_ms: float,
+                          name: str = "audio") -> dict[str, Any]:  # fmt: skip
+        """:meth:`transcribe_audio` through :meth:`stream` (decoded at the end)."""
+        if is_silent(audio):
+            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript",
+                          stacklevel=2)  # fmt: skip
+            return {"transcript": "", "confidence": 0.0}
+        log_probs = torch.cat(list(self.stream(audio, chunk_ms)))
+        digits, confidence = ctc_decode(log_probs, self.config.decode.beam_width)
+        return {"transcript": transcript(digits), "confidence": round(confidence, 6)}
+
+
+TASK = SpeechTask()

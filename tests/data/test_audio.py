@@ -1,0 +1,189 @@
+"""WAV reading on files the tests write (rates, channels, sample formats, bad files), the
+mel filterbank and log-mel features against hand computations, normalisation, streaming
+frames."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lstmkit.data.audio import (
+    FeatureConfig,
+    FeatureExtractor,
+    FrameStream,
+    hz_to_mel,
+    is_silent,
+    mel_filterbank,
+    mel_to_hz,
+    normalize,
+    read_wav,
+    resample,
+)
+
+
+def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write(path, audio, rate, subtype="PCM_16", fmt=None):
+    sf.write(str(path), audio, rate, subtype=subtype, format=fmt)
+    return path
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "PCM_U8"])
+def test_read_wav_sample_formats_give_the_same_float_samples(tmp_path, subtype):
+    audio = tone(440, 8000, 0.25)
+    got = read_wav(write(tmp_path / "a.wav", audio, 8000, subtype))
+    assert got.dtype == np.float32 and got.shape == audio.shape
+    tol = 1 / 100 if subtype == "PCM_U8" else 1e-4  # 8-bit quantisation: 1/128 steps
+    assert np.abs(got - audio).max() < tol
+
+
+def test_int16_values_are_scaled_to_plus_minus_one(tmp_path):
+    ints = np.array([0, 16384, -16384, 32767, -32768], dtype=np.int16)
+    sf.write(str(tmp_path / "i.wav"), ints, 8000, subtype="PCM_16")
+    with pytest.warns(UserWarning, match="clipped"):  # 2 of 5 samples at full scale
+        got = read_wav(tmp_path / "i.wav")
+    assert got.tolist() == pytest.approx([0.0, 0.5, -0.5, 32767 / 32768, -1.0])
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    left, right = tone(300, 8000, 0.1), tone(700, 8000, 0.1, 0.25)
+    got = read_wav(write(tmp_path / "s.wav", np.stack([left, right], 1), 8000, "FLOAT"))
+    assert got.shape == left.shape
+    np.testing.assert_allclose(got, (left + right) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+def test_any_rate_is_resampled_to_the_models_rate(tmp_path, rate):
+    audio = tone(500, rate, 0.5)
+    got = read_wav(write(tmp_path / "r.wav", audio, rate, "FLOAT"), 8000)
+    assert abs(got.size - 4000) <= 1
+    # still a 500 Hz tone of the same amplitude: the spectrum peaks at 500 Hz
+    spectrum = np.abs(np.fft.rfft(got[500:3500]))
+    assert np.fft.rfftfreq(3000, 1 / 8000)[spectrum.argmax()] == pytest.approx(500, abs=3)
+    assert np.abs(got[500:3500]).max() == pytest.approx(0.5, abs=0.02)
+
+
+def test_resample_halves_and_keeps_identity():
+    x = tone(200, 16000, 0.1)
+    assert resample(x, 16000, 8000).size == 800
+    assert resample(x, 16000, 16000) is x
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.mkdir(), p)[1], "is a directory"),
+        (lambda p: (p.write_bytes(b""), p)[1], r"empty \(0 bytes\)"),
+        (lambda p: (p.write_bytes(b"RIFF....not really a wave file"), p)[1], "not a readable WAV"),
+        (lambda p: (p.write_text("hello, world\n" * 20), p)[1], "not a readable WAV"),
+        (lambda p: write(p, tone(100, 8000, 0.1), 8000, "PCM_16", "FLAC"), "FLAC file, not WAV"),
+        (lambda p: write(p, tone(100, 8000, 0.1), 8000, "ULAW"), "unsupported sample format"),
+        (lambda p: write(p, tone(100, 4000, 0.1), 4000), "outside 8000-48000 Hz"),
+        (lambda p: write(p, tone(100, 96000, 0.1), 96000), "outside 8000-48000 Hz"),
+        (lambda p: write(p, np.zeros(0, np.float32), 8000), "zero length"),
+    ],
+)
+def test_bad_files_are_clear_errors_naming_the_file(tmp_path, make, message):
+    path = make(tmp_path / "bad.wav")
+    with pytest.raises((ValueError, OSError), match=message) as info:
+        read_wav(path, 8000)
+    assert "bad.wav" in str(info.value)
+
+
+def test_clipping_warns_and_silence_is_detected(tmp_path):
+    loud = np.clip(tone(200, 8000, 0.2, 3.0), -1, 1)
+    with pytest.warns(UserWarning, match="clipped"):
+        read_wav(write(tmp_path / "c.wav", loud, 8000, "FLOAT"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = read_wav(write(tmp_path / "q.wav", tone(200, 8000, 0.2, 1e-4), 8000, "FLOAT"))
+    assert is_silent(quiet) and is_silent(np.zeros(100, np.float32))
+    assert not is_silent(tone(200, 8000, 0.2, 0.01))
+
+
+def test_mel_scale_round_trips_and_filterbank_is_triangular():
+    assert float(hz_to_mel(1000.0)) == pytest.approx(999.99, abs=0.01)  # HTK: 1000 Hz ~ 1000 mel
+    np.testing.assert_allclose(mel_to_hz(hz_to_mel([0.0, 300.0, 4000.0])), [0, 300, 4000])
+    bank = mel_filterbank(256, 8000, 40, 20.0, 4000.0).numpy()
+    assert bank.shape == (129, 40)
+    assert (bank >= 0).all() and bank.max() <= 1.0
+    peaks = bank.argmax(0)
+    assert (np.diff(peaks) >= 0).all()  # bands rise in frequency
+    assert bank[:, 20].sum() > 0 and (bank[:, 0] > 0).sum() >= 1
+
+
+def test_feature_shapes_and_frame_count():
+    cfg = FeatureConfig()  # 8 kHz: 200-sample window, 80-sample hop
+    ex = FeatureExtractor(cfg)
+    assert (cfg.win_length, cfg.hop_length) == (200, 80)
+    for samples, frames in ((8000, 98), (200, 1), (279, 1), (280, 2), (50, 1)):
+        assert ex(tone(300, 8000, samples / 8000)).shape == (frames, 40)
+        assert ex.n_frames(samples) == frames
+
+
+def test_log_mel_equals_a_hand_computation():
+    cfg = FeatureConfig(normalize="none")
+    ex = FeatureExtractor(cfg)
+    audio = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 0.1
+    got = ex(audio)
+    window = np.hanning(201)[:200]  # periodic Hann
+    frame = audio[80:280].astype(np.float64) * window
+    power = np.abs(np.fft.rfft(frame, 256)) ** 2
+    expected = np.log(power @ ex.bank.numpy().astype(np.float64) + 1e-6)
+    np.testing.assert_allclose(got[1].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_tone_lights_the_band_of_its_frequency():
+    ex = FeatureExtractor(FeatureConfig(normalize="none"))
+    feats = ex(tone(1000, 8000, 0.5))
+    centers = mel_to_hz(np.linspace(hz_to_mel(20), hz_to_mel(4000), 42))[1:-1]
+    assert abs(centers[int(feats.mean(0).argmax())] - 1000) < 100
+
+
+def test_normalisation_per_utterance_and_global():
+    feats = torch.randn(50, 40) * 3 + 7
+    out = normalize(feats, "utterance")
+    torch.testing.assert_close(out.mean(0), torch.zeros(40), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(40), atol=1e-3, rtol=0)
+    stats = torch.stack([torch.full((40,), 7.0), torch.full((40,), 3.0)])
+    torch.testing.assert_close(normalize(feats, "global", stats), (feats - 7) / (3 + 1e-5))
+    assert normalize(feats, "none") is feats
+    with pytest.raises(ValueError, match="statistics"):
+        normalize(feats, "global")
+
+
+def test_feature_config_errors():
+    with pytest.raises(ValueError, match="n_fft"):
+        FeatureConfig(n_fft=128)
+    with pytest.raises(ValueError, match="sample_rate"):
+        FeatureConfig(sample_rate=1000)
+    with pytest.raises(ValueError, match="fmin"):
+        FeatureConfig(fmin=5000)
+    with pytest.raises(ValueError, match="normalize"):
+        FeatureConfig(normalize="cmvn")
+
+
+@pytest.mark.parametrize("chunk", [1, 79, 80, 333, 4000])
+def test_frame_stream_gives_the_frames_of_the_whole_signal(chunk):
+    ex = FeatureExtractor(FeatureConfig())
+    audio = np.random.default_rng(1).standard_normal(3001).astype(np.float32)
+    stream = FrameStream(ex)
+    parts = [stream.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)]
+    got = torch.cat([*parts, stream.flush()])
+    torch.testing.assert_close(got, ex.frames(audio), atol=1e-4, rtol=1e-5)
+
+
+def test_frame_stream_of_a_signal_shorter_than_a_window():
+    ex = FeatureExtractor(FeatureConfig())
+    audio = tone(300, 8000, 0.01)  # 80 samples
+    stream = FrameStream(ex)
+    assert stream.push(audio).shape == (0, 40)
+    torch.testing.assert_close(stream.flush(), ex.frames(audio))

@@ -1,0 +1,233 @@
+"""The speech model and task pieces against hand computations: frame stacking, masked
+pooling, padding independence, the CTC step, batches (deterministic augmentation), scores
+against hand counts and jiwer; a tiny model separates two synthetic tones perfectly; a
+stream of chunks gives the one-shot log-probabilities and transcript."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.data.audio import FeatureConfig, FeatureExtractor, global_stats
+from lstmkit.tasks.speech import task
+from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig, stack_frames
+from lstmkit.tasks.speech.task import (
+    AugmentConfig,
+    Featurizer,
+    Item,
+    SpeechBatches,
+    SpeechPredictor,
+    collate,
+    connected_scores,
+    isolated_scores,
+    load_config,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run far faster on one thread than on two busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = SpeechModelConfig(hidden_size=6, num_layers=2, bidirectional=bidirectional,
+                            subsample=subsample, dropout=0.0)  # fmt: skip
+    return SpeechModel(5, 10, head, cfg).double().eval()
+
+
+def test_stack_frames_by_hand():
+    x = torch.arange(2 * 7 * 3, dtype=torch.float64).view(7, 2, 3)
+    out, n = stack_frames(x, torch.tensor([7, 4]), 3)
+    assert out.shape == (3, 2, 9) and n.tolist() == [3, 2]
+    torch.testing.assert_close(out[1, 0], torch.cat([x[3, 0], x[4, 0], x[5, 0]]))
+    torch.testing.assert_close(out[2, 1], torch.cat([x[6, 1], torch.zeros(6, dtype=x.dtype)]))
+
+
+@pytest.mark.parametrize("head", ["classify", "ctc"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_outputs_do_not_depend_on_padding(head, bidirectional):
+    model = tiny(head, bidirectional)
+    g = torch.Generator().manual_seed(1)
+    a, b = (
+        torch.randn(9, 5, generator=g, dtype=torch.float64),
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+    )
+    batch = torch.nn.utils.rnn.pad_sequence([a, b])  # (9, 2, 5)
+    out, steps = model(batch, torch.tensor([9, 4]))
+    alone_b, steps_b = model(b[:, None], torch.tensor([4]))
+    assert steps.tolist() == [5, 2] and steps_b.tolist() == [2]
+    if head == "classify":
+        assert out.shape == (2, 10)
+        torch.testing.assert_close(out[1], alone_b[0])
+    else:
+        assert out.shape == (5, 2, 11)
+        torch.testing.assert_close(out[:2, 1], alone_b[:, 0])
+        torch.testing.assert_close(out.exp().sum(-1), torch.ones(5, 2, dtype=out.dtype))
+
+
+def test_pooling_is_max_and_mean_over_valid_steps():
+    model = tiny("classify")
+    out = torch.randn(4, 2, 3, dtype=torch.float64)
+    pooled = model.pool(out, torch.tensor([4, 2]))
+    torch.testing.assert_close(pooled[1, :3], out[:2, 1].amax(0))
+    torch.testing.assert_close(pooled[1, 3:], out[:2, 1].mean(0))
+    torch.testing.assert_close(pooled[0, 3:], out[:, 0].mean(0))
+
+
+def test_ctc_step_loss_and_wer():
+    model = tiny("ctc").float()
+    feats = [torch.randn(20, 5), torch.randn(14, 5)]
+    batch = collate(feats, [(3, 1, 4), (1,)], ctc=True)
+    assert batch.targets.tolist() == [4, 2, 5, 2] and batch.target_lengths.tolist() == [3, 1]
+    out = task.ctc_step(model, batch)
+    log_probs, steps = model(batch.feats, batch.lengths)
+    expected = torch.nn.functional.ctc_loss(log_probs, batch.targets, steps, batch.target_lengths)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.size == 4 and 0 <= out.metrics["wer"] <= 2.0
+
+
+def tone_items(n: int, seed: int) -> list[Item]:
+    """Class 0: a 300 Hz tone, class 1: 1500 Hz; random length, level and phase."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for k in range(n):
+        label = k % 2
+        t = np.arange(int(rng.integers(1600, 4000))) / 8000
+        f = 300.0 if label == 0 else 1500.0
+        audio = rng.uniform(0.05, 0.8) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.28))
+        audio += rng.standard_normal(t.size) * 0.01
+        items.append(Item(audio.astype(np.float32), (label,), "s", f"tone{k}"))
+    return items
+
+
+def test_tiny_model_separates_two_tones_perfectly():
+    torch.manual_seed(0)
+    # per-utterance normalisation would erase a stationary tone's spectrum (each band's mean
+    # over time is removed): the tones are told apart by their unnormalised log-mel
+    featurizer = Featurizer(FeatureConfig(n_mels=16, normalize="none"), None, ctc=False)
+    model = SpeechModel(16, 2, "classify", SpeechModelConfig(hidden_size=8, num_layers=1,
+                                                             subsample=4, dropout=0.0))  # fmt: skip
+    train = SpeechBatches(lambda e: tone_items(64, 0), featurizer, 16, 0, None, shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    for epoch in range(5):
+        train.set_epoch(epoch)
+        for batch in train:
+            loss = task.isolated_step(model.train(), batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    test = tone_items(40, 1)
+    preds = [d[0] for batch in SpeechBatches(lambda e: test, featurizer, 20, 0)
+             for d, _ in task.predict_batch(model.eval(), batch, False, 1)]  # fmt: skip
+    assert preds == [it.labels[0] for it in test]
+
+
+def test_training_batches_are_deterministic_and_augmented():
+    items = tone_items(20, 0)
+    featurizer = Featurizer(FeatureConfig(), None, ctc=False)
+    aug = AugmentConfig(noise_prob=1.0, time_masks=1, freq_masks=1)
+    batches = SpeechBatches(lambda e: items, featurizer, 8, 0, aug, shuffle=True)
+    assert len(batches) == 3
+    first = list(batches)
+    again = list(batches)
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a.feats, b.feats)
+    seen = sorted(int(t) for b in first for t in b.targets)
+    assert seen == sorted(it.labels[0] for it in items)
+    batches.set_epoch(1)
+    assert not torch.equal(list(batches)[0].feats, first[0].feats)  # a new epoch, new draws
+    plain = list(SpeechBatches(lambda e: items, featurizer, 8, 0))
+    assert plain[0].lengths.tolist() == [1 + (it.audio.size - 200) // 80 for it in items[:8]]
+
+
+def test_isolated_scores_by_hand():
+    items = [Item(np.zeros(1), (d,), s, "x") for d, s in [(1, "a"), (2, "a"), (3, "b"), (3, "b")]]
+    result = isolated_scores(items, [1, 2, 3, 5])
+    assert result["accuracy"] == 0.75 and result["errors"] == 1 and result["n"] == 4
+    assert result["confusion_matrix"][3][5] == 1 and result["confusion_matrix"][3][3] == 1
+    assert result["per_speaker"] == {"a": {"accuracy": 1.0, "n": 2}, "b": {"accuracy": 0.5, "n": 2}}
+
+
+def test_connected_scores_by_hand():
+    items = [Item(np.zeros(1), (3, 1, 4), "a", "u1"), Item(np.zeros(1), (1, 5), "b", "u2")]
+    result = connected_scores(items, [[3, 1, 4], [1, 5, 9]])
+    assert result["wer"] == pytest.approx(1 / 5)  # one insertion in five reference digits
+    assert result["cer"] == pytest.approx(2 / 8)  # " 9" in "3 1 4" + "1 5" (8 characters)
+    assert result["utterance_error_rate"] == 0.5 and result["words"] == 5
+    assert result["per_speaker"]["a"]["wer"] == 0.0
+    assert result["per_speaker"]["b"]["wer"] == pytest.approx(0.5)
+    assert task.transcript([3, 1, 4]) == "3 1 4"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"task_kind": "words"}, "task_kind"),
+        ({"data": {"max_digits": 1}}, "max_digits"),
+        ({"data": {"gap_ms": [400, 100]}}, "gap_ms"),
+        ({"data": {"noise_dbfs": 3}}, "noise_dbfs"),
+        ({"augment": {"speeds": [3.0]}}, "speeds"),
+        ({"augment": {"time_masks": -1}}, "time_masks"),
+        ({"model": {"pooling": "attention"}}, "pooling"),
+        ({"model": {"subsample": 0}}, "subsample"),
+        ({"decode": {"beam_width": 0}}, "beam_width"),
+        ({"features": {"n_mels": 0}}, "n_mels"),
+        ({"model": {"hidden": 3}}, "unknown key"),
+    ],
+)
+def test_config_errors(data, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(data)
+
+
+def streaming_predictor(tmp_path, subsample: int):
+    config = load_config({
+        "task_kind": "connected", "features": {"normalize": "global"},
+        "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": False,
+                  "subsample": subsample, "dropout": 0.0},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    model = task.build_model(config)
+    rng = np.random.default_rng(0)
+    ex = FeatureExtractor(config.features)
+    stats = global_stats([ex.frames(rng.standard_normal(3000).astype(np.float32) * 0.1)])
+    artifacts = {"labels": [str(d) for d in range(10)], "feature_stats": stats.tolist()}
+    return SpeechPredictor("speech", config, model, artifacts, tmp_path)
+
+
+@pytest.mark.parametrize("subsample", [1, 3])
+@pytest.mark.parametrize("chunk_ms", [10, 37, 200, 5000])
+def test_stream_equals_one_shot(tmp_path, subsample, chunk_ms):
+    predictor = streaming_predictor(tmp_path, subsample)
+    audio = tone_items(1, 3)[0].audio
+    batch = predictor.featurizer.batch([Item(audio, (0,), "", "x")])
+    with torch.no_grad():
+        whole, steps = predictor.model(batch.feats, batch.lengths)
+    streamed = torch.cat(list(predictor.stream(audio, chunk_ms)))
+    assert streamed.shape == whole[:, 0].shape
+    torch.testing.assert_close(streamed, whole[:, 0], atol=1e-5, rtol=1e-4)
+    assert predictor.transcribe_stream(audio, chunk_ms) == predictor.transcribe_audio(audio)
+
+
+def test_streaming_refuses_models_that_read_the_whole_utterance(tmp_path):
+    predictor = streaming_predictor(tmp_path, 1)
+    predictor.config.features.normalize = "utterance"
+    with pytest.raises(ValueError, match="normalises each utterance"):
+        list(predictor.stream(np.zeros(800, np.float32), 100))
+    model = tiny("ctc", bidirectional=True).float()
+    with pytest.raises(ValueError, match="unidirectional"):
+        model.step(torch.zeros(2, 1, 5))
+
+
+def test_silence_gives_an_empty_transcript_and_a_warning(tmp_path):
+    predictor = streaming_predictor(tmp_path, 1)
+    with pytest.warns(UserWarning, match="silent"):
+        assert predictor.transcribe_audio(np.zeros(4000, np.float32), "quiet.wav") == {
+            "transcript": "", "confidence": 0.0,
+        }  # fmt: skip
