@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import LSTM
+from lstmkit.tasks.forecast.esrnn import ExponentialSmoothing
 from lstmkit.train.config import check_fraction, check_positive
 
 NORMALIZE = ("log", "scale")
@@ -53,6 +54,11 @@ class ForecastModelConfig:
         linear_skip: add a linear map of the window to the forecast. Default: ``True``
         position: feed the phase within the season (sin, cos) of every chunk. Default: ``True``
         normalize: ``log`` or ``scale`` (see the module docstring). Default: ``log``
+        kind: ``global`` (each window normalised by its own level) or ``esrnn``: learned
+            per-series exponential smoothing normalises the windows (the ES-RNN hybrid,
+            :mod:`lstmkit.tasks.forecast.esrnn`; needs ``normalize: log``). Default: global
+        es_history: values the smoothing reads before each origin (0: twice the window).
+            Default: 0
         layer_norm, peephole, zoneout, recurrent_dropout: :class:`lstmkit.nn.LSTM`
             variants. Default: off
     """
@@ -66,6 +72,8 @@ class ForecastModelConfig:
     linear_skip: bool = True
     position: bool = True
     normalize: str = "log"
+    kind: str = "global"
+    es_history: int = 0
     layer_norm: bool = False
     peephole: bool = False
     zoneout: float = 0.0
@@ -76,6 +84,12 @@ class ForecastModelConfig:
         check_fraction(self, "model", ("dropout", "zoneout", "recurrent_dropout"))
         if self.chunk < 0:
             raise ValueError(f"model.chunk must be >= 0, got {self.chunk!r}")
+        if self.kind not in ("global", "esrnn"):
+            raise ValueError(f"model.kind must be global or esrnn; got {self.kind!r}")
+        if self.kind == "esrnn" and self.normalize != "log":
+            raise ValueError("model.kind esrnn smooths in ratios: it needs model.normalize log")
+        if self.es_history < 0:
+            raise ValueError(f"model.es_history must be >= 0, got {self.es_history!r}")
         if self.normalize not in NORMALIZE:
             raise ValueError(f"model.normalize must be log or scale; got {self.normalize!r}")
         self.quantiles = tuple(float(q) for q in self.quantiles)
@@ -136,6 +150,7 @@ class Forecaster(nn.Module):
             dropped to make it one is the caller's job: :func:`window_size`).
         horizon: h, the steps forecast.
         season: the seasonal period (for the chunk default and the phase features).
+        n_series: the series the ES-RNN hybrid learns coefficients for (``kind: esrnn``).
 
     Inputs: z, phase
         - **z**: (N, L) the normalised window.
@@ -145,10 +160,22 @@ class Forecaster(nn.Module):
     """
 
     def __init__(
-        self, config: ForecastModelConfig, input_size: int, horizon: int, season: int
+        self,
+        config: ForecastModelConfig,
+        input_size: int,
+        horizon: int,
+        season: int,
+        n_series: int = 0,
     ) -> None:
         super().__init__()
         self.config, self.horizon, self.season = config, horizon, max(season, 1)
+        self.input_size = input_size
+        self.es, self.history = None, 0
+        if config.kind == "esrnn":
+            if n_series < 1:
+                raise ValueError("the ES-RNN hybrid needs the number of series it smooths")
+            self.es = ExponentialSmoothing(n_series, self.season)
+            self.history = config.es_history or 2 * input_size
         self.chunk = chunk_size(config, season)
         if input_size % self.chunk:
             raise ValueError(

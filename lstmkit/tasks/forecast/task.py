@@ -21,11 +21,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lstmkit.data.series import M4_FREQUENCIES, Series, read_series
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.forecast import baselines as bl
+from lstmkit.tasks.forecast.esrnn import EPS, es_normalize
 from lstmkit.tasks.forecast.metrics import mase_scale, owa, score_set
 from lstmkit.tasks.forecast.model import Forecaster, ForecastModelConfig, chunk_size, pinball
 from lstmkit.tasks.forecast.windows import (
@@ -143,9 +144,35 @@ def sizes(config: ForecastConfig) -> Sizes:
     return Sizes(size, chunk, d.h, d.m)
 
 
-def build_model(config: ForecastConfig) -> Forecaster:
+def build_model(config: ForecastConfig, n_series: int = 0) -> Forecaster:
     s = sizes(config)
-    return Forecaster(config.model, s.input_size, s.horizon, s.season)
+    return Forecaster(config.model, s.input_size, s.horizon, s.season, n_series)
+
+
+def normalized(model: Forecaster, batch: Windows) -> tuple[Tensor, Tensor, Tensor | None, Any]:
+    """``(z, phase, target_z, to_units)`` of a batch for ``model``: the windows as the
+    model reads them, the normalised targets (``None`` without targets) and the function
+    that takes normalised forecasts (N, h[, Q]) back to the series' units."""
+    device = next(model.parameters()).device
+    phase = batch.phase.to(device)
+    if model.es is None:
+        mode = model.config.normalize
+        target_z = None if batch.target_z is None else batch.target_z.to(device)
+        level, scale = batch.level.to(device), batch.scale.to(device)
+        return batch.z.to(device), phase, target_z, lambda q: denormalize(q, level, scale, mode)
+    raw = batch.raw.to(device)
+    raw_phase = (phase - (raw.shape[1] - model.input_size)) % model.season
+    z, level, ahead = es_normalize(model.es, raw, batch.series.to(device), raw_phase,
+                                   model.input_size, model.horizon)  # fmt: skip
+    factor = level.unsqueeze(1) * ahead  # (N, h)
+    target_z = None
+    if batch.target is not None:
+        target_z = torch.log(batch.target.to(device).clamp_min(EPS) / factor)
+
+    def to_units(q: Tensor) -> Tensor:
+        return (factor if q.dim() == 2 else factor.unsqueeze(-1)) * torch.exp(q)
+
+    return z, phase, target_z, to_units
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -162,6 +189,7 @@ class ScoreData(NamedTuple):
     actuals: np.ndarray
     baselines: tuple[str, ...]
     config: ForecastConfig
+    index: list[int] | None = None  # the series' indices in the ES-RNN hybrid's coefficients
 
 
 def validation_split(series: list[Series], horizon: int) -> tuple[list[Series], list[Series]]:
@@ -181,10 +209,11 @@ def forecast(
     histories: list[np.ndarray],
     config: ForecastConfig,
     batch_size: int | None = None,
+    index: list[int] | None = None,
 ) -> np.ndarray:
-    """The quantile forecasts (S, h, Q) of ``model`` from the end of each history."""
+    """The quantile forecasts (S, h, Q) of ``model`` from the end of each history
+    (``index``: each history's series index, for the ES-RNN hybrid's coefficients)."""
     s = sizes(config)
-    device = next(model.parameters()).device
     out = []
     size = batch_size or config.data.eval_batch_size
     for start in range(0, len(histories), size):
@@ -198,9 +227,11 @@ def forecast(
             config.model.normalize,
             s.chunk,
             targets=False,
+            history=model.history,
+            index=None if index is None else index[start : start + size],
         )
-        z = model(w.z.to(device), w.phase.to(device)).float().cpu()
-        out.append(denormalize(z, w.level, w.scale, config.model.normalize).double().numpy())
+        z, phase, _, to_units = normalized(model, w)
+        out.append(to_units(model(z, phase).float()).double().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -209,7 +240,7 @@ def score_forecasts(model: Forecaster, data: ScoreData) -> dict:
     config = data.config
     s = sizes(config)
     qs = list(config.model.quantiles)
-    pred = forecast(model, data.histories, config)
+    pred = forecast(model, data.histories, config, index=data.index)
     median = pred[..., qs.index(0.5)]
     interval = (pred[..., 0], pred[..., -1]) if len(qs) >= 3 else (None, None)
     rows = {"lstm": score_set(data.histories, data.actuals, median, s.season, *interval)}
@@ -254,15 +285,15 @@ def format_table(result: dict[str, Any]) -> str:
 
 def forecast_step(model: Forecaster, batch: Windows, state: Any = None) -> StepOutput:
     device = next(model.parameters()).device
-    z, phase, target_z = batch.z.to(device), batch.phase.to(device), batch.target_z.to(device)
+    z, phase, target_z, to_units = normalized(model, batch)
     quantiles = torch.tensor(model.config.quantiles, device=device)
     outs = model.forward_members(z, phase)
     loss = torch.stack([pinball(o.float(), target_z, quantiles) for o in outs]).mean()
     metrics = {}
     if batch.naive2 is not None:  # validation: M4's scores of the median forecast
         with torch.no_grad():
-            mid = torch.stack(outs).mean(0)[..., model.config.quantiles.index(0.5)].float().cpu()
-            f = denormalize(mid, batch.level, batch.scale, model.config.normalize)
+            mid = torch.stack(outs).mean(0)[..., model.config.quantiles.index(0.5)].float()
+            f = to_units(mid).cpu()
             y = batch.target
             smape = (200 * (y - f).abs() / (y.abs() + f.abs()).clamp_min(1e-12)).mean(1)
             mase = (y - f).abs().mean(1) / batch.mase_scale
@@ -297,6 +328,8 @@ class ForecastTask:
         if config.model.normalize == "log":
             check_positive_series([v.id for v in series], [v.values for v in series])
         padded = sum(len(v) < s.input_size for v in train)
+        esrnn = config.model.kind == "esrnn"
+        model = build_model(config, len(series) if esrnn else 0)
         print(
             f"{len(series)} series ({d.frequency}, horizon {s.horizon}, season {s.season}); "
             f"the last {s.horizon} values of each held out for validation; window "
@@ -314,6 +347,7 @@ class ForecastTask:
             d.batch_size,
             d.min_history or s.chunk,
             config.train.seed,
+            history=model.history,
         )
         source = str(d.path or SAMPLE)
         score = ScoreData(
@@ -324,13 +358,17 @@ class ForecastTask:
             np.stack([v.values[-s.horizon :] for v in series]),
             d.baselines,
             config,
+            index=list(range(len(series))),
         )
+        artifacts = {"input_size": s.input_size, "horizon": s.horizon, "season": s.season}
+        if esrnn:  # the coefficients' series, in order, so forecasts find their own
+            artifacts["series_ids"] = [v.id for v in series]
         return Built(
-            build_model(config),
+            model,
             train_data,
-            self.val_batches(config, score),
+            self.val_batches(config, score, model.history),
             score_data=score,
-            artifacts={"input_size": s.input_size, "horizon": s.horizon, "season": s.season},
+            artifacts=artifacts,
             facts={
                 "train_series": len(series),
                 "padded_series": padded,
@@ -339,7 +377,9 @@ class ForecastTask:
             per_step={"train_windows": d.batch_size},
         )
 
-    def val_batches(self, config: ForecastConfig, data: ScoreData) -> list[Windows]:
+    def val_batches(
+        self, config: ForecastConfig, data: ScoreData, history: int = 0
+    ) -> list[Windows]:
         """Validation batches: one window per series at its held-out horizon, carrying
         Naive2's mean sMAPE and MASE so that the trainer reports OWA."""
         s = sizes(config)
@@ -360,6 +400,8 @@ class ForecastTask:
                 config.model.normalize,
                 s.chunk,
                 mase_scales=mase[k : k + size],
+                history=history,
+                index=None if data.index is None else data.index[k : k + size],
             )
             out.append(w._replace(naive2=(n2["smape"], n2["mase"])))
         return out
@@ -405,6 +447,7 @@ class ForecastTask:
                 np.stack([v.values[-s.horizon :] for v in series]),
                 tuple(baselines) or config.data.baselines,
                 config,
+                predictor.series_index([v.id for v in series]),
             )
         actuals = _read(config.data, test)
         by_id = {a.id: a for a in actuals}
@@ -427,11 +470,13 @@ class ForecastTask:
             np.stack([by_id[v.id].values for v in series]),
             tuple(baselines) or config.data.baselines,
             config,
+            predictor.series_index([v.id for v in series]),
         )
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(model_dir, self, require=("horizon",))
-        model = load_model(lambda: build_model(config), model_dir)
+        n_series = len(artifacts.get("series_ids", ()))
+        model = load_model(lambda: build_model(config, n_series), model_dir)
         return ForecastPredictor(self.name, config, model, artifacts, model_dir, device)
 
     def summary(self, results: dict[str, Any]) -> str:
@@ -454,7 +499,8 @@ class ForecastPredictor(Predictor):
         histories = [self._history(k, x) for k, x in enumerate(inputs)]
         if self.config.model.normalize == "log":
             check_positive_series([f"input {k + 1}" for k in range(len(histories))], histories)
-        pred = forecast(self.model, histories, self.config)
+        ids = [x.id if isinstance(x, Series) else None for x in inputs]
+        pred = forecast(self.model, histories, self.config, index=self.series_index(ids))
         qs = list(self.config.model.quantiles)
         out = []
         for row in pred:
@@ -466,6 +512,14 @@ class ForecastPredictor(Predictor):
                 item["lower"], item["upper"] = row[:, 0].tolist(), row[:, -1].tolist()
             out.append(item)
         return out
+
+    def series_index(self, ids: list[str | None]) -> list[int] | None:
+        """Each series' index among the ES-RNN hybrid's coefficients (-1: none, the mean)."""
+        known = self.artifacts.get("series_ids")
+        if not known:
+            return None
+        position = {sid: k for k, sid in enumerate(known)}
+        return [position.get(sid, -1) for sid in ids]
 
     @staticmethod
     def _history(k: int, x: Any) -> np.ndarray:

@@ -26,7 +26,10 @@ class Windows(NamedTuple):
     """A batch: normalised inputs ``z`` (N, L) and ``target_z`` (N, h), the ``level`` and
     ``scale`` (N,) that undo the normalisation, the ``phase`` (N,) of the first input value
     in the season, the raw ``target`` (N, h), each series' MASE ``mase_scale`` (N,), and for
-    validation batches Naive2's mean sMAPE and MASE on the whole set (to report OWA)."""
+    validation batches Naive2's mean sMAPE and MASE on the whole set (to report OWA). For
+    the ES-RNN hybrid also the ``raw`` values (N, K) before the origin, which its
+    exponential smoothing reads, and each window's ``series`` index (N,) (-1: a series it
+    has no coefficients for)."""
 
     z: Tensor
     target_z: Tensor | None
@@ -36,6 +39,8 @@ class Windows(NamedTuple):
     target: Tensor | None
     mase_scale: Tensor | None
     naive2: tuple[float, float] | None = None
+    raw: Tensor | None = None
+    series: Tensor | None = None
 
 
 def cut(values: np.ndarray, origin: int, size: int) -> tuple[np.ndarray, int]:
@@ -84,8 +89,11 @@ def make_windows(
     level_size: int,
     targets: bool = True,
     mase_scales: list[float] | None = None,
+    history: int = 0,
+    index: list[int] | None = None,
 ) -> Windows:
-    """The windows ending at ``origins`` (one per series of ``series``)."""
+    """The windows ending at ``origins`` (one per series of ``series``); with ``history``
+    also the last ``history`` raw values before each origin and the series' ``index``."""
     inputs = np.stack([cut(v, t, size)[0] for v, t in zip(series, origins)])
     z, level, scale = normalize(inputs, mode, level_size)
     phase = torch.tensor([(t - size) % season for t in origins])
@@ -102,6 +110,14 @@ def make_windows(
         phase,
         target,
         None if mase_scales is None else torch.tensor(mase_scales, dtype=torch.float32),
+        raw=None
+        if not history
+        else torch.from_numpy(
+            np.stack([cut(v, t, history)[0] for v, t in zip(series, origins)])
+        ).float(),
+        series=None
+        if not history
+        else torch.tensor(index if index is not None else [-1] * len(series), dtype=torch.long),
     )
 
 
@@ -131,10 +147,12 @@ class TrainWindows:
         batch_size: int,
         min_history: int,
         seed: int,
+        history: int = 0,
     ) -> None:
         self.series, self.size, self.horizon, self.season = series, size, horizon, season
         self.mode, self.level_size = mode, level_size
         self.per_series, self.batch_size, self.seed = per_series, batch_size, seed
+        self.history = history
         # origins t with min_history <= t <= n - h (the target inside the training part)
         self.ranges = [(min(min_history, len(v) - horizon), len(v) - horizon) for v in series]
         bad = [k for k, (lo, hi) in enumerate(self.ranges) if hi < max(lo, 1)]
@@ -168,4 +186,6 @@ class TrainWindows:
                 self.season,
                 self.mode,
                 self.level_size,
+                history=self.history,
+                index=[int(which[i]) for i in idx],
             )
