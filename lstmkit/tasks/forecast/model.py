@@ -57,8 +57,8 @@ class ForecastModelConfig:
         kind: ``global`` (each window normalised by its own level) or ``esrnn``: learned
             per-series exponential smoothing normalises the windows (the ES-RNN hybrid,
             :mod:`lstmkit.tasks.forecast.esrnn`; needs ``normalize: log``). Default: global
-        es_history: values the smoothing reads before each origin (0: twice the window).
-            Default: 0
+        es_history: values the smoothing reads before each origin (0: the window and one
+            season more). Default: 0
         layer_norm, peephole, zoneout, recurrent_dropout: :class:`lstmkit.nn.LSTM`
             variants. Default: off
     """
@@ -175,7 +175,7 @@ class Forecaster(nn.Module):
             if n_series < 1:
                 raise ValueError("the ES-RNN hybrid needs the number of series it smooths")
             self.es = ExponentialSmoothing(n_series, self.season)
-            self.history = config.es_history or 2 * input_size
+            self.history = config.es_history or input_size + self.season
         self.chunk = chunk_size(config, season)
         if input_size % self.chunk:
             raise ValueError(
