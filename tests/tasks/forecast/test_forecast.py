@@ -237,3 +237,27 @@ def test_tune_forecast_with_its_bundled_space(tmp_path, capsys):
     best = (out / "best.yaml").read_text()
     assert "val_owa = " in best and "model:" in best and "hidden_size:" in best
     assert len((out / "trials.csv").read_text().splitlines()) == 3
+
+
+def test_short_series_are_padded_or_left_unvalidated_and_counted(tmp_path, capsys):
+    series = read_m4(SAMPLE)[:6]
+    path = tmp_path / "short.csv"
+    rows = [f"{s.id},{','.join(map(str, s.values))}" for s in series]
+    rows += ["tiny,5,6,7", "short," + ",".join(["9"] * 100)]  # 3 and 100 values
+    path.write_text("V1\n" + "\n".join(rows) + "\n")
+    args = ["forecast", "train", "--out", str(tmp_path / "m"), "--no-progress", "--data",
+            str(path), "--max-steps", "2", "--train.tensorboard", "false",
+            "--data.input_size", "96"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "7 series (hourly" in printed and "1 series shorter, padded" in printed
+    assert "1 series too short to validate (forecast only)" in printed
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert results["unvalidated_series"] == 1 and results["padded_series"] == 1
+    out = tmp_path / "f.csv"
+    assert main(["forecast", "predict", "--model", str(tmp_path / "m"), "--data", str(path),
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "8 series forecast 48 steps ahead (1 shorter than the window of 96, padded)" in (
+        capsys.readouterr().out
+    )
+    assert [r.id for r in read_m4(out)][-2:] == ["tiny", "short"]
