@@ -105,6 +105,8 @@ class AugmentConfig:
         noise_snr_db: the range its signal-to-noise ratio is drawn from. Default: (10, 40)
         time_masks, time_mask_frames: SpecAugment time masks per example and their largest
             width in frames. Default: 2, 10
+        time_mask_fraction: no time mask is wider than this fraction of its utterance (a
+            short "eight" loses its final burst to a 100 ms mask). Default: 0.2
         freq_masks, freq_mask_bands: frequency masks and their largest width in mel bands.
             Default: 2, 8
     """
@@ -114,6 +116,7 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
     time_masks: int = 2
     time_mask_frames: int = 10
+    time_mask_fraction: float = 0.2
     freq_masks: int = 2
     freq_mask_bands: int = 8
 
@@ -125,6 +128,10 @@ class AugmentConfig:
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
             raise ValueError(f"augment.noise_snr_db must be [low, high], got "
                              f"{list(self.noise_snr_db)}")  # fmt: skip
+        if not 0 < self.time_mask_fraction <= 1:
+            raise ValueError(
+                f"augment.time_mask_fraction must be in (0, 1], got {self.time_mask_fraction}"
+            )
         for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bands"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
@@ -243,8 +250,9 @@ class Featurizer:
             audio = (audio + noise).astype(np.float32)
         feats = self.features(audio).clone()
         t, f = feats.shape
+        widest = min(aug.time_mask_frames, int(aug.time_mask_fraction * t))
         for _ in range(aug.time_masks):
-            width = int(rng.integers(aug.time_mask_frames + 1))
+            width = int(rng.integers(widest + 1))
             if 0 < width < t:
                 start = int(rng.integers(t - width + 1))
                 feats[start : start + width] = 0.0

@@ -146,6 +146,19 @@ def test_training_batches_are_deterministic_and_augmented():
     assert plain[0].lengths.tolist() == [1 + (it.audio.size - 200) // 80 for it in items[:8]]
 
 
+def test_time_masks_are_capped_by_the_fraction_of_the_utterance():
+    audio = tone_items(1, 0)[0].audio[:2000]  # 24 frames
+    featurizer = Featurizer(FeatureConfig(), None, ctc=False)
+    masked = []
+    for fraction in (0.1, 1.0):
+        aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, time_masks=1, time_mask_frames=50,
+                            time_mask_fraction=fraction, freq_masks=0)  # fmt: skip
+        widths = [int((featurizer.augmented(audio, aug, np.random.default_rng(k)) == 0)
+                      .all(1).sum()) for k in range(40)]  # fmt: skip
+        masked.append(max(widths))
+    assert masked[0] <= 2 and masked[1] > 12  # int(0.1 * 24) = 2 frames at most
+
+
 def test_isolated_scores_by_hand():
     items = [Item(np.zeros(1), (d,), s, "x") for d, s in [(1, "a"), (2, "a"), (3, "b"), (3, "b")]]
     result = isolated_scores(items, [1, 2, 3, 5])
@@ -174,6 +187,7 @@ def test_connected_scores_by_hand():
         ({"data": {"noise_dbfs": 3}}, "noise_dbfs"),
         ({"augment": {"speeds": [3.0]}}, "speeds"),
         ({"augment": {"time_masks": -1}}, "time_masks"),
+        ({"augment": {"time_mask_fraction": 0}}, "time_mask_fraction"),
         ({"model": {"pooling": "attention"}}, "pooling"),
         ({"model": {"subsample": 0}}, "subsample"),
         ({"decode": {"beam_width": 0}}, "beam_width"),
