@@ -101,6 +101,9 @@ class AugmentConfig:
     Args:
         speeds: speed factors drawn uniformly per example (1.0: unchanged). Default:
             (0.9, 1.0, 1.1)
+        crop: up to this fraction of an example's samples is cut off, split at random
+            between its start and end (recordings trimmed tighter than the training ones).
+            Default: 0.0
         noise_prob: probability of adding white noise to an example. Default: 0.5
         noise_snr_db: the range its signal-to-noise ratio is drawn from. Default: (10, 40)
         time_masks, time_mask_frames: SpecAugment time masks per example and their largest
@@ -112,6 +115,7 @@ class AugmentConfig:
     """
 
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
+    crop: float = 0.0
     noise_prob: float = 0.5
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
     time_masks: int = 2
@@ -123,6 +127,8 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if not self.speeds or any(not 0.5 <= s <= 2 for s in self.speeds):
             raise ValueError(f"augment.speeds must be factors in [0.5, 2], got {self.speeds}")
+        if not 0 <= self.crop < 1:
+            raise ValueError(f"augment.crop must be in [0, 1), got {self.crop}")
         if not 0 <= self.noise_prob <= 1:
             raise ValueError(f"augment.noise_prob must be in [0, 1], got {self.noise_prob}")
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
@@ -239,6 +245,10 @@ class Featurizer:
     def augmented(self, audio: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> Tensor:
         from scipy.signal import resample_poly
 
+        if aug.crop > 0:
+            cut = int(rng.uniform(0, aug.crop) * audio.size)
+            start = int(rng.integers(cut + 1))
+            audio = audio[start : audio.size - (cut - start)]
         speed = aug.speeds[int(rng.integers(len(aug.speeds)))]
         if speed != 1.0:  # played faster: fewer samples at the same rate
             ratio = Fraction(1 / speed).limit_denominator(50)

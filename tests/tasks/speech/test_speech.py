@@ -159,6 +159,16 @@ def test_time_masks_are_capped_by_the_fraction_of_the_utterance():
     assert masked[0] <= 2 and masked[1] > 12  # int(0.1 * 24) = 2 frames at most
 
 
+def test_crop_cuts_at_most_its_fraction_from_the_ends():
+    audio = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # 98 frames uncut
+    featurizer = Featurizer(FeatureConfig(), None, ctc=False)
+    aug = AugmentConfig(speeds=(1.0,), crop=0.3, noise_prob=0.0, time_masks=0, freq_masks=0)
+    frames = [featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0]
+              for k in range(50)]  # fmt: skip
+    assert min(frames) >= 1 + (5600 - 200) // 80 and max(frames) <= 98
+    assert min(frames) < 80 and len(set(frames)) > 10
+
+
 def test_isolated_scores_by_hand():
     items = [Item(np.zeros(1), (d,), s, "x") for d, s in [(1, "a"), (2, "a"), (3, "b"), (3, "b")]]
     result = isolated_scores(items, [1, 2, 3, 5])
@@ -188,6 +198,7 @@ def test_connected_scores_by_hand():
         ({"augment": {"speeds": [3.0]}}, "speeds"),
         ({"augment": {"time_masks": -1}}, "time_masks"),
         ({"augment": {"time_mask_fraction": 0}}, "time_mask_fraction"),
+        ({"augment": {"crop": 1.0}}, "crop"),
         ({"model": {"pooling": "attention"}}, "pooling"),
         ({"model": {"subsample": 0}}, "subsample"),
         ({"decode": {"beam_width": 0}}, "beam_width"),
