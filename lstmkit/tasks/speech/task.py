@@ -543,6 +543,8 @@ class SpeechTask:
     config_class = SpeechConfig
 
     def build(self, config: SpeechConfig, run: RunContext) -> Built:
+        if run.world_size > 1:  # its batches are made on the fly, not sharded
+            raise ValueError("the speech task trains in one process (no torchrun)")
         data, rate = config.data, config.features.sample_rate
         source = data.path if data.path is not None else SAMPLE
         train_recs = load_recordings(source, "train", rate)
@@ -572,8 +574,6 @@ class SpeechTask:
         artifacts: dict[str, Any] = {"labels": [str(d) for d in range(NUM_DIGITS)]}
         if stats is not None:
             artifacts["feature_stats"] = stats.tolist()
-        if run.world_size > 1:
-            raise ValueError("the speech task trains in one process")
         return Built(
             build_model(config), train_data, score_data.batches, score_data=score_data,
             artifacts=artifacts,
