@@ -11,14 +11,16 @@ import torch
 
 from lstmkit.data.audio import FeatureConfig, FeatureExtractor, global_stats
 from lstmkit.tasks.speech import task
-from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig, stack_frames
-from lstmkit.tasks.speech.task import (
+from lstmkit.tasks.speech.batches import (
     AugmentConfig,
     Featurizer,
     Item,
     SpeechBatches,
-    SpeechPredictor,
     collate,
+)
+from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig, stack_frames
+from lstmkit.tasks.speech.task import (
+    SpeechPredictor,
     connected_scores,
     isolated_scores,
     load_config,
