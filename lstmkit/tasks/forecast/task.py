@@ -56,8 +56,9 @@ class ForecastDataConfig:
         horizon, season: override the frequency's (0: the frequency's). Default: 0, 0
         freq: the pandas alias of a dated long frame's time step (``None``: the
             frequency's). Default: ``None``
-        input_size: the window (a multiple of the chunk; 0: 2 horizons). Default: 0
-        windows_per_series: training windows drawn per series and epoch. Default: 32
+        input_size: the window, rounded up to whole chunks (0: two horizons or 14 seasons,
+            the longer; two weeks of hourly values). Default: 0
+        windows_per_series: training windows drawn per series and epoch. Default: 128
         min_history: real values a training window needs before its origin (0: one
             chunk). Default: 0
         batch_size, eval_batch_size: windows per batch. Default: 256, 1024
@@ -72,7 +73,7 @@ class ForecastDataConfig:
     season: int = 0
     freq: str | None = None
     input_size: int = 0
-    windows_per_series: int = 32
+    windows_per_series: int = 128
     min_history: int = 0
     batch_size: int = 256
     eval_batch_size: int = 1024
@@ -118,10 +119,10 @@ class ForecastConfig:
     model: ForecastModelConfig = field(default_factory=ForecastModelConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            epochs=10, lr=3e-3, schedule="cosine", weight_decay=0.0, monitor="val_owa"
+            epochs=20, lr=3e-3, schedule="cosine", weight_decay=0.0, monitor="val_owa"
         )
     )
-    patience: int = 4
+    patience: int = 10
 
     def __post_init__(self) -> None:
         check_positive(self, "", ("patience",))
@@ -139,7 +140,7 @@ class Sizes(NamedTuple):
 def sizes(config: ForecastConfig) -> Sizes:
     d = config.data
     chunk = chunk_size(config.model, d.m)
-    size = d.input_size or 2 * d.h
+    size = d.input_size or max(2 * d.h, 14 * d.m if d.m > 1 else 0)
     size = max(chunk, size + (-size) % chunk)  # up to whole chunks
     return Sizes(size, chunk, d.h, d.m)
 
