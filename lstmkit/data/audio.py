@@ -19,6 +19,7 @@ The settings are a :class:`FeatureConfig`, stored in the model directory.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -154,7 +155,12 @@ def read_wav(path: str | Path, rate: int | None = None, data: bytes | None = Non
 
 
 def _short(e: Exception) -> str:
-    return str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    """The last line of libsndfile's message, without the in-memory buffer's repr
+    (``Error opening <_io.BytesIO object at 0x...>: Format not recognised.``)."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    return re.sub(r"^Error opening <[^>]*>: ", "", text.splitlines()[-1])
 
 
 def resample(audio: np.ndarray, rate_from: int, rate_to: float) -> np.ndarray:
