@@ -70,7 +70,9 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
 
     _no_overrides("evaluate", overrides)
     name = args.task_name or read_model_dir(args.model)["task"]
-    options = _hook(name, "evaluate_options", lambda args: {})(args)
+    # the task's own flags exist only under `lstmkit TASK evaluate`; `lstmkit evaluate`
+    # leaves them at the task's defaults
+    options = _hook(name, "evaluate_options", lambda args: {})(args) if args.task_name else {}
     result = run.evaluate(args.model, args.data, args.split, task=name, device=args.device,
                           **options)  # fmt: skip
     _hook(name, "print_evaluation", lambda r: print(json.dumps(r, indent=2)))(result)

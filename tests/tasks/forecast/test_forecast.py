@@ -261,3 +261,15 @@ def test_short_series_are_padded_or_left_unvalidated_and_counted(tmp_path, capsy
         capsys.readouterr().out
     )
     assert [r.id for r in read_m4(out)][-2:] == ["tiny", "short"]
+
+
+def test_task_agnostic_evaluate_and_predict_read_a_forecast_directory(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["forecast", "train", "--out", str(out), "--no-progress", "--max-steps", "1",
+                 "--train.tensorboard", "false"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["methods"]["naive2"]["owa"] == 1.0
+    assert "seasonal_naive" in capsys.readouterr().out  # the task's table
+    assert main(["predict", "--model", str(out), "[3, 4, 5, 4]"]) == 0
+    assert len(capsys.readouterr().out.split()) == 48  # one series' forecast, one line
