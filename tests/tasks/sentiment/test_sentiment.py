@@ -41,13 +41,7 @@ VOCAB = 30
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~1000x faster on one thread than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def classifier(pooling: str, bidirectional: bool = True, num_layers: int = 1, seed: int = 0):

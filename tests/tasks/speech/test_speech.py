@@ -26,14 +26,7 @@ from lstmkit.tasks.speech.task import (
     load_config,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0):

@@ -21,12 +21,7 @@ from lstmkit.data.fsdd import SAMPLE
 TINY = ["--model.hidden_size", "12", "--model.num_layers", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:
