@@ -15,6 +15,7 @@ shorter than that is padded (counted). Every series read gets a forecast.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,7 +28,7 @@ from lstmkit.data.series import M4_FREQUENCIES, Series, read_series
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.forecast import baselines as bl
 from lstmkit.tasks.forecast.esrnn import EPS, es_normalize
-from lstmkit.tasks.forecast.metrics import mase_scale, owa, score_set
+from lstmkit.tasks.forecast.metrics import mase, mase_scale, owa, score_set, smape
 from lstmkit.tasks.forecast.model import Forecaster, ForecastModelConfig, chunk_size, pinball
 from lstmkit.tasks.forecast.windows import (
     TrainWindows,
@@ -294,16 +295,15 @@ def forecast_step(model: Forecaster, batch: Windows, state: Any = None) -> StepO
     if batch.naive2 is not None:  # validation: M4's scores of the median forecast
         with torch.no_grad():
             mid = torch.stack(outs).mean(0)[..., model.config.quantiles.index(0.5)].float()
-            f = to_units(mid).cpu()
-            y = batch.target
-            smape = (200 * (y - f).abs() / (y.abs() + f.abs()).clamp_min(1e-12)).mean(1)
-            mase = (y - f).abs().mean(1) / batch.mase_scale
-            s2, m2 = batch.naive2
-            metrics = {
-                "smape": float(smape.mean()),
-                "mase": float(mase.mean()),
-                "owa": float(0.5 * (smape.mean() / s2 + mase.mean() / m2)),
+            f, y = to_units(mid).double().cpu().numpy(), batch.target.double().numpy()
+            # the batch means of M4's per-series scores (every row has h values)
+            scores = {
+                "smape": smape(y, f),
+                "mase": float(
+                    np.mean([mase(a, b, c) for a, b, c in zip(y, f, batch.mase_scale.tolist())])
+                ),
             }
+            metrics = {**scores, "owa": owa(scores, dict(zip(("smape", "mase"), batch.naive2)))}
     return StepOutput(loss, len(batch.z), metrics)
 
 
@@ -388,7 +388,7 @@ class ForecastTask:
             data.histories, data.actuals, bl.naive2(data.histories, s.horizon, s.season), s.season
         )
         full = [np.concatenate([h, a]) for h, a in zip(data.histories, data.actuals)]
-        mase = scales(data.histories, s.season)
+        mase_scales = scales(data.histories, s.season)
         out, size = [], config.data.eval_batch_size
         for k in range(0, len(full), size):
             part = full[k : k + size]
@@ -400,7 +400,7 @@ class ForecastTask:
                 s.season,
                 config.model.normalize,
                 s.chunk,
-                mase_scales=mase[k : k + size],
+                mase_scales=mase_scales[k : k + size],
                 history=history,
                 index=None if data.index is None else data.index[k : k + size],
             )
@@ -537,8 +537,6 @@ class ForecastPredictor(Predictor):
         return values
 
     def parse_input(self, text: str) -> list[float]:
-        import json
-
         try:
             values = json.loads(text)
         except json.JSONDecodeError:
