@@ -10,6 +10,7 @@ and SpecAugment time and frequency masks (Park et al. 2019) on the normalised fe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -214,7 +215,8 @@ class SpeechBatches:
         return [batches[k] for k in rng.permutation(len(batches))]
 
     def __len__(self) -> int:
-        return len(self.order(self.items()))
+        # order() cuts windows of 16 whole batches, so only the last batch can be short
+        return math.ceil(len(self.items()) / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         items = self.items()
