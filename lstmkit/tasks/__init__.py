@@ -50,6 +50,11 @@ TASKS: dict[str, TaskEntry] = {
         "speech recognition (FSDD digits, CTC): train, evaluate, transcribe",
         cli="lstmkit.cli.speech",
     ),  # fmt: skip
+    "translate": TaskEntry(
+        "lstmkit.tasks.translate.task",
+        "machine translation (Multi30k): train, evaluate, run, attention",
+        cli="lstmkit.cli.translate",
+    ),  # fmt: skip
 }
 
 

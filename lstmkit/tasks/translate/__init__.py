@@ -1,0 +1,1 @@
+"""Machine translation: an attentional LSTM encoder-decoder (see ``task``)."""
