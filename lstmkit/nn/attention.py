@@ -105,7 +105,8 @@ class Attention(nn.Module):
         scores = self.scores(query, projected)
         if mask is not None:
             scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(keys.dtype)
+        low = scores.dtype in (torch.float16, torch.bfloat16)  # softmax in float32 under autocast
+        weights = torch.softmax(scores.float() if low else scores, dim=-1).to(keys.dtype)
         context = torch.bmm(weights, keys)
         if single:
             return context.squeeze(1), weights.squeeze(1)

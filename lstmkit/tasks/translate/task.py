@@ -364,7 +364,7 @@ class TranslateTask:
             artifacts=artifacts,
             facts={"train_pairs": len(splits.train), "val_pairs": len(splits.val),
                    "truncated_pairs": cut},
-            per_step={"train_pairs": data.batch_size},
+            per_step={"pairs_seen": data.batch_size},
         )  # fmt: skip
 
     def step_fn(self, config: TranslateConfig):

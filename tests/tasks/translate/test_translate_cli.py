@@ -1,0 +1,134 @@
+"""The translate CLI end to end on the bundled Multi30k sample with a tiny model: train ->
+run -> evaluate -> resume, attention files, the model directory's checks, and bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from lstmkit.cli.main import main
+from lstmkit.data.parallel import read_lines
+from lstmkit.tasks.translate.task import SAMPLE
+
+TINY = ["--model.emb_size", "16", "--model.enc_hidden", "16", "--model.dec_hidden", "24",
+        "--data.vocab_size", "300", "--no-progress"]  # fmt: skip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(argv: list[str], stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("translate") / "model"
+    rc, stdout, _ = run(["translate", "train", "--out", str(out), "--max-steps", "12",
+                         "--train.epochs", "2", "--decode.beam", "2", *TINY])  # fmt: skip
+    assert rc == 0, stdout
+    return out, stdout
+
+
+def test_train_on_the_bundled_sample(model):
+    out, stdout = model
+    assert "bundled with lstmkit" in stdout and "500 training pairs" in stdout
+    assert "100 validation pairs" in stdout and "signature: nrefs:1|case:mixed" in stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "translate" and results["n"] == 100 and results["steps"] == 12
+    assert results["train_pairs"] == 500 and results["pairs_seen"] == 12 * 64
+    assert 0 <= results["bleu"] <= 100 and 0 <= results["chrf"] <= 100
+    assert results["signature"]["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert results["signature"]["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0")
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "translate" and config["artifacts"]["src_vocab"] == "vocab.src.json"
+    assert (out / "vocab.src.json").is_file() and (out / "vocab.tgt.json").is_file()
+    weights = load_file(out / "model.safetensors")
+    assert weights["tgt_embed.weight"].shape[0] == config["artifacts"]["tgt_vocab_size"]
+
+
+def test_run_keeps_order_and_empty_lines(model, tmp_path):
+    out, _ = model
+    src = tmp_path / "in.de"
+    src.write_text("Ein Mann fährt Fahrrad.\n\nZwei Hunde spielen im Schnee.\n", encoding="utf-8")
+    rc, stdout, _ = run(["translate", "run", "--model", str(out), "--file", str(src)])
+    lines = stdout.split("\n")
+    assert rc == 0 and len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    rc, js, _ = run(["translate", "run", "--model", str(out), "--json", "--beam", "2",
+                     "--n-best", "2", "Ein Mann fährt Fahrrad."])  # fmt: skip
+    (item,) = json.loads(js)
+    assert item["source"] == "Ein Mann fährt Fahrrad." and item["translation"] == lines[0]
+    assert len(item["n_best"]) == 2 and item["n_best"][0]["score"] >= item["n_best"][1]["score"]
+    rc, greedy, _ = run(["translate", "run", "--model", str(out), "--beam", "1",
+                         "Ein Mann fährt Fahrrad."])  # fmt: skip
+    assert rc == 0 and greedy.count("\n") == 1
+
+
+def test_evaluate_with_src_and_ref(model, tmp_path):
+    out, _ = model
+    report = tmp_path / "eval.json"
+    rc, stdout, _ = run(["translate", "evaluate", "--model", str(out), "--src",
+                         str(SAMPLE / "val.de.gz"), "--ref", str(SAMPLE / "val.en.gz"),
+                         "--beam", "1", "--json", str(report)])  # fmt: skip
+    assert rc == 0 and "BLEU" in stdout
+    result = json.loads(report.read_text())
+    assert result["n"] == 100 and result["beam"] == 1 and "tok:13a" in result["signature"]["bleu"]
+    # the same sentences through `run` score the same BLEU
+    from sacrebleu.metrics import BLEU
+
+    rc, stdout, _ = run(["translate", "run", "--model", str(out), "--beam", "1", "--file",
+                         str(SAMPLE / "val.de.gz")])  # fmt: skip
+    hyps = stdout.split("\n")[:-1]
+    refs = read_lines(SAMPLE / "val.en.gz", raw=True)
+    assert BLEU().corpus_score(hyps, [refs]).score == pytest.approx(result["bleu"], abs=0.01)
+
+
+def test_resume_continues_exactly(tmp_path):
+    args = ["translate", "train", "--train.epochs", "2", "--decode.beam", "1", *TINY]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run([*args, "--out", str(full)])[0] == 0
+    assert run([*args, "--out", str(part), "--max-steps", "9"])[0] == 0
+    rc, stdout, _ = run([*args, "--out", str(part), "--resume"])
+    assert rc == 0
+    a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] == b[name]).all(), name
+
+
+def test_attention_files(model, tmp_path):
+    out, _ = model
+    rc, stdout, _ = run(["translate", "attention", "--model", str(out), "Ein Mann fährt Fahrrad.",
+                         "--out", str(tmp_path / "att")])  # fmt: skip
+    assert rc == 0
+    png, page = stdout.split()
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = Path(page).read_text(encoding="utf-8")
+    assert "<table>" in text and "Fahrrad" in text and "<script" not in text
+
+
+def test_bad_input(model, tmp_path):
+    out, _ = model
+    src, tgt = tmp_path / "s.de.gz", tmp_path / "t.en"
+    src.write_bytes(gzip.compress(b"a\nb\nc\n"))
+    tgt.write_text("x\ny\n")
+    rc, _, err = run(["translate", "evaluate", "--model", str(out), "--src", str(src), "--ref",
+                      str(tgt)])  # fmt: skip
+    assert rc == 2 and "has 3 lines" in err and "has 2" in err
+    bad = tmp_path / "bad.de"
+    bad.write_bytes(b"ok\n\xff\n")
+    rc, _, err = run(["translate", "run", "--model", str(out), "--file", str(bad)])
+    assert rc == 2 and "bad.de, line 2: not UTF-8" in err
+    rc, _, err = run(["translate", "train", "--out", str(tmp_path / "x"), "--src", str(src)])
+    assert rc == 2 and "data.src and data.tgt go together" in err
+    (tmp_path / "vocab").mkdir()
+    rc, _, err = run(["translate", "run", "--model", str(tmp_path / "vocab"), "x"])
+    assert rc == 2 and "not a model directory" in err
