@@ -12,7 +12,7 @@ import os
 import sys
 
 from lstmkit import __version__
-from lstmkit.cli import lab, tasks, tools
+from lstmkit.cli import deploy, lab, tasks, tools
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_demo(commands)
     tasks.add_commands(commands)
     tools.add_commands(commands)
+    deploy.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,100 @@
+"""The models a server holds: each loaded once at start-up, with what the server says of it.
+
+``--model DIR`` serves DIR under its folder name, ``--model NAME=DIR`` under NAME. Loading
+goes through the task's own ``load`` (safetensors weights, ``config.json`` checked before
+anything large is allocated), so a bad directory fails start-up with the same one-line
+message as ``lstmkit predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lstmkit.serve.batching import MicroBatcher
+from lstmkit.serve.config import BatchConfig
+from lstmkit.tasks.base import Predictor
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# the page's widget per task; a task not named here (translate, future tasks) gets the
+# generic one: text or JSON in, the Predictor's JSON out
+WIDGETS = {"sentiment": "sentiment", "lm": "generate", "forecast": "forecast",
+           "speech": "speech"}  # fmt: skip
+
+
+def parse_model_specs(specs: list[str]) -> dict[str, Path]:
+    """``["DIR", "NAME=DIR", ...]`` -> {name: directory}; names unique and URL-safe."""
+    if not specs:
+        raise ValueError("give at least one --model DIR (or NAME=DIR)")
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).resolve().name, spec
+        if not NAME.match(name):
+            raise ValueError(f"--model {spec}: the name {name!r} must be 1-64 letters, digits, "
+                             "'_', '.' or '-' (it is part of the URL); give NAME=DIR")  # fmt: skip
+        if name in out:
+            raise ValueError(f"--model {spec}: two models named {name!r}; give NAME=DIR")
+        out[name] = Path(path)
+    return out
+
+
+def _numbers(results: dict[str, Any]) -> dict[str, Any]:
+    """The scalar scores of results.json (the per-class report and matrices left out)."""
+    return {k: v for k, v in results.items() if isinstance(v, (int, float, str))}
+
+
+@dataclass
+class ServedModel:
+    """A loaded model: its ``name``, ``predictor``, worker thread and batcher."""
+
+    name: str
+    predictor: Predictor
+    batching: BatchConfig
+    executor: ThreadPoolExecutor = field(init=False, repr=False)
+    batcher: MicroBatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # one thread per model: torch calls on a model never overlap, and a slow model does
+        # not hold up the others
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
+        self.batcher = MicroBatcher(self.predictor.predict, self.batching, self.executor)
+
+    @property
+    def task(self) -> str:
+        return self.predictor.task
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` says: task, widget, config summary, scores."""
+        model_dir = self.predictor.model_dir
+        results_file = model_dir / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        raw = json.loads((model_dir / "config.json").read_text())
+        return {
+            "name": self.name,
+            "task": self.task,
+            "widget": WIDGETS.get(self.task, "generic"),
+            "config": raw.get("config", {}).get("model", {}),
+            "metrics": _numbers(results),
+            "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
+        }
+
+
+def load_models(dirs: dict[str, Path], batching: BatchConfig,
+                device: str | None = "cpu") -> dict[str, ServedModel]:  # fmt: skip
+    """Every model of ``dirs`` loaded once; the first bad directory stops start-up."""
+    from lstmkit.tasks import run
+
+    models = {}
+    for name, path in dirs.items():
+        try:
+            predictor = run.load(path, device)
+        except (ValueError, OSError) as e:  # one line, as every user error of the CLI
+            raise ValueError(f"cannot serve model {name!r} from {path}: {e}") from None
+        models[name] = ServedModel(name, predictor, batching)
+    return models

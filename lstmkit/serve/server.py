@@ -1,0 +1,52 @@
+"""Run the app under uvicorn: ``lstmkit serve --model DIR [--model NAME=DIR ...]``.
+
+Models are loaded before uvicorn starts, so a bad model directory fails start-up with a
+one-line message instead of a server that answers 500. With ``--workers N`` each uvicorn
+worker process loads the models itself (uvicorn imports :func:`app_from_env`, which reads
+the settings this process put into ``LSTMKIT_SERVE``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from lstmkit.serve.config import ServeConfig
+from lstmkit.serve.models import load_models, parse_model_specs
+
+ENV = "LSTMKIT_SERVE"
+
+
+def build_app(specs: list[str], config: ServeConfig) -> Any:
+    from lstmkit.serve.app import create_app
+
+    return create_app(load_models(parse_model_specs(specs), config.batching), config)
+
+
+def app_from_env() -> Any:
+    """The app of a uvicorn worker process (``--workers N``)."""
+    from lstmkit.train.config import from_dict
+
+    settings = json.loads(os.environ[ENV])
+    return build_app(settings["models"], from_dict(ServeConfig, settings["config"]))
+
+
+def serve(specs: list[str], config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1, log_level: str = "info") -> None:  # fmt: skip
+    """Load the models (failing fast on a bad one), then serve until interrupted."""
+    import uvicorn
+
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    app = build_app(specs, config)  # also checks every directory before forking workers
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    dirs = {name: str(Path(path).resolve()) for name, path in parse_model_specs(specs).items()}
+    os.environ[ENV] = json.dumps({"models": [f"{n}={p}" for n, p in dirs.items()],
+                                  "config": asdict(config)})  # fmt: skip
+    uvicorn.run("lstmkit.serve.server:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level)  # fmt: skip

@@ -1,0 +1,194 @@
+"""Stateful streaming sessions: the recurrent state kept server-side between requests.
+
+An LSTM reads a stream one chunk at a time with its state carried, so a client can send
+characters as they are typed (or values as they are measured) and get the model's output
+for each chunk without ever re-sending the prefix: the LSTM's natural advantage over
+models that re-read their context. A :class:`Stepper` says how a task opens a state and
+steps it; :class:`SessionStore` keeps the states, bounded in number and in bytes, and drops
+a session idle for longer than the timeout.
+
+Steppers: ``lm`` (characters or text in; the log-probability of the chunk's tokens and the
+next-token distribution out). A chunk is tokenized on its own, so for a character model
+the results equal one pass over the concatenated text (tested); for a BPE model they do
+when chunks end at word boundaries.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from lstmkit.serve.config import SessionConfig
+from lstmkit.serve.inputs import RequestError
+
+
+class Stepper(Protocol):
+    """How a task streams: ``open()`` the initial state, ``step(predictor, state, chunk,
+    options)`` -> (output, new state), and ``nbytes(state)``."""
+
+    def open(self, predictor: Any) -> Any: ...
+
+    def step(
+        self, predictor: Any, state: Any, chunk: Any, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], Any]: ...
+
+    def nbytes(self, state: Any) -> int: ...
+
+
+@dataclass
+class LMState:
+    """A language model's stream: ``state`` per layer (h, c) each (1, 1, H_l), ``logits``
+    (V,) predicting the next token (``None`` before the first chunk), ``tokens`` read."""
+
+    state: list[tuple[Tensor, Tensor]] | None = None
+    logits: Tensor | None = None
+    tokens: int = 0
+
+
+class LMStepper:
+    """A language model read chunk by chunk.
+
+    Each step returns ``tokens`` (read in this chunk), ``log_prob`` (natural log of the
+    probability of the chunk's tokens given everything before; the stream's very first token
+    has no prediction and is not counted), ``scored`` (how many were), and ``next``: the
+    ``top_k`` most likely next tokens with their probabilities (``distribution: true`` adds
+    the whole distribution, ``V`` numbers in vocabulary order).
+    """
+
+    def open(self, predictor: Any) -> LMState:
+        return LMState()
+
+    @torch.no_grad()
+    def step(
+        self, predictor: Any, state: LMState, chunk: Any, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], LMState]:
+        tokenizer, model = predictor.tokenizer, predictor.model
+        if not isinstance(chunk, str) or not chunk:
+            raise RequestError(422, "input", "must be a non-empty text")
+        unknown = tokenizer.unknown(chunk)
+        if unknown:
+            raise RequestError(422, "input", f"has characters the model never saw: {unknown}")
+        ids = tokenizer.encode(chunk)
+        if not ids:
+            raise RequestError(422, "input", "encodes to no tokens")
+        x = torch.tensor(ids, device=predictor.device).unsqueeze(1)  # (L, 1)
+        logits, new_state = model(x, state.state)
+        logits = logits[:, 0].float()  # (L, V)
+        # the distribution before token t: the previous chunk's last one, then this chunk's
+        before = logits[:-1]
+        if state.logits is not None:
+            before = torch.cat([state.logits[None], before])
+        targets = x[1:, 0] if state.logits is None else x[:, 0]
+        log_prob = before.log_softmax(-1).gather(1, targets[:, None]).sum()
+        probs = logits[-1].softmax(-1)
+        k = min(int(options.get("top_k", 5)), probs.numel())
+        top = probs.topk(k)
+        output: dict[str, Any] = {
+            "tokens": len(ids),
+            "scored": int(targets.numel()),
+            "log_prob": float(log_prob),
+            "next": [
+                {"token": tokenizer.hf.id_to_token(int(i)), "probability": float(p)}
+                for p, i in zip(top.values, top.indices)
+            ],
+        }
+        if options.get("distribution"):
+            output["distribution"] = probs.tolist()
+        return output, LMState(new_state, logits[-1], state.tokens + len(ids))
+
+    def nbytes(self, state: LMState) -> int:
+        tensors = [t for pair in state.state or [] for t in pair]
+        if state.logits is not None:
+            tensors.append(state.logits)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+STEPPERS: dict[str, Stepper] = {"lm": LMStepper()}
+
+
+@dataclass
+class Session:
+    """One stream: its ``id``, the ``model`` it reads with, its ``state`` and bookkeeping."""
+
+    id: str
+    model: str
+    state: Any
+    nbytes: int
+    last_used: float
+    steps: int = 0
+    lock: Any = field(default=None, repr=False)  # an asyncio.Lock: one step at a time
+
+
+class SessionStore:
+    """Open sessions, bounded by ``config`` (count, total state bytes, idle timeout).
+
+    ``clock`` (default ``time.monotonic``) is injectable so expiry is testable without
+    sleeping. Thread-safe: sessions are created and stepped from the event loop while
+    states are computed in the models' worker threads.
+    """
+
+    def __init__(self, config: SessionConfig, clock: Callable[[], float] = time.monotonic):
+        self.config, self.clock = config, clock
+        self._sessions: dict[str, Session] = {}
+        self._mutex = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.nbytes for s in self._sessions.values())
+
+    def expire(self) -> int:
+        """Drop the sessions idle for longer than the timeout; how many were dropped."""
+        now = self.clock()
+        with self._mutex:
+            old = [k for k, s in self._sessions.items()
+                   if now - s.last_used > self.config.idle_timeout_s]  # fmt: skip
+            for k in old:
+                del self._sessions[k]
+        return len(old)
+
+    def create(self, model: str, state: Any, nbytes: int, lock: Any = None) -> Session:
+        self.expire()
+        with self._mutex:
+            if len(self._sessions) >= self.config.max_sessions:
+                raise RequestError(429, "sessions", f"{self.config.max_sessions} sessions are open "
+                                   "(the server's bound); close one or retry later")  # fmt: skip
+            session = Session(secrets.token_hex(16), model, state, nbytes, self.clock(), 0, lock)
+            self._sessions[session.id] = session
+        return session
+
+    def get(self, model: str, session_id: str) -> Session:
+        self.expire()
+        session = self._sessions.get(session_id)
+        if session is None or session.model != model:
+            raise RequestError(404, "session_id", f"no open session {session_id!r} of model "
+                               f"{model!r} (never opened, closed, or expired after "
+                               f"{self.config.idle_timeout_s:g} s idle)")  # fmt: skip
+        session.last_used = self.clock()
+        return session
+
+    def update(self, session: Session, state: Any, nbytes: int) -> None:
+        """Store a stepped state, within the memory bound (the session is kept as it was
+        when the new state would exceed it)."""
+        with self._mutex:
+            total = self.total_bytes - session.nbytes + nbytes
+            if total > self.config.max_state_bytes:
+                raise RequestError(429, "sessions", "the sessions' state memory bound "
+                                   f"({self.config.max_state_bytes} bytes) is reached")  # fmt: skip
+            session.state, session.nbytes = state, nbytes
+            session.steps += 1
+            session.last_used = self.clock()
+
+    def close(self, model: str, session_id: str) -> None:
+        self.get(model, session_id)
+        with self._mutex:
+            self._sessions.pop(session_id, None)

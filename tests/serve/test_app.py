@@ -1,0 +1,182 @@
+"""The HTTP app through FastAPI's test client: every endpoint against the Predictor's own
+results, and every refused request a 4xx JSON error naming its field (never a 500)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from lstmkit.serve.app import create_app
+from lstmkit.serve.config import BatchConfig, Limits, ServeConfig
+from lstmkit.serve.models import ServedModel, load_models, parse_model_specs
+from lstmkit.tasks import run
+from lstmkit.tasks.base import Predictor
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def client(model_dirs):
+    config = ServeConfig(limits=Limits(max_inputs=8, max_chars=500, max_new_tokens=200))
+    models = load_models({k: v for k, v in model_dirs.items()}, config.batching)
+    with TestClient(create_app(models, config)) as c:
+        yield c
+
+
+def error(response, status: int, field: str, message: str = "") -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()["error"]
+    assert (body["status"], body["field"]) == (status, field), body
+    assert message in body["message"], body
+
+
+def test_health_and_models(client, model_dirs):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "models": ["chars", "imdb"]}
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    results = json.loads((model_dirs["imdb"] / "results.json").read_text())
+    imdb, chars = models["imdb"], models["chars"]
+    assert (imdb["task"], imdb["widget"], chars["task"], chars["widget"]) == (
+        "sentiment", "sentiment", "lm", "generate")  # fmt: skip
+    assert imdb["metrics"]["accuracy"] == results["accuracy"]
+    assert "report" not in imdb["metrics"] and imdb["config"]["hidden_size"] == 8
+    assert imdb["endpoints"] == ["predict", "gates"]
+    assert chars["endpoints"] == ["predict", "sessions", "generate"]
+    assert chars["parameters"] == sum(
+        p.numel() for p in run.load(model_dirs["chars"]).model.parameters()
+    )
+
+
+def test_predict_equals_the_predictor(client, model_dirs):
+    texts = ["A moving, beautifully shot film.", "Dull.", "The plot was thin but it worked."]
+    got = client.post("/v1/models/imdb/predict", json={"inputs": texts})
+    assert got.status_code == 200
+    expected = run.load(model_dirs["imdb"]).predict(texts)
+    for a, b in zip(got.json()["outputs"], expected):
+        assert a["label"] == b["label"]
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
+    prompt = {"prompt": "the ", "max_new": 12, "temperature": 0.7, "seed": 3}
+    got = client.post("/v1/models/chars/predict", json={"inputs": [prompt, "the"]})
+    expected = run.load(model_dirs["chars"]).predict([prompt, "the"])
+    assert got.json()["outputs"][0] == expected[0]
+    assert len(got.json()["outputs"][1]["text"]) == 200  # the Predictor's default
+
+
+BAD = [
+    # (model, body, status, field, message)
+    ("imdb", {"inputs": []}, 422, "inputs", "at least 1 item"),
+    ("imdb", {"inputs": "a text"}, 422, "inputs", "list"),
+    ("imdb", {}, 422, "inputs", "Field required"),
+    ("imdb", {"inputs": ["ok"], "extra": 1}, 422, "extra", "Extra inputs"),
+    ("imdb", {"inputs": [3]}, 422, "inputs", "input 1 is a int, not a text"),
+    ("imdb", {"inputs": ["   "]}, 422, "inputs[0]", "is empty"),
+    ("imdb", {"inputs": ["x"] * 9}, 413, "inputs", "holds 9 inputs; at most 8"),
+    ("imdb", {"inputs": ["word " * 101]}, 413, "inputs[0]", "505 characters; at most 500"),
+    ("imdb", {"inputs": [[[[[["deep"]]]]]]}, 422, "inputs[0][0][0][0][0][0]", "nested deeper"),
+    ("nope", {"inputs": ["x"]}, 404, "name", "no model named 'nope'; served: chars, imdb"),
+    ("chars", {"inputs": [{"prompt": "the", "max_new": 201}]}, 422, "inputs[0].max_new",
+     "must be in [0, 200], got 201"),
+    ("chars", {"inputs": [{"prompt": "the", "max_new": "9"}]}, 422, "inputs[0].max_new",
+     "must be an integer"),
+    ("chars", {"inputs": [{"prompt": "the", "beam": 2, "colour": 1}]}, 422, "inputs",
+     "unknown option(s) colour"),
+    ("chars", {"inputs": ["QQ"]}, 422, "inputs", "characters the model never saw"),
+    ("chars", {"inputs": [{"max_new": 3}]}, 422, "inputs", "the prompt must be a text"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, body, status, field, message", BAD)
+def test_bad_predict_requests(client, name, body, status, field, message):
+    error(client.post(f"/v1/models/{name}/predict", json=body), status, field, message)
+
+
+def test_bad_bodies(client):
+    url = "/v1/models/imdb/predict"
+    headers = {"content-type": "application/json"}
+    error(client.post(url, content=b'{"inputs": ["\xff\xfe"]}', headers=headers), 400, "body",
+          "not valid UTF-8 JSON")  # fmt: skip
+    error(client.post(url, content=b'{"inputs": [', headers=headers), 422, "body",
+          "not valid UTF-8 JSON")  # fmt: skip
+    error(client.post(url, content=b"", headers=headers), 422, "body")
+    error(client.post(url, content=b"\x00\x01binary", headers=headers), 422, "body")
+    error(client.post(url, content=b"x" * (1 << 20 + 1), headers=headers), 413, "body",
+          "over 1048576 bytes")  # fmt: skip
+    for depth, status in ((500, 422), (5000, 400)):  # pydantic's refusal, then json's
+        nested = b"[" * depth + b"]" * depth
+        got = client.post(url, content=b'{"inputs": ' + nested + b"}", headers=headers)
+        error(got, status, "body" if status == 400 else got.json()["error"]["field"])
+        assert len(got.json()["error"]["field"]) <= 80
+    error(client.get("/v1/nothing"), 404, "path", "Not Found")
+    error(client.put("/healthz"), 405, "method")
+
+
+def test_task_endpoints_on_the_wrong_task(client):
+    error(client.post("/v1/models/imdb/generate", json={"prompt": "a"}), 404, "name",
+          "(sentiment) has no text generation")  # fmt: skip
+    error(client.post("/v1/models/imdb/sessions"), 404, "name", "no streaming sessions")
+    error(client.post("/v1/models/chars/gates", json={"text": "a"}), 404, "name",
+          "no gate heat-maps")  # fmt: skip
+    error(client.post("/v1/models/chars/transcribe", content=b"RIFF"), 404, "name",
+          "no transcription")  # fmt: skip
+
+
+def test_gates_per_token(client, model_dirs):
+    text = "A fine, fine film."
+    got = client.post("/v1/models/imdb/gates", json={"text": text})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    predictor = run.load(model_dirs["imdb"])
+    rnn, x, tokens = predictor.gate_inputs(text)
+    _, _, gates = rnn(x, return_gates=True)
+    assert body["tokens"] == tokens and len(tokens) == 6
+    for name in ("f", "i", "o", "c"):
+        expected = getattr(gates, name)[0].mean(-1)  # layer 0, forward: (L,)
+        assert body["gates"][name] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert body["label"] == predictor.predict([text])[0]["label"]
+    empty = client.post("/v1/models/imdb/gates", json={"text": ""})
+    error(empty, 422, "text", "at least 1 character")
+    error(client.post("/v1/models/imdb/gates", json={"text": 5}), 422, "text")
+
+
+class SlowPredictor(Predictor):
+    """A toy task's predictor (the server knows nothing of it): doubles numbers, slowly."""
+
+    def predict(self, inputs):
+        time.sleep(0.3)
+        return [{"double": 2 * float(x)} for x in inputs]
+
+
+def test_a_new_task_is_served_and_a_slow_request_times_out(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"task": "toy", "config": {}}))
+    predictor = SlowPredictor("toy", None, torch.nn.Linear(1, 1), {}, tmp_path)
+    config = ServeConfig(limits=Limits(timeout_s=0.1), batching=BatchConfig(enabled=False))
+    fast = ServeConfig(batching=BatchConfig(enabled=False))
+    for cfg, status in ((config, 504), (fast, 200)):
+        app = create_app({"toy": ServedModel("toy", predictor, cfg.batching)}, cfg)
+        with TestClient(app) as c:
+            r = c.post("/v1/models/toy/predict", json={"inputs": [1.5, 2]})
+            models = c.get("/v1/models").json()["models"]
+        assert models[0]["widget"] == "generic" and models[0]["task"] == "toy"
+        if status == 504:
+            error(r, 504, "timeout", "no result within 0.1 s")
+        else:
+            assert r.json() == {"outputs": [{"double": 3.0}, {"double": 4.0}]}
+
+
+def test_model_specs_and_bad_directories(tmp_path, model_dirs):
+    assert parse_model_specs([str(model_dirs["imdb"]), f"x={tmp_path}"]) == {
+        "imdb": model_dirs["imdb"], "x": tmp_path}  # fmt: skip
+    for specs, message in [
+        ([], "give at least one --model"),
+        (["a=x", "a=y"], "two models named 'a'"),
+        (["a b=x"], "the name 'a b' must be"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_model_specs(specs)
+    with pytest.raises(ValueError, match=f"cannot serve model 'm' from {tmp_path}: .*no config"):
+        load_models({"m": tmp_path}, BatchConfig())
