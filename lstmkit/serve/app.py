@@ -167,7 +167,7 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     """The app serving ``models`` (see :func:`lstmkit.serve.models.load_models`)."""
     config = config or ServeConfig()
     limits: Limits = config.limits
-    store = sessions or SessionStore(config.sessions)
+    store = sessions if sessions is not None else SessionStore(config.sessions)
     if config.threads:
         torch.set_num_threads(config.threads)
     app = FastAPI(title="lstmkit", version=__version__, description=__doc__.split("\n\n")[0])
