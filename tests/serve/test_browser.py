@@ -1,0 +1,142 @@
+"""The web page in a real headless browser (Debian's chromium + chromium-driver, driven by
+Selenium) against a real server process: type, submit, wait for the result, check the DOM
+against the API's own answer, and save a screenshot (to ``$LSTMKIT_ARTIFACTS`` when set,
+else the test's temporary directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve.test_process import free_port, start_server, wait_ready
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver; .ci/run installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs):
+    port = free_port()
+    proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
+                        f"chars={model_dirs['chars']}", port=port)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1200,900"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page(browser, server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/")
+    WebDriverWait(browser, 20).until(lambda d: d.find_element("tag name", "body")
+                                     .get_attribute("data-ready") == "true")  # fmt: skip
+    return browser
+
+
+def artifacts(tmp_path: Path) -> Path:
+    out = Path(os.environ.get("LSTMKIT_ARTIFACTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def choose(driver, element_id: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", element_id)).select_by_value(value)
+
+
+def wait_text(driver, element_id: str, seconds: float = 20) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element = driver.find_element("id", element_id)
+    WebDriverWait(driver, seconds).until(lambda d: element.text.strip())
+    return element.text
+
+
+def test_sentiment_label_probability_and_heatmap(page, server, tmp_path):
+    review = "A moving, beautifully shot film."
+    choose(page, "model", "imdb")
+    assert page.find_element("id", "widget-sentiment").is_displayed()
+    page.find_element("id", "review").send_keys(review)
+    page.find_element("id", "classify").click()
+    label = wait_text(page, "label")
+    api = httpx.post(f"{server}/v1/models/imdb/gates", json={"text": review}).json()
+    assert label == api["label"]
+    assert page.find_element("id", "probability").text == f"{api['probability']:.4f}"
+    spans = page.find_elements("css selector", "#heatmap span")
+    assert [s.text for s in spans] == api["tokens"]
+    values = [float(s.get_attribute("data-value")) for s in spans]
+    assert values == pytest.approx(api["gates"]["i"])
+    choose(page, "gate", "c")  # redraws from the same answer
+    spans = page.find_elements("css selector", "#heatmap span")
+    values = [float(s.get_attribute("data-value")) for s in spans]
+    assert values == pytest.approx(api["gates"]["c"])
+    page.save_screenshot(str(artifacts(tmp_path) / "sentiment.png"))
+
+
+def test_generation_streams_into_the_page(page, server, tmp_path):
+    choose(page, "model", "chars")
+    assert page.find_element("id", "widget-generate").is_displayed()
+    page.find_element("id", "prompt").send_keys("the ")
+    for field, value in (("max-new", "40"), ("temperature", "0.5"), ("seed", "4")):
+        page.find_element("id", field).clear()
+        page.find_element("id", field).send_keys(value)
+    page.find_element("id", "generate").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(page, 20).until(lambda d: d.find_element("id", "gen-status").text == "done")
+    options = {"prompt": "the ", "max_new_tokens": 40, "temperature": 0.5, "seed": 4}
+    with httpx.stream("POST", f"{server}/v1/models/chars/generate", json=options) as r:
+        last = [line for line in r.iter_lines() if line.startswith("data: ")][-1]
+    expected = json.loads(last[len("data: ") :])["text"]
+    # the page shows the streamed text as it is (a <pre>: newlines kept)
+    shown = page.execute_script("return document.getElementById('generated').textContent")
+    assert shown == expected and len(expected) == 40
+    page.save_screenshot(str(artifacts(tmp_path) / "generate.png"))
+
+
+def test_generic_widget_and_errors_on_the_page(page, server, tmp_path):
+    choose(page, "model", "imdb")
+    page.find_element("id", "raw").click()
+    assert page.find_element("id", "widget-generic").is_displayed()
+    page.find_element("id", "generic-input").send_keys("Dull.")
+    page.find_element("id", "predict").click()
+    shown = json.loads(wait_text(page, "generic-output"))
+    api = httpx.post(f"{server}/v1/models/imdb/predict", json={"inputs": ["Dull."]}).json()
+    assert shown == api["outputs"][0]
+    page.find_element("id", "generic-input").clear()
+    page.find_element("id", "generic-input").send_keys("[1, 2]")  # JSON: not a text
+    page.find_element("id", "predict").click()
+    assert wait_text(page, "error") == "inputs: input 1 is a list, not a text (HTTP 422)"
+    page.save_screenshot(str(artifacts(tmp_path) / "generic-error.png"))
