@@ -85,16 +85,44 @@ class ServedModel:
         }
 
 
-def load_models(dirs: dict[str, Path], batching: BatchConfig,
-                device: str | None = "cpu") -> dict[str, ServedModel]:  # fmt: skip
-    """Every model of ``dirs`` loaded once; the first bad directory stops start-up."""
+RUNTIMES = ("eager", "onnx", "int8")
+
+
+def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None = "cpu",
+                runtime: str = "eager", threads: int = 0) -> dict[str, ServedModel]:  # fmt: skip
+    """Every model of ``dirs`` loaded once; the first bad directory stops start-up.
+
+    ``runtime``: ``eager`` (PyTorch), ``onnx`` (the exported graph in onnxruntime) or
+    ``int8`` (the same, dynamically quantized); the graphs are exported at start-up into a
+    temporary folder (:mod:`lstmkit.export`)."""
     from lstmkit.tasks import run
 
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     models = {}
     for name, path in dirs.items():
         try:
             predictor = run.load(path, device)
+            if runtime != "eager":
+                _use_graph(predictor, runtime, threads)
         except (ValueError, OSError) as e:  # one line, as every user error of the CLI
             raise ValueError(f"cannot serve model {name!r} from {path}: {e}") from None
         models[name] = ServedModel(name, predictor, batching)
     return models
+
+
+def _use_graph(predictor: Predictor, runtime: str, threads: int) -> None:
+    import tempfile
+
+    import onnx
+
+    from lstmkit.export.onnx import export_graph
+    from lstmkit.export.runtime import quantize_int8, use_onnx
+
+    graph = export_graph(predictor.task, predictor.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(graph, str(path))
+        if runtime == "int8":
+            path = quantize_int8(path, Path(tmp) / "model.int8.onnx")
+        use_onnx(predictor, path, threads)  # the session holds the graph in memory

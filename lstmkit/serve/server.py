@@ -20,10 +20,12 @@ from lstmkit.serve.models import load_models, parse_model_specs
 ENV = "LSTMKIT_SERVE"
 
 
-def build_app(specs: list[str], config: ServeConfig) -> Any:
+def build_app(specs: list[str], config: ServeConfig, runtime: str = "eager") -> Any:
     from lstmkit.serve.app import create_app
 
-    return create_app(load_models(parse_model_specs(specs), config.batching), config)
+    models = load_models(parse_model_specs(specs), config.batching, runtime=runtime,
+                         threads=config.threads)  # fmt: skip
+    return create_app(models, config)
 
 
 def app_from_env() -> Any:
@@ -31,22 +33,23 @@ def app_from_env() -> Any:
     from lstmkit.train.config import from_dict
 
     settings = json.loads(os.environ[ENV])
-    return build_app(settings["models"], from_dict(ServeConfig, settings["config"]))
+    config = from_dict(ServeConfig, settings["config"])
+    return build_app(settings["models"], config, settings["runtime"])
 
 
 def serve(specs: list[str], config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1, log_level: str = "info") -> None:  # fmt: skip
+          workers: int = 1, log_level: str = "info", runtime: str = "eager") -> None:  # fmt: skip
     """Load the models (failing fast on a bad one), then serve until interrupted."""
     import uvicorn
 
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    app = build_app(specs, config)  # also checks every directory before forking workers
+    app = build_app(specs, config, runtime)  # also checks every directory before forking workers
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     dirs = {name: str(Path(path).resolve()) for name, path in parse_model_specs(specs).items()}
     os.environ[ENV] = json.dumps({"models": [f"{n}={p}" for n, p in dirs.items()],
-                                  "config": asdict(config)})  # fmt: skip
+                                  "config": asdict(config), "runtime": runtime})  # fmt: skip
     uvicorn.run("lstmkit.serve.server:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level)  # fmt: skip

@@ -1,0 +1,166 @@
+"""onnxruntime in place of the eager model, int8 dynamic quantization, and what it costs.
+
+:class:`OrtSentiment` and :class:`OrtLM` are ``nn.Module``s with the eager models' call
+signatures, so a task's Predictor (and the server, and ``generate``) runs an exported graph
+unchanged: ``predictor.model = OrtSentiment(path)``. :func:`quantize_int8` writes the
+dynamically quantized graph (int8 weights of the LSTM and MatMul ops, activations quantized
+per call); :func:`accuracy_change` measures what quantization (or export) changes on the
+task's own validation data, so the number is printed, never assumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+def session(path: str | Path, threads: int = 0) -> Any:
+    """An onnxruntime CPU session (``threads`` intra-op threads; 0: onnxruntime's choice)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OrtSentiment(nn.Module):
+    """A sentiment graph run by onnxruntime: ``(ids (L, N), lengths (N,)) -> logits (N, C)``."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        super().__init__()
+        self.session = session(path, threads)
+        # a parameter, so that code asking for the model's device gets the CPU
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        feeds = {"ids": ids.cpu().long().numpy(),
+                 "lengths": torch.as_tensor(lengths).cpu().long().numpy()}  # fmt: skip
+        (logits,) = self.session.run(["logits"], feeds)
+        return torch.from_numpy(logits)
+
+
+class OrtLM(nn.Module):
+    """An lm step graph run by onnxruntime, with :class:`LanguageModel`'s call:
+    ``(ids (L, N), state) -> (logits (L, N, V), state)``; ``state`` is a list of (h, c)
+    per layer, each (1, N, H_k), ``None`` for zeros."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        super().__init__()
+        self.session = session(path, threads)
+        self.sizes = [i.shape[-1] for i in self.session.get_inputs() if i.name.startswith("h")]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # a parameter, so that code asking for the model's device gets the CPU
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def forward(self, ids: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        n = ids.size(1)
+        feeds: dict[str, np.ndarray] = {"ids": ids.cpu().long().numpy()}
+        for k, size in enumerate(self.sizes):
+            h, c = state[k] if state is not None else (torch.zeros(1, n, size),) * 2
+            feeds[f"h{k}"], feeds[f"c{k}"] = h.numpy(), c.numpy()
+        out = [torch.from_numpy(a) for a in self.session.run(self.outputs, feeds)]
+        return out[0], [(out[1 + 2 * k], out[2 + 2 * k]) for k in range(len(self.sizes))]
+
+
+RUNTIMES = {"sentiment": OrtSentiment, "lm": OrtLM}
+
+
+def quantize_int8(source: str | Path, out: str | Path) -> Path:
+    """Dynamic int8 quantization of ``source`` (weights of LSTM and MatMul ops stored as
+    int8, activations quantized on the fly) written to ``out``."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization
+    try:
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["LSTM", "MatMul"])  # fmt: skip
+    finally:
+        root.setLevel(level)
+    return Path(out)
+
+
+def use_onnx(predictor: Any, path: str | Path, threads: int = 0) -> Any:
+    """Run ``predictor`` on the exported graph ``path`` instead of its eager model."""
+    runtime = RUNTIMES.get(predictor.task)
+    if runtime is None:
+        raise ValueError(f"no ONNX runtime for the {predictor.task} task")
+    predictor.model = runtime(path, threads)
+    return predictor
+
+
+@torch.no_grad()
+def task_scores(predictor: Any) -> dict[str, float]:
+    """The task's headline number on its validation data, with the predictor's model:
+    sentiment accuracy; lm nats per character of the validation text."""
+    from lstmkit.tasks import get_task
+
+    task = get_task(predictor.task)
+    if predictor.task == "sentiment":
+        data = task.eval_data(predictor, None, "val")
+        scores = task.score(predictor.model, data)
+        return {"accuracy": scores["accuracy"]}
+    if predictor.task == "lm":
+        data = task.eval_data(predictor, predictor.config.data.path, "val", batch_size=1)
+        scores = task.score(predictor.model, data)
+        return {"nats_per_char": scores["nats_per_char"]}
+    raise ValueError(f"no validation score for the {predictor.task} task")
+
+
+def accuracy_change(model_dir: str | Path, graphs: dict[str, Path]) -> dict[str, Any]:
+    """The validation score of the eager model and of each exported graph (name -> path),
+    and each graph's change against eager."""
+    from lstmkit.tasks import run
+
+    eager = task_scores(run.load(model_dir, "cpu"))
+    out: dict[str, Any] = {"eager": eager}
+    for name, path in graphs.items():
+        scores = task_scores(use_onnx(run.load(model_dir, "cpu"), path))
+        out[name] = scores
+        out[f"{name}_change"] = {k: scores[k] - eager[k] for k in scores}
+    return out
+
+
+def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = None,
+                evaluate: bool = True) -> dict[str, Any]:  # fmt: skip
+    """``lstmkit export --format onnx``: write the graph of ``model_dir`` to ``out``
+    (int8-quantized with ``quantize="int8"``), check it against the eager model on random
+    inputs, and (``evaluate``) score eager and the graph on the validation data."""
+    import tempfile
+
+    import onnx
+
+    from lstmkit.export.onnx import export_graph, max_difference
+    from lstmkit.tasks import run
+
+    predictor = run.load(model_dir, "cpu")
+    graph = export_graph(predictor.task, predictor.model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        onnx.save(graph, str(fp32))
+        if quantize == "int8":
+            quantize_int8(fp32, out)
+        elif quantize is None:
+            onnx.save(graph, str(out))
+        else:
+            raise ValueError(f"--quantize must be int8, got {quantize!r}")
+    result: dict[str, Any] = {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "max_difference": max_difference(predictor.task, predictor.model, session(out)),
+    }
+    if evaluate:
+        name = "int8" if quantize else "onnx"
+        result["validation"] = accuracy_change(model_dir, {name: out})
+    return result

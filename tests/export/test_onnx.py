@@ -1,0 +1,166 @@
+"""ONNX export: every graph against the eager model in onnxruntime (within 1e-4) over
+configurations, dynamic batch and sequence length, generation through the step graph, the
+refused variants, int8 quantization and ``lstmkit export``'s report."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lstmkit.cli.main import main
+from lstmkit.export.onnx import export_graph, max_difference, random_inputs
+from lstmkit.export.runtime import OrtLM, OrtSentiment, session, use_onnx
+from lstmkit.models import LanguageModel, LMModelConfig
+from lstmkit.tasks import run
+from lstmkit.tasks.lm.generate import generate
+from lstmkit.tasks.sentiment.model import (
+    RecurrentEncoder,
+    SentimentClassifier,
+    SentimentModelConfig,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TOL = 1e-4
+
+
+def classifier(seed: int = 0, **kw) -> SentimentClassifier:
+    torch.manual_seed(seed)
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, **kw)
+    model = SentimentClassifier(RecurrentEncoder(40, cfg), cfg).eval()
+    with torch.no_grad():  # peephole weights start at zero: make them matter
+        for name, p in model.named_parameters():
+            if "weight_c" in name:
+                p.normal_(0, 0.5)
+    return model
+
+
+def save(graph: onnx.ModelProto, path) -> str:
+    onnx.save(graph, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"bidirectional": False, "pooling": "last"},
+        {"num_layers": 2, "pooling": "max+mean+last", "peephole": True},
+        {"num_layers": 3, "pooling": "attention", "head_hidden": 5, "bidirectional": False},
+        {"pooling": "attention+max", "peephole": True, "zoneout": 0.3, "weight_drop": 0.2},
+    ],
+    ids=["default", "uni-last", "2-layers-peephole", "3-layers-attention", "train-variants"],
+)
+def test_sentiment_graph_matches_eager(kw, tmp_path):
+    model = classifier(**kw)
+    graph = export_graph("sentiment", model)
+    ops = Counter(n.op_type for n in graph.graph.node)
+    assert ops["LSTM"] == model.encoder.rnn.num_layers
+    sess = session(save(graph, tmp_path / "s.onnx"))
+    assert max_difference("sentiment", model, sess) <= TOL
+    # dynamic axes: other batch sizes and lengths through the same session
+    ort = OrtSentiment(tmp_path / "s.onnx")
+    for n, steps in ((1, 1), (7, 23)):
+        feeds = random_inputs("sentiment", model, batch=n, steps=steps, seed=n)
+        ids, lengths = torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])
+        with torch.no_grad():
+            expected = model(ids, lengths)
+        assert (ort(ids, lengths) - expected).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+def test_lm_step_graph_generates_what_eager_generates(peephole, tmp_path):
+    from lstmkit.data.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(["the cat sat on the mat. " * 3], "char")
+    torch.manual_seed(1)
+    model = LanguageModel(tok.vocab_size, LMModelConfig(8, 16, 2, peephole=peephole)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.embedding.weight, std=1.0)
+    graph = export_graph("lm", model)
+    assert Counter(n.op_type for n in graph.graph.node)["LSTM"] == 2
+    path = save(graph, tmp_path / "lm.onnx")
+    assert max_difference("lm", model, session(path)) <= TOL
+    ort = OrtLM(path)
+    for options in ({"temperature": 0}, {"temperature": 0.9, "seed": 5}):
+        eager = "".join(generate(model, tok, "the ", 60, **options))
+        assert "".join(generate(ort, tok, "the ", 60, **options)) == eager
+
+
+def test_variants_without_an_onnx_op_are_refused():
+    for kw, name in (({"layer_norm": True}, "layer_norm"),):
+        with pytest.raises(ValueError, match=f"an LSTM with {name} has no ONNX LSTM op"):
+            export_graph("sentiment", classifier(**kw))
+    lm = LanguageModel(10, LMModelConfig(4, 4, 1))
+    lm.layers[0].coupled = True
+    with pytest.raises(ValueError, match="an LSTM with coupled has no ONNX LSTM op"):
+        export_graph("lm", lm)
+    with pytest.raises(ValueError, match="ONNX export supports the sentiment, lm tasks; not 'lab'"):
+        export_graph("lab", lm)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+def test_export_command_fp32_and_int8(model_dirs, tmp_path):
+    imdb = model_dirs["imdb"]
+    accuracy = json.loads((imdb / "results.json").read_text())["accuracy"]
+    rc, out = run_cli(["export", "--model", str(imdb), "--out", str(tmp_path / "s.onnx")])
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"wrote {tmp_path / 's.onnx'} (")
+    assert float(lines[1].rsplit(" ", 1)[1]) <= TOL
+    assert lines[2:] == [f"validation eager: accuracy {accuracy:.4f}",
+                         f"validation onnx: accuracy {accuracy:.4f}",
+                         "validation onnx_change: accuracy +0.0000"]  # fmt: skip
+    rc, out = run_cli(["export", "--model", str(imdb), "--out", str(tmp_path / "s8.onnx"),
+                       "--quantize", "int8"])  # fmt: skip
+    assert rc == 0
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "s8.onnx")).graph.node)
+    assert ops["DynamicQuantizeLSTM"] == 1 and ops["MatMulInteger"] == 1 and not ops["LSTM"]
+    lines = out.splitlines()
+    assert float(lines[1].rsplit(" ", 1)[1]) <= 0.05  # int8 rounding, measured not hidden
+    int8 = float(lines[3].rsplit(" ", 1)[1])
+    assert lines[4] == f"validation int8_change: accuracy {int8 - accuracy:+.4f}"
+    # the int8 graph serves through the unchanged Predictor
+    texts = ["A moving film.", "Dull and far too long."]
+    eager = run.load(imdb).predict(texts)
+    fp32 = use_onnx(run.load(imdb), tmp_path / "s.onnx").predict(texts)
+    q = use_onnx(run.load(imdb), tmp_path / "s8.onnx").predict(texts)
+    assert np.allclose([o["positive"] for o in fp32], [o["positive"] for o in eager], atol=TOL)
+    assert np.allclose([o["positive"] for o in q], [o["positive"] for o in eager], atol=0.05)
+
+
+def test_export_command_errors(model_dirs, tmp_path, capsys):
+    assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "is not a model directory (no config.json)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runtime, tol", [("onnx", TOL), ("int8", 0.05)])
+def test_serving_the_graph(model_dirs, runtime, tol):
+    from fastapi.testclient import TestClient
+
+    from lstmkit.serve.app import create_app
+    from lstmkit.serve.config import BatchConfig
+    from lstmkit.serve.models import load_models
+
+    models = load_models(dict(model_dirs), BatchConfig(), runtime=runtime)
+    assert type(models["imdb"].predictor.model) is OrtSentiment
+    texts = ["A moving film.", "Dull and far too long."]
+    with TestClient(create_app(models)) as client:
+        got = client.post("/v1/models/imdb/predict", json={"inputs": texts}).json()["outputs"]
+        sid = client.post("/v1/models/chars/sessions").json()["session_id"]
+        step = client.post(f"/v1/models/chars/sessions/{sid}/step", json={"input": "the c"})
+    eager = run.load(model_dirs["imdb"]).predict(texts)
+    assert np.allclose([o["positive"] for o in got], [o["positive"] for o in eager], atol=tol)
+    assert step.status_code == 200 and step.json()["scored"] == 4
