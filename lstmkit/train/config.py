@@ -310,9 +310,14 @@ def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
             value = items.pop(0)
         else:
             raise ValueError(f"override --{key} needs a value")
-        section, name = key.split(".", 1)
-        data.setdefault(section, {})
-        if not isinstance(data[section], dict):
-            raise ValueError(f"cannot override {key}: {section} is not a section")
-        data[section][name] = value
+        *sections, name = key.split(".")
+        node = data
+        for depth, section in enumerate(sections):  # --model.encoder.layer_norm: two levels
+            child = node.get(section, {})
+            if not isinstance(child, dict):
+                where = ".".join(sections[: depth + 1])
+                raise ValueError(f"cannot override {key}: {where} is not a section")
+            node[section] = dict(child)  # a copy: the caller's data stays as it was
+            node = node[section]
+        node[name] = value
     return data

@@ -27,8 +27,9 @@ Shapes: N sentences, S source and T target positions (padded), V target vocabula
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +41,26 @@ from lstmkit.nn.attention import KINDS as ATTENTION_KINDS
 from lstmkit.nn.attention import Attention
 from lstmkit.train.config import check_positive
 
-ENCODER_OPTIONS = ("layer_norm", "peephole", "coupled", "recurrent_dropout", "zoneout",
-                   "weight_drop", "forget_bias")  # fmt: skip
+
+@dataclass
+class EncoderVariant:
+    """The encoder's :class:`lstmkit.nn.LSTM` variant (each as there): ``layer_norm``,
+    ``peephole``, ``coupled``, ``zoneout``, ``recurrent_dropout``, ``weight_drop`` and
+    ``forget_bias``. Default: plain LSTM, forget bias 1.0"""
+
+    layer_norm: bool = False
+    peephole: bool = False
+    coupled: bool = False
+    zoneout: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
+    forget_bias: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("zoneout", "recurrent_dropout", "weight_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"model.encoder.{name} must be in [0, 1), got "
+                                 f"{getattr(self, name)}")  # fmt: skip
 
 
 @dataclass
@@ -60,8 +79,8 @@ class TranslateModelConfig:
             2015; a step loop, slower). Default: ``False``
         tie_embeddings: the output layer is the target embedding. Default: ``True``
         dropout: on embeddings, between layers and on the attentional state. Default: 0.3
-        encoder: keyword arguments of the encoder's :class:`lstmkit.nn.LSTM` variant, e.g.
-            ``{layer_norm: true}`` (one of %s). Default: ``{}``
+        encoder: the encoder LSTM's variant (:class:`EncoderVariant`), e.g.
+            ``--model.encoder.layer_norm true``. Default: a plain LSTM
     """
 
     emb_size: int = 256
@@ -73,7 +92,7 @@ class TranslateModelConfig:
     input_feeding: bool = False
     tie_embeddings: bool = True
     dropout: float = 0.3
-    encoder: dict[str, Any] = field(default_factory=dict)
+    encoder: EncoderVariant = field(default_factory=EncoderVariant)
 
     def __post_init__(self) -> None:
         check_positive(self, "model", ("emb_size", "enc_hidden", "enc_layers", "dec_hidden",
@@ -86,13 +105,6 @@ class TranslateModelConfig:
                              f"enc_hidden ({2 * self.enc_hidden})")  # fmt: skip
         if not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        unknown = set(self.encoder) - set(ENCODER_OPTIONS)
-        if unknown:
-            raise ValueError(f"model.encoder: unknown LSTM option(s) {', '.join(sorted(unknown))}"
-                             f" (known: {', '.join(ENCODER_OPTIONS)})")  # fmt: skip
-
-
-TranslateModelConfig.__doc__ = TranslateModelConfig.__doc__ % ", ".join(ENCODER_OPTIONS)
 
 
 class Memory(NamedTuple):
@@ -143,7 +155,7 @@ class Seq2Seq(nn.Module):
         self.tgt_embed = nn.Embedding(tgt_vocab, c.emb_size, padding_idx=PAD_ID)
         self.encoder = LSTM(c.emb_size, c.enc_hidden, c.enc_layers, batch_first=True,
                             bidirectional=True, dropout=c.dropout if c.enc_layers > 1 else 0.0,
-                            **c.encoder)  # fmt: skip
+                            **dataclasses.asdict(c.encoder))  # fmt: skip
         self.bridge_h = nn.Linear(2 * c.enc_hidden, c.dec_hidden)
         self.bridge_c = nn.Linear(2 * c.enc_hidden, c.dec_hidden)
         self.att_size = c.emb_size if c.tie_embeddings else c.dec_hidden

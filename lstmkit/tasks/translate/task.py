@@ -204,7 +204,11 @@ def make_step(label_smoothing: float):
         flat = logits.float().reshape(-1, logits.shape[-1])
         loss = F.cross_entropy(flat, target, ignore_index=PAD_ID, label_smoothing=label_smoothing)
         with torch.no_grad():
-            nll = F.cross_entropy(flat, target, ignore_index=PAD_ID) if label_smoothing else loss
+            nll = (
+                F.cross_entropy(flat, target, ignore_index=PAD_ID)
+                if label_smoothing
+                else loss.detach()
+            )
         tokens = int((target != PAD_ID).sum())
         return StepOutput(loss, tokens, {"nll": float(nll)})
 

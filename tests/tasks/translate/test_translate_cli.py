@@ -132,3 +132,40 @@ def test_bad_input(model, tmp_path):
     (tmp_path / "vocab").mkdir()
     rc, _, err = run(["translate", "run", "--model", str(tmp_path / "vocab"), "x"])
     assert rc == 2 and "not a model directory" in err
+
+
+def test_options_joint_unigram_feeding_additive_variant(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("label_smoothing: 0.0\nkeep: last\n")
+    out = tmp_path / "m"
+    rc, stdout, _ = run(["translate", "train", "--config", str(config), "--out", str(out),
+                         "--max-steps", "3", "--data.joint", "true", "--data.subwords", "unigram",
+                         "--model.input_feeding", "true", "--model.attention", "additive",
+                         "--model.encoder.layer_norm", "true", "--decode.beam", "2",
+                         *TINY])  # fmt: skip
+    assert rc == 0 and "(unigram, joint)" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["artifacts"]["src_vocab"] == config["artifacts"]["tgt_vocab"] == "vocab.json"
+    assert config["config"]["model"]["encoder"]["layer_norm"] is True
+    weights = load_file(out / "model.safetensors")
+    assert "encoder.ln_c_weight_l0_reverse" in weights  # the layer-normalised encoder
+    assert "cells.0.weight_ih" in weights and "attention.v_a.weight" in weights
+    rc, stdout, _ = run(["translate", "run", "--model", str(out), "Ein Hund."])
+    assert rc == 0 and stdout.count("\n") == 1
+
+
+def test_checkpoint_averaging_averages_the_last_epochs():
+    import torch
+
+    from lstmkit.tasks.translate.task import AverageCheckpoints
+
+    class Trainer:
+        model = torch.nn.Linear(2, 1, bias=False)
+
+    trainer, avg = Trainer(), AverageCheckpoints(2)
+    for value in (1.0, 2.0, 4.0):
+        torch.nn.init.constant_(trainer.model.weight, value)
+        avg.on_epoch_end(trainer, {})
+    logs = {}
+    avg.on_train_end(trainer, logs)
+    assert trainer.model.weight.tolist() == [[3.0, 3.0]] and logs["averaged_epochs"] == 2
