@@ -153,3 +153,14 @@ def test_a_tiny_model_learns_to_reverse_sequences():
     batch = make_batch(src, None, range(200))
     hyps = greedy(model, batch.src, batch.src_lengths)
     assert [h.tokens for h in hyps] == tgt
+
+
+def test_over_long_pairs_are_cut_and_counted():
+    from lstmkit.tasks.translate.batches import truncate_pairs
+
+    src, tgt, cut = truncate_pairs([[5] * 3, [6] * 9, [7]], [[8] * 2, [9], [10] * 5], 4)
+    assert cut == 2 and [len(s) for s in src] == [3, 4, 1] and [len(t) for t in tgt] == [2, 1, 4]
+    batch = make_batch([[5, 6], []], [[7], []], [0, 1])
+    assert batch.src.tolist() == [[5, 6], [PAD_ID, PAD_ID]] and batch.src_lengths.tolist() == [2, 0]
+    assert batch.tgt_in.tolist() == [[BOS_ID, 7], [BOS_ID, PAD_ID]]
+    assert batch.tgt_out.tolist() == [[7, EOS_ID], [EOS_ID, PAD_ID]]
