@@ -169,3 +169,15 @@ def test_checkpoint_averaging_averages_the_last_epochs():
     logs = {}
     avg.on_train_end(trainer, logs)
     assert trainer.model.weight.tolist() == [[3.0, 3.0]] and logs["averaged_epochs"] == 2
+
+
+def test_the_generic_commands_read_a_translate_directory(model, tmp_path):
+    out, _ = model
+    rc, stdout, _ = run(["predict", "--model", str(out), "Ein Hund läuft."])
+    rc2, direct, _ = run(["translate", "run", "--model", str(out), "Ein Hund läuft."])
+    assert rc == rc2 == 0 and stdout == direct
+    report = tmp_path / "r.json"
+    rc, _, _ = run(["evaluate", "--model", str(out), "--json", str(report)])
+    result = json.loads(report.read_text())
+    assert rc == 0 and result["task"] == "translate" and result["n"] == 100
+    assert result["data"].endswith("val.de.gz")
