@@ -9,9 +9,9 @@ that interface decodes (the tests use a constructed one).
 * A hypothesis ends at ``</s>`` and takes no step after it; one that reaches the maximum
   length, ``ceil(max_len_ratio * source length) + 5``, ends there.
 * Beam search ranks finished hypotheses by ``log p / lp(|y|)`` with GNMT's length penalty
-  ``lp = ((5 + |y|) / 6) ** length_penalty`` (Wu et al. 2016; 0: raw log-probability), keeps
-  ``beam`` hypotheses per sentence, and stops a sentence once ``beam`` have finished and
-  none alive can beat the best one.
+  ``lp = ((5 + |y|) / 6) ** length_penalty`` (Wu et al. 2016; 0: raw log-probability; |y|
+  counts ``</s>``), keeps ``beam`` live hypotheses per sentence, and stops a sentence once
+  ``beam`` have finished and no live one can still beat the best finished one.
 """
 
 from __future__ import annotations
@@ -150,9 +150,8 @@ def beam_search(model, src: Tensor, lengths: Tensor, beam: int = 5,
                     break
                 row = i * beam + int(origin[i, j])
                 if int(token[i, j]) == EOS_ID:
-                    if len(finished[i]) < beam:
-                        weights = torch.cat([att[row], w[row : row + 1]]) if keep_weights else w
-                        finish(i, history[row], score, weights)
+                    weights = torch.cat([att[row], w[row : row + 1]]) if keep_weights else w
+                    finish(i, history[row], score, weights)
                     continue
                 new_scores[i, kept] = score
                 new_origin[i, kept] = row
@@ -190,8 +189,10 @@ def _settled(finished: list[Hypothesis], alive: Tensor, beam: int, limit: int,
              alpha: float) -> bool:  # fmt: skip
     """``beam`` hypotheses have finished and no live one can outrank the best: a live
     log-probability only falls, and its penalty is at most ``lp(limit + 1)`` (alpha >= 0)."""
+    top = float(alive.max())
+    if top == float("-inf"):  # nothing left alive
+        return True
     if len(finished) < beam:
         return False
     best = max(h.normalized for h in finished)
-    top = float(alive.max())
-    return top == float("-inf") or top / length_penalty(limit + 1, max(alpha, 0.0)) < best
+    return top / length_penalty(limit + 1, max(alpha, 0.0)) < best
