@@ -93,7 +93,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--format hub: a folder save_pretrained/from_pretrained read (with a model card).",
     )
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
+    p.add_argument("--format", choices=("onnx", "hub"), default="onnx", help="default onnx")
     p.add_argument("--out", required=True, help="the .onnx file, or the hub folder")
     p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization (onnx)")
     p.add_argument("--no-eval", action="store_true",

@@ -156,6 +156,9 @@ def train(
     }
     if dist.is_main:
         write_json(out_dir / RESULTS_FILE, results)
+        from lstmkit.export.card import write_card
+
+        write_card(out_dir)  # README.md: the model card
     return results
 
 
