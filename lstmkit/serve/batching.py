@@ -1,15 +1,18 @@
 """Dynamic micro-batching: concurrent ``predict`` requests to one model share one call.
 
-A request's inputs join a queue; a collector takes the first waiting request, waits at most
-``max_wait_ms`` for more (or until ``max_batch`` inputs are queued), and runs the model once
-on all of them, in the model's own worker thread. Inputs of different lengths go through
+A request's inputs join a queue; a collector takes every waiting request (up to
+``max_batch`` inputs) and runs the model once on all of them, in the model's own worker
+thread; requests arriving meanwhile queue up for the next call. Under load (the previous call
+held more than one request) the first request of a batch also waits up to ``max_wait_ms``
+for company; an idle server answers a lone request at once, so micro-batching costs a single
+client no latency. Inputs of different lengths go through
 the Predictor's padded path (``lengths=``), so a batched input gets the same output as
 alone, to float rounding (tested). When the batched call raises a ``ValueError`` (one
 request's input the model refuses), every request of the batch is run alone, so the
 error reaches only the request that caused it.
 
 Defaults (:class:`~lstmkit.serve.config.BatchConfig`): batches of up to 32 inputs, the first
-request waiting at most 5 ms.
+request waiting at most 5 ms under load.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class MicroBatcher:
     def __init__(self, fn: PredictFn, config: BatchConfig, executor: Executor) -> None:
         self.fn, self.config, self.executor = fn, config, executor
         self.batch_sizes: list[int] = []
+        self._last_requests = 0  # requests in the previous batched call: > 1 means load
         self._queue: asyncio.Queue[_Pending] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -71,7 +75,8 @@ class MicroBatcher:
         while True:
             batch = [await queue.get()]
             size = len(batch[0].inputs)
-            deadline = time.monotonic() + self.config.max_wait_ms / 1000
+            wait = self.config.max_wait_ms / 1000 if self._last_requests > 1 else 0.0
+            deadline = time.monotonic() + wait
             while size < self.config.max_batch:
                 if queue.empty():
                     remaining = deadline - time.monotonic()
@@ -85,6 +90,7 @@ class MicroBatcher:
                     item = queue.get_nowait()
                 batch.append(item)
                 size += len(item.inputs)
+            self._last_requests = len(batch)
             await self._answer([p for p in batch if not p.future.done()])
 
     async def _answer(self, batch: list[_Pending]) -> None:

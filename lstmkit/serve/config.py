@@ -41,13 +41,15 @@ class Limits:
 class BatchConfig:
     """Dynamic micro-batching of concurrent ``predict`` requests to the same model.
 
-    The first request waits at most ``max_wait_ms`` for others; a batch closes when it holds
-    ``max_batch`` inputs. ``enabled: False`` runs every request alone (same results).
+    A call takes every queued request up to ``max_batch`` inputs; under load (the previous
+    call held several requests) the first one waits at most ``max_wait_ms`` for others.
+    ``enabled: False`` runs every request alone (same results).
 
     Args:
         enabled: batch concurrent requests. Default: ``True``
         max_batch: inputs per batched call. Default: 32
-        max_wait_ms: how long the first request of a batch waits for company. Default: 5
+        max_wait_ms: how long the first request of a batch waits for company, under load.
+            Default: 5
     """
 
     enabled: bool = True

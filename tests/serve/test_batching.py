@@ -72,3 +72,14 @@ def test_a_refused_input_fails_only_its_own_request(model_dirs):
         "status": 422, "field": "inputs", "message": "input 1 is empty"}  # fmt: skip
     # one batched call of all six (refused), then each request alone
     assert served.batcher.batch_sizes == [6, 1, 1, 1, 1, 1, 1]
+
+
+def test_a_lone_request_does_not_wait_for_company(model_dirs):
+    import time
+
+    app, served = serve(model_dirs, BatchConfig(max_wait_ms=2000))
+    start = time.perf_counter()
+    responses = asyncio.run(post_all(app, [{"inputs": [REVIEWS[0]]}]))
+    assert responses[0].status_code == 200
+    assert time.perf_counter() - start < 1.0  # not the 2 s wait: the server was idle
+    assert served.batcher.batch_sizes == [1]
