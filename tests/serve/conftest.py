@@ -1,16 +1,10 @@
-"""Session-wide tiny model directories (trained once for tests/serve and tests/export)."""
+"""The tiny model directories of tests/serve (shared with tests/export: trained once)."""
 
 import pytest
-import torch
 
-from tests.serve.fixtures import train_lm, train_sentiment
+from tests.serve.fixtures import trained_once
 
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("served")
-    dirs = {"imdb": train_sentiment(root / "imdb"), "chars": train_lm(root)}
-    torch.set_num_threads(threads)
-    return dirs
+    return trained_once(tmp_path_factory)

@@ -43,3 +43,19 @@ def train_lm(root: Path, **model: Any) -> Path:
         "train": {**QUIET, "max_steps": 5},
     }
     return _train("lm", config, root / "lm")
+
+
+_TRAINED: dict[str, Path] = {}  # one training per test session for tests/serve and tests/export
+
+
+def trained_once(tmp_path_factory: Any) -> dict[str, Path]:
+    """The tiny sentiment ("imdb") and lm ("chars") directories, trained on first use."""
+    if not _TRAINED:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        root = tmp_path_factory.mktemp("served")
+        _TRAINED.update(imdb=train_sentiment(root / "imdb"), chars=train_lm(root))
+        torch.set_num_threads(threads)
+    return dict(_TRAINED)

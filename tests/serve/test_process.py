@@ -103,3 +103,17 @@ def test_the_schema_holds_under_fuzzing(case):
     # schema-valid request may still be refused with 422 for what a schema cannot say
     # (characters the language model never saw, a text the tokenizer reduces to nothing)
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+
+def test_several_worker_processes(model_dirs):
+    port = free_port()
+    proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--workers", "2", port=port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url, seconds=120)
+        answers = {httpx.post(f"{url}/v1/models/imdb/predict", json={"inputs": ["Fine."]})
+                   .json()["outputs"][0]["positive"] for _ in range(6)}  # fmt: skip
+        assert len(answers) == 1  # every worker loaded the same model
+    finally:
+        proc.terminate()
+        proc.wait(20)
