@@ -15,6 +15,7 @@ Graphs (dims ``L`` and ``N`` are dynamic):
 
 * sentiment (:func:`sentiment_graph`): ``ids`` (L, N) int64, ``lengths`` (N,) int64 ->
   ``logits`` (N, C), ``probabilities`` (N, C). From-scratch encoders only.
+* lab (:func:`lab_graph`): ``x`` (L, N, I) float, ``lengths`` (N,) -> ``output``.
 * lm (:func:`lm_graph`): ``ids`` (L, N) int64, ``h{k}``/``c{k}`` (1, N, H_k) per layer ->
   ``logits`` (L, N, V), ``h{k}_out``/``c{k}_out``: the step graph generation runs with
   ``L = 1`` and the state carried in and out.
@@ -232,7 +233,38 @@ def lm_graph(model: nn.Module) -> onnx.ModelProto:
     return g.model("lstmkit-lm", inputs, outputs)
 
 
-GRAPHS = {"sentiment": sentiment_graph, "lm": lm_graph}
+def lab_graph(model: nn.Module) -> onnx.ModelProto:
+    """The graph of a lab :class:`~lstmkit.tasks.lab.task.SequenceModel` with an LSTM:
+    ``x`` (L, N, I) float (and ``lengths`` (N,) int64 unless the problem answers at every
+    step) -> ``output``: (N,) or (N, C), or (L, N, C) per step."""
+    from lstmkit.nn import LSTM
+
+    if not isinstance(model.rnn, LSTM):
+        raise ValueError(f"ONNX export reads lab models with an LSTM, not a "
+                         f"{type(model.rnn).__name__}")  # fmt: skip
+    g = Graph()
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["L", "N", model.rnn.input_size])
+    ]
+    out_features = model.head.out_features
+    if model.per_step:
+        out, _ = lstm_layers(g, model.rnn, "x", None)
+        shape: list[Any] = ["L", "N", out_features]
+    else:
+        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["N"]))
+        # one direction: the top layer's final h is its output at each sequence's last step
+        _, finals = lstm_layers(g, model.rnn, "x", g.op("Cast", ["lengths"], to=TensorProto.INT32))
+        out = g.op("Squeeze", [finals[-1][0], g.const("axes", np.array([0], np.int64))])
+        shape = ["N"] if out_features == 1 else ["N", out_features]
+    y = _linear(g, out, model.head)
+    if not model.per_step and out_features == 1:
+        y = g.op("Squeeze", [y, g.const("axes", np.array([-1], np.int64))])
+    g.op("Identity", [y], ["output"])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)
+    return g.model("lstmkit-lab", inputs, [output])
+
+
+GRAPHS = {"sentiment": sentiment_graph, "lm": lm_graph, "lab": lab_graph}
 
 
 def export_graph(task: str, model: nn.Module) -> onnx.ModelProto:
@@ -248,6 +280,12 @@ def random_inputs(task: str, model: nn.Module, batch: int = 4, steps: int = 9,
     """Random feeds of a ``task``'s graph: token ids (and distinct lengths, one of them the
     full ``steps``; or a random state for the lm)."""
     rng = np.random.default_rng(seed)
+    if task == "lab":
+        x = rng.normal(0, 1, (steps, batch, model.rnn.input_size)).astype(np.float32)
+        feeds = {"x": x}
+        if not model.per_step:
+            feeds["lengths"] = np.array([steps, *rng.integers(1, steps + 1, batch - 1)], np.int64)
+        return feeds
     vocab = model.encoder.embedding.num_embeddings if task == "sentiment" else model.vocab_size
     feeds = {"ids": rng.integers(1, vocab, (steps, batch)).astype(np.int64)}
     if task == "sentiment":
@@ -267,8 +305,12 @@ def eager_outputs(task: str, model: nn.Module, feeds: dict[str, np.ndarray]) -> 
     logits then h, c of each layer; for sentiment: the logits)."""
     import torch
 
-    ids = torch.from_numpy(feeds["ids"])
     with torch.no_grad():
+        if task == "lab":
+            lengths = feeds.get("lengths")
+            lengths = None if lengths is None else torch.from_numpy(lengths)
+            return [model(torch.from_numpy(feeds["x"]), lengths).numpy()]
+        ids = torch.from_numpy(feeds["ids"])
         if task == "sentiment":
             return [model(ids, torch.from_numpy(feeds["lengths"])).numpy()]
         n = len(model.config.layer_sizes())
@@ -286,8 +328,8 @@ def max_difference(task: str, model: nn.Module, session: Any, seeds: int = 3) ->
         feeds = random_inputs(task, model, seed=seed)
         expected = eager_outputs(task, model, feeds)
         names = [o.name for o in session.get_outputs()][: len(expected)]
-        if task == "sentiment":
-            names = ["logits"]
+        if task != "lm":
+            names = names[:1]
         got = session.run(names, feeds)
         worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(expected, got)))
     return worst

@@ -68,7 +68,25 @@ class OrtLM(nn.Module):
         return out[0], [(out[1 + 2 * k], out[2 + 2 * k]) for k in range(len(self.sizes))]
 
 
-RUNTIMES = {"sentiment": OrtSentiment, "lm": OrtLM}
+class OrtLab(nn.Module):
+    """A lab graph run by onnxruntime: ``(x (L, N, I), lengths (N,) or None) -> output``."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        super().__init__()
+        self.session = session(path, threads)
+        self.needs_lengths = any(i.name == "lengths" for i in self.session.get_inputs())
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        feeds = {"x": x.cpu().float().numpy()}
+        if self.needs_lengths:  # None: every sequence runs to the end
+            full = torch.full((x.size(1),), x.size(0)) if lengths is None else lengths
+            feeds["lengths"] = torch.as_tensor(full).cpu().long().numpy()
+        (out,) = self.session.run(["output"], feeds)
+        return torch.from_numpy(out)
+
+
+RUNTIMES = {"sentiment": OrtSentiment, "lm": OrtLM, "lab": OrtLab}
 
 
 def quantize_int8(source: str | Path, out: str | Path) -> Path:
@@ -101,7 +119,8 @@ def use_onnx(predictor: Any, path: str | Path, threads: int = 0) -> Any:
 @torch.no_grad()
 def task_scores(predictor: Any) -> dict[str, float]:
     """The task's headline number on its validation data, with the predictor's model:
-    sentiment accuracy; lm nats per character of the validation text."""
+    sentiment accuracy; lm nats per character of the validation text; lab the solved
+    fraction or accuracy on its test sequences."""
     from lstmkit.tasks import get_task
 
     task = get_task(predictor.task)
@@ -113,6 +132,9 @@ def task_scores(predictor: Any) -> dict[str, float]:
         data = task.eval_data(predictor, predictor.config.data.path, "val", batch_size=1)
         scores = task.score(predictor.model, data)
         return {"nats_per_char": scores["nats_per_char"]}
+    if predictor.task == "lab":  # lab scores fresh test sequences of an unseen seed
+        scores = task.score(predictor.model, task.eval_data(predictor, None, "test"))
+        return {k: scores[k] for k in ("solved_fraction", "accuracy") if k in scores}
     raise ValueError(f"no validation score for the {predictor.task} task")
 
 

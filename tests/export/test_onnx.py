@@ -101,8 +101,8 @@ def test_variants_without_an_onnx_op_are_refused():
     lm.layers[0].coupled = True
     with pytest.raises(ValueError, match="an LSTM with coupled has no ONNX LSTM op"):
         export_graph("lm", lm)
-    with pytest.raises(ValueError, match="ONNX export supports the sentiment, lm tasks; not 'lab'"):
-        export_graph("lab", lm)
+    with pytest.raises(ValueError, match="supports the sentiment, lm, lab tasks; not 'forecast'"):
+        export_graph("forecast", lm)
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
@@ -164,3 +164,35 @@ def test_serving_the_graph(model_dirs, runtime, tol):
     eager = run.load(model_dirs["imdb"]).predict(texts)
     assert np.allclose([o["positive"] for o in got], [o["positive"] for o in eager], atol=tol)
     assert step.status_code == 200 and step.json()["scored"] == 4
+
+
+@pytest.mark.parametrize("problem", ["adding", "temporal_order", "copy"])
+def test_lab_graphs_match_eager(problem, tmp_path):
+    from lstmkit.export.runtime import OrtLab
+    from lstmkit.tasks.lab.task import build_model, load_config
+
+    torch.manual_seed(0)
+    model_config = {"hidden_size": 8, "num_layers": 2, "peephole": True}
+    config = load_config({"data": {"problem": problem, "T": 20}, "model": model_config})
+    model = build_model(config).eval()
+    path = save(export_graph("lab", model), tmp_path / "lab.onnx")
+    assert max_difference("lab", model, session(path)) <= TOL
+    x = torch.randn(13, 3, model.rnn.input_size)
+    with torch.no_grad():
+        expected = model(x)  # no lengths: every sequence to the end, as LabPredictor runs it
+    assert (OrtLab(path)(x) - expected).abs().max() <= TOL
+
+
+def test_export_command_on_a_lab_model(tmp_path):
+    out = tmp_path / "adding"
+    flags = ["--T", "12", "--hidden-size", "8", "--no-progress", "--data.steps_per_epoch", "5",
+             "--data.val_size", "50", "--data.test_size", "100", "--max-steps", "3"]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["lab", "adding", *flags, "--out", str(out)]) == 0
+    solved = json.loads((out / "results.json").read_text())["solved_fraction"]
+    rc, printed = run_cli(["export", "--model", str(out), "--out", str(tmp_path / "a.onnx")])
+    lines = printed.splitlines()
+    assert rc == 0 and float(lines[1].rsplit(" ", 1)[1]) <= TOL
+    assert lines[2:] == [f"validation eager: solved_fraction {solved:.4f}",
+                         f"validation onnx: solved_fraction {solved:.4f}",
+                         "validation onnx_change: solved_fraction +0.0000"]  # fmt: skip
