@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serve.fixtures import QUIET, _train
 from tests.serve.test_process import free_port, start_server, wait_ready
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,10 +26,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(model_dirs):
+def server(model_dirs, tmp_path_factory):
+    hourly = _train("forecast", {"train": {**QUIET, "max_steps": 2}},
+                    tmp_path_factory.mktemp("forecast") / "hourly")  # fmt: skip
     port = free_port()
     proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
-                        f"chars={model_dirs['chars']}", port=port)  # fmt: skip
+                        f"chars={model_dirs['chars']}", "--model", f"hourly={hourly}",
+                        port=port)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url)
@@ -140,3 +144,32 @@ def test_generic_widget_and_errors_on_the_page(page, server, tmp_path):
     page.find_element("id", "predict").click()
     assert wait_text(page, "error") == "inputs: input 1 is a list, not a text (HTTP 422)"
     page.save_screenshot(str(artifacts(tmp_path) / "generic-error.png"))
+
+
+def test_forecast_plot(page, server, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    history = [10 + t % 24 + t / 50 for t in range(120)]
+    choose(page, "model", "hourly")
+    assert page.find_element("id", "widget-forecast").is_displayed()
+    page.find_element("id", "series").send_keys(" ".join(f"{v:g}" for v in history))
+    page.find_element("id", "forecast").click()
+    WebDriverWait(page, 20).until(lambda d: d.find_elements("id", "forecast-line"))
+    api = httpx.post(f"{server}/v1/models/hourly/predict", json={"inputs": [history]}).json()
+    out = api["outputs"][0]
+    forecast = out["forecast"]
+
+    def points(element_id: str) -> list[tuple[float, float]]:
+        raw = page.find_element("id", element_id).get_attribute("points").split()
+        return [tuple(map(float, p.split(","))) for p in raw]
+
+    past, future = points("history-line"), points("forecast-line")
+    assert (len(past), len(future)) == (120, 48)
+    # the plot's y is linear in the value: the drawn forecast's shape is the API's
+    values = history + forecast + out["lower"] + out["upper"]  # the plot's scale spans all
+    lo, hi = min(values), max(values)
+    height = 240 - 20
+    drawn = [lo + (240 - 10 - y) / height * (hi - lo) for _, y in future]
+    assert drawn == pytest.approx(forecast, abs=(hi - lo) * 1e-6)
+    assert len(page.find_elements("css selector", "#plot polygon")) == 1  # the interval
+    page.save_screenshot(str(artifacts(tmp_path) / "forecast.png"))
