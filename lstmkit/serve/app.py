@@ -82,9 +82,14 @@ class GenerateRequest(BaseModel):
 
 class StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    input: str = Field(min_length=1, description="the next chunk of the stream (lm: characters)")
+    input: str | list[float] = Field(
+        min_length=1,
+        description="the next chunk of the stream (lm: characters; speech: samples at the "
+        "model's rate)",
+    )
     top_k: Annotated[int, Field(ge=1, le=100)] = 5
     distribution: bool = False
+    final: bool = Field(False, description="speech: the stream ends with this chunk")
 
 
 class GatesRequest(BaseModel):
@@ -269,7 +274,7 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         served = model(name)
         stepper = STEPPERS.get(served.task)
         need(served, stepper is not None, "streaming sessions")
-        state = stepper.open(served.predictor)
+        state = await in_worker(served, stepper.open, served.predictor)
         session = store.create(name, state, stepper.nbytes(state), asyncio.Lock())
         return SessionOpened(session_id=session.id, model=name,
                              idle_timeout_s=config.sessions.idle_timeout_s)  # fmt: skip
@@ -279,9 +284,12 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         served = model(name)
         stepper = STEPPERS.get(served.task)
         need(served, stepper is not None, "streaming sessions")
-        check_text(body.input, "input", limits)
+        if isinstance(body.input, str):
+            check_text(body.input, "input", limits)
+        elif len(body.input) > limits.max_numbers:
+            raise RequestError(413, "input", f"more than {limits.max_numbers} numbers")
         session = store.get(name, session_id)
-        options = {"top_k": body.top_k, "distribution": body.distribution}
+        options = {"top_k": body.top_k, "distribution": body.distribution, "final": body.final}
         async with session.lock:
             output, state = await in_worker(
                 served, stepper.step, served.predictor, session.state, body.input, options

@@ -8,7 +8,8 @@ steps it; :class:`SessionStore` keeps the states, bounded in number and in bytes
 a session idle for longer than the timeout.
 
 Steppers: ``lm`` (characters or text in; the log-probability of the chunk's tokens and the
-next-token distribution out). A chunk is tokenized on its own, so for a character model
+next-token distribution out) and ``speech`` (audio samples in; the transcript so far out,
+for a unidirectional CTC model). A chunk is tokenized on its own, so for a character model
 the results equal one pass over the concatenated text (tested); for a BPE model they do
 when chunks end at word boundaries.
 """
@@ -110,7 +111,104 @@ class LMStepper:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-STEPPERS: dict[str, Stepper] = {"lm": LMStepper()}
+@dataclass
+class SpeechState:
+    """An audio stream: the frames still forming (``frames``), frames waiting for a whole
+    ``subsample`` step (``pending``, (T, n_mels)), the LSTM ``state``, and every CTC
+    log-probability so far (``log_probs``, (T', C + 1)) for the transcript."""
+
+    frames: Any
+    pending: Tensor
+    state: Any = None
+    log_probs: Tensor | None = None
+    finished: bool = False
+
+
+class SpeechStepper:
+    """A unidirectional CTC speech model fed audio as it arrives, as
+    :meth:`~lstmkit.tasks.speech.task.SpeechPredictor.stream` reads a whole file.
+
+    A chunk is samples (numbers in [-1, 1]) at the model's rate; ``final: true`` ends the
+    stream (the last frames, zero-padded to a whole step as one pass pads them). Each step
+    returns ``frames`` (new CTC steps), ``transcript`` and ``confidence``: the best path over
+    everything heard so far, final once ``final`` is given.
+    """
+
+    def open(self, predictor: Any) -> SpeechState:
+        from lstmkit.data.audio import FrameStream
+
+        if predictor.config.features.normalize == "utterance":
+            raise RequestError(422, "name", "this speech model normalises whole utterances; "
+                               "streaming needs features.normalize global or none")  # fmt: skip
+        try:
+            predictor.model.check_streamable()
+        except ValueError as e:
+            raise RequestError(422, "name", str(e)) from None
+        n_mels = predictor.config.features.n_mels
+        return SpeechState(FrameStream(predictor.featurizer.extractor), torch.zeros(0, n_mels))
+
+    @torch.no_grad()
+    def step(
+        self, predictor: Any, state: SpeechState, chunk: Any, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], SpeechState]:
+        import copy
+
+        import numpy as np
+
+        from lstmkit.data.audio import normalize
+        from lstmkit.tasks.speech.task import ctc_decode, transcript
+
+        if state.finished:
+            raise RequestError(422, "final", "this stream has ended; open a new session")
+        if not isinstance(chunk, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in chunk
+        ):
+            raise RequestError(422, "input", "must be a list of samples (numbers)")
+        audio = np.asarray(chunk, dtype=np.float32)
+        if not np.isfinite(audio).all():
+            raise RequestError(422, "input", "holds NaN or infinite samples")
+        config, stats, model = predictor.config, predictor.stats, predictor.model
+        frames = copy.deepcopy(state.frames)  # the stored session stays as it was on error
+        k = config.model.subsample
+        new = normalize(frames.push(audio), config.features.normalize, stats)
+        pending = torch.cat([state.pending, new])
+        outputs, rnn_state = [], state.state
+        ready = pending.shape[0] - pending.shape[0] % k
+        if ready:
+            out, rnn_state = model.step(pending[:ready, None].to(predictor.device), rnn_state)
+            outputs.append(out[:, 0].cpu())
+            pending = pending[ready:]
+        final = bool(options.get("final"))
+        if final:
+            tail = torch.cat([pending, normalize(frames.flush(), config.features.normalize,
+                                                 stats)])  # fmt: skip
+            if tail.shape[0]:
+                tail = torch.cat([tail, tail.new_zeros((-tail.shape[0]) % k, tail.shape[1])])
+                out, rnn_state = model.step(tail[:, None].to(predictor.device), rnn_state)
+                outputs.append(out[:, 0].cpu())
+            pending = pending[:0]
+        parts = [p for p in (state.log_probs, *outputs) if p is not None]
+        log_probs = torch.cat(parts) if parts else None
+        text, confidence = "", 0.0
+        if log_probs is not None and log_probs.shape[0]:
+            digits, confidence = ctc_decode(log_probs, config.decode.beam_width)
+            text = transcript(digits)
+        output = {
+            "frames": int(sum(o.shape[0] for o in outputs)),
+            "transcript": text,
+            "confidence": round(float(confidence), 6),
+            "final": final,
+        }
+        return output, SpeechState(frames, pending, rnn_state, log_probs, final)
+
+    def nbytes(self, state: SpeechState) -> int:
+        tensors = [state.pending, *(state.state or ())]
+        if state.log_probs is not None:
+            tensors.append(state.log_probs)
+        return sum(t.numel() * t.element_size() for t in tensors) + state.frames.buffer.nbytes
+
+
+STEPPERS: dict[str, Stepper] = {"lm": LMStepper(), "speech": SpeechStepper()}
 
 
 @dataclass
