@@ -95,3 +95,33 @@ def test_an_unknown_repo_is_an_error_offline(tmp_path, monkeypatch):
     with pytest.raises((LocalEntryNotFoundError, OSError)):
         LSTMKitModel.from_pretrained("nobody/no-such-model", cache_dir=tmp_path,
                                      local_files_only=True)  # fmt: skip
+
+
+def test_push_to_hub_uploads_the_saved_folder(model_dirs, monkeypatch):
+    """push_to_hub is the mixin's: with the Hub API replaced (no network), it creates the
+    repository and uploads exactly the folder save_pretrained writes."""
+    import huggingface_hub.hub_mixin as mixin
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["repo"] = (repo_id, private, exist_ok)
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            calls["files"] = sorted(p.name for p in folder_path.iterdir())
+            calls["card"] = (folder_path / "README.md").read_text()
+            return f"https://example.invalid/{repo_id}/commit/1"
+
+    monkeypatch.setattr(mixin, "HfApi", FakeApi)
+    model = LSTMKitModel.from_pretrained(str(model_dirs["imdb"]))
+    url = model.push_to_hub("me/imdb-lstm", token="t0k", private=True)
+    assert url == "https://example.invalid/me/imdb-lstm/commit/1"
+    assert calls["repo"] == ("me/imdb-lstm", True, True) and calls["token"] == "t0k"
+    assert calls["files"] == ["README.md", "config.json", "metrics.json", "model.safetensors",
+                              "results.json", "tokenizer.json"]  # fmt: skip
+    assert calls["card"] == (model_dirs["imdb"] / "README.md").read_text()
