@@ -21,7 +21,7 @@ Graphs (dims ``L`` and ``N`` are dynamic):
   ``L = 1`` and the state carried in and out.
 
 Configurations an ONNX ``LSTM`` op cannot express (``layer_norm``, ``coupled``,
-``proj_size``) are refused with an error naming the variant.
+``proj_size``) are exported as a ``Scan`` loop over the step (:mod:`lstmkit.export.scan`).
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ GATE_ORDER = [0, 3, 1, 2]  # torch's i f g o blocks in ONNX's i o f c order
 class Graph:
     """A small ONNX graph builder: named initializers and nodes with fresh output names."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self.prefix = prefix  # a subgraph's names must not shadow its outer graph's
         self._count = 0
 
     def fresh(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self.prefix}{hint}_{self._count}"
 
     def const(self, hint: str, array: Any) -> str:
         name = self.fresh(hint)
@@ -80,13 +81,11 @@ def _gates(w: np.ndarray, hidden: int) -> np.ndarray:
     return blocks[GATE_ORDER].reshape(w.shape)
 
 
-def check_exportable(lstm: nn.Module) -> None:
-    for name in ("layer_norm", "coupled"):
-        if getattr(lstm, name, False):
-            raise ValueError(f"an LSTM with {name} has no ONNX LSTM op; export supports the "
-                             "standard LSTM, peephole and the training-only variants")  # fmt: skip
-    if getattr(lstm, "proj_size", 0):
-        raise ValueError("an LSTM with proj_size has no ONNX LSTM op")
+def has_lstm_op(lstm: nn.Module) -> bool:
+    """Whether ONNX's ``LSTM`` op computes ``lstm`` (else it is exported as a ``Scan``
+    loop, :mod:`lstmkit.export.scan`)."""
+    variants = ("layer_norm", "coupled", "proj_size")
+    return not any(getattr(lstm, name, False) for name in variants)
 
 
 Pair = tuple[str, str]  # the names of (h, c)
@@ -97,9 +96,12 @@ def lstm_layers(g: Graph, lstm: nn.Module, x: str, seq_lens: str | None,
     """Every layer of an :class:`lstmkit.nn.LSTM` (time-major ``x`` (L, N, I)) as ONNX
     ``LSTM`` ops; returns the top layer's output (L, N, D*H) and (Y_h, Y_c) per layer, each
     (D, N, H). ``states``: initial (h, c) per layer, each (D, N, H)."""
-    check_exportable(lstm)
     if getattr(lstm, "batch_first", False):
         raise ValueError("export reads time-major LSTMs (batch_first=False)")
+    if not has_lstm_op(lstm):
+        from lstmkit.export.scan import scan_layers
+
+        return scan_layers(g, lstm, x, seq_lens, states)
     hidden, dirs = lstm.hidden_size, 2 if lstm.bidirectional else 1
     finals = []
     for layer in range(lstm.num_layers):

@@ -93,14 +93,8 @@ def test_lm_step_graph_generates_what_eager_generates(peephole, tmp_path):
         assert "".join(generate(ort, tok, "the ", 60, **options)) == eager
 
 
-def test_variants_without_an_onnx_op_are_refused():
-    for kw, name in (({"layer_norm": True}, "layer_norm"),):
-        with pytest.raises(ValueError, match=f"an LSTM with {name} has no ONNX LSTM op"):
-            export_graph("sentiment", classifier(**kw))
+def test_tasks_without_a_graph_are_refused():
     lm = LanguageModel(10, LMModelConfig(4, 4, 1))
-    lm.layers[0].coupled = True
-    with pytest.raises(ValueError, match="an LSTM with coupled has no ONNX LSTM op"):
-        export_graph("lm", lm)
     with pytest.raises(ValueError, match="supports the sentiment, lm, lab tasks; not 'forecast'"):
         export_graph("forecast", lm)
 
@@ -196,3 +190,62 @@ def test_export_command_on_a_lab_model(tmp_path):
     assert lines[2:] == [f"validation eager: solved_fraction {solved:.4f}",
                          f"validation onnx: solved_fraction {solved:.4f}",
                          "validation onnx_change: solved_fraction +0.0000"]  # fmt: skip
+
+
+def _perturb(model: torch.nn.Module) -> None:
+    """Layer-norm gains of 1, shifts and peepholes of 0 hide mistakes: make them matter."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln_" in name or "weight_c" in name:
+                p.normal_(0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"layer_norm": True},
+        {"layer_norm": True, "peephole": True, "num_layers": 2, "pooling": "last+attention"},
+        {"layer_norm": True, "bidirectional": False, "pooling": "max"},
+    ],
+    ids=["ln-bi", "ln-peephole-2-layers", "ln-uni"],
+)
+def test_variants_without_an_lstm_op_export_as_a_loop(kw, tmp_path):
+    model = classifier(**kw)
+    _perturb(model)
+    graph = export_graph("sentiment", model)
+    ops = Counter(n.op_type for n in graph.graph.node)
+    dirs = 2 if model.encoder.rnn.bidirectional else 1
+    assert ops["LSTM"] == 0 and ops["Scan"] == model.encoder.rnn.num_layers * dirs
+    path = save(graph, tmp_path / "loop.onnx")
+    assert max_difference("sentiment", model, session(path)) <= TOL
+    ort = OrtSentiment(path)
+    feeds = random_inputs("sentiment", model, batch=6, steps=17, seed=9)
+    ids, lengths = torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])
+    with torch.no_grad():
+        assert (ort(ids, lengths) - model(ids, lengths)).abs().max() <= TOL
+
+
+def test_coupled_gates_and_projections_export_as_a_loop(tmp_path):
+    from lstmkit.nn import LSTM
+    from lstmkit.tasks.lab.task import build_model, load_config
+
+    model = classifier()
+    torch.manual_seed(3)
+    model.encoder.rnn = LSTM(8, 6, bidirectional=True, coupled=True, peephole=True).eval()
+    _perturb(model)
+    path = save(export_graph("sentiment", model), tmp_path / "cifg.onnx")
+    assert max_difference("sentiment", model, session(path)) <= TOL
+    lab = build_model(load_config({"data": {"problem": "adding", "T": 20}})).eval()
+    lab.rnn = LSTM(2, 8, num_layers=2, proj_size=3, layer_norm=True).eval()
+    lab.head = torch.nn.Linear(3, 1)
+    _perturb(lab)
+    path = save(export_graph("lab", lab), tmp_path / "proj.onnx")
+    assert max_difference("lab", lab, session(path)) <= TOL
+
+
+def test_lm_step_graph_with_layer_norm(tmp_path):
+    torch.manual_seed(2)
+    model = LanguageModel(12, LMModelConfig(8, 16, 2, layer_norm=True)).eval()
+    _perturb(model)
+    path = save(export_graph("lm", model), tmp_path / "lm.onnx")
+    assert max_difference("lm", model, session(path)) <= TOL
