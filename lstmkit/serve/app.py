@@ -40,7 +40,7 @@ from lstmkit import __version__
 from lstmkit.serve.config import Limits, ServeConfig
 from lstmkit.serve.inputs import RequestError, check_inputs, check_max_new, check_text
 from lstmkit.serve.models import ServedModel
-from lstmkit.serve.sessions import STEPPERS, SessionStore
+from lstmkit.serve.sessions import STEPPERS, SessionStore, short_step_kernel
 
 STATIC = Path(__file__).resolve().parent / "static"
 SEED_MAX = 2**31 - 1  # exact in every JSON parser (a float near 2**63 is not)
@@ -326,12 +326,16 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         except ValueError as e:
             raise RequestError(422, "prompt", str(e)) from None
 
+        def next_token() -> Any:  # one token a call: the short-step kernel (sessions.py)
+            with short_step_kernel(p.model):
+                return next(tokens, end)
+
         async def events() -> AsyncIterator[str]:
             text, piece = "", first
             while piece is not end:
                 text += piece
                 yield f"data: {json.dumps({'text': piece})}\n\n"
-                piece = await in_worker(served, next, tokens, end)
+                piece = await in_worker(served, next_token)
             yield f"event: done\ndata: {json.dumps({'prompt': body.prompt, 'text': text})}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream",
