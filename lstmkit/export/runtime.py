@@ -10,6 +10,7 @@ task's own validation data, so the number is printed, never assumed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ def session(path: str | Path, threads: int = 0) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # idle worker threads sleep instead of spinning: on a few shared cores a spinning pool
+    # takes the CPU the event loop and the other requests need
+    if os.environ.get("LSTMKIT_ORT_SPIN", "0") != "1":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
