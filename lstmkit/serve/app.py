@@ -10,6 +10,7 @@ Endpoints (every model; ``{name}`` is the name it is served under)::
     DELETE /v1/models/{name}/sessions/{id}      close it
     POST /v1/models/{name}/generate             text generation, server-sent events (lm)
     POST /v1/models/{name}/gates                a text's per-token gate activations (sentiment)
+    POST /v1/models/{name}/attention            a translation and its attention map (translate)
     POST /v1/models/{name}/transcribe           WAV bytes -> transcript (speech)
     GET  /                                      the web page (lstmkit/serve/static)
 
@@ -95,6 +96,10 @@ class StepRequest(BaseModel):
 class GatesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1)
+
+
+class AttentionRequest(GatesRequest):
+    """One source sentence for ``/attention``."""
 
 
 class SessionOpened(BaseModel):
@@ -248,6 +253,8 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
             caps.append("generate")
         if hasattr(served.predictor, "gate_inputs"):
             caps.append("gates")
+        if hasattr(served.predictor, "attention"):
+            caps.append("attention")
         return caps
 
     @app.post("/v1/models/{name}/predict", response_model=PredictResponse, responses=ERRORS)
@@ -358,6 +365,16 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
 
         try:
             return await in_worker(served, compute)
+        except ValueError as e:
+            raise RequestError(422, "text", str(e)) from None
+
+    @app.post("/v1/models/{name}/attention", responses=ERRORS)
+    async def attention(name: str, body: AttentionRequest) -> dict[str, Any]:
+        served = model(name)
+        need(served, hasattr(served.predictor, "attention"), "attention maps")
+        text = check_text(body.text, "text", limits)
+        try:
+            return await in_worker(served, served.predictor.attention, text)
         except ValueError as e:
             raise RequestError(422, "text", str(e)) from None
 

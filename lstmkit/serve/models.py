@@ -20,10 +20,10 @@ from lstmkit.serve.config import BatchConfig
 from lstmkit.tasks.base import Predictor
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# the page's widget per task; a task not named here (translate, future tasks) gets the
-# generic one: text or JSON in, the Predictor's JSON out
+# the page's widget per task; a task not named here (future tasks) gets the generic one:
+# text or JSON in, the Predictor's JSON out
 WIDGETS = {"sentiment": "sentiment", "lm": "generate", "forecast": "forecast",
-           "speech": "speech"}  # fmt: skip
+           "speech": "speech", "translate": "translate"}  # fmt: skip
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:

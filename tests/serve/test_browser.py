@@ -15,6 +15,7 @@ import pytest
 
 from tests.serve.fixtures import QUIET, _train
 from tests.serve.test_process import free_port, start_server, wait_ready
+from tests.serve.test_tasks import TINY_TRANSLATE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -29,10 +30,11 @@ pytestmark = pytest.mark.skipif(
 def server(model_dirs, tmp_path_factory):
     hourly = _train("forecast", {"train": {**QUIET, "max_steps": 2}},
                     tmp_path_factory.mktemp("forecast") / "hourly")  # fmt: skip
+    de_en = _train("translate", TINY_TRANSLATE, tmp_path_factory.mktemp("translate") / "de-en")
     port = free_port()
     proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
                         f"chars={model_dirs['chars']}", "--model", f"hourly={hourly}",
-                        port=port)  # fmt: skip
+                        "--model", f"de-en={de_en}", port=port)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url)
@@ -173,3 +175,25 @@ def test_forecast_plot(page, server, tmp_path):
     assert drawn == pytest.approx(forecast, abs=(hi - lo) * 1e-6)
     assert len(page.find_elements("css selector", "#plot polygon")) == 1  # the interval
     page.save_screenshot(str(artifacts(tmp_path) / "forecast.png"))
+
+
+def test_translation_with_its_attention_map(page, server, tmp_path):
+    sentence = "Ein Mann fährt Fahrrad."
+    choose(page, "model", "de-en")
+    assert page.find_element("id", "widget-translate").is_displayed()
+    page.find_element("id", "source").send_keys(sentence)
+    page.find_element("id", "translate").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(page, 20).until(lambda d: d.find_elements("css selector", "#attention td"))
+    api = httpx.post(f"{server}/v1/models/de-en/attention", json={"text": sentence}).json()
+    shown = page.execute_script("return document.getElementById('translation').textContent")
+    assert shown == api["translation"]
+    rows = page.find_elements("css selector", "#attention tr")
+    assert len(rows) == 1 + len(api["target_tokens"])
+    header = [c.text for c in rows[0].find_elements("css selector", "td")][1:]
+    assert header == api["source_tokens"]
+    for row, expected in zip(rows[1:], api["weights"]):
+        cells = row.find_elements("css selector", "td")[1:]
+        assert [float(c.get_attribute("data-value")) for c in cells] == pytest.approx(expected)
+    page.save_screenshot(str(artifacts(tmp_path) / "translate.png"))

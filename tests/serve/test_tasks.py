@@ -17,6 +17,12 @@ from lstmkit.tasks.speech.task import SAMPLE as FSDD_SAMPLE
 from tests.serve.fixtures import QUIET, _train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+TINY_TRANSLATE = {
+    "data": {"vocab_size": 300},
+    "model": {"emb_size": 16, "enc_hidden": 16, "dec_hidden": 24},
+    "decode": {"beam": 2},
+    "train": {**QUIET, "max_steps": 3},
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,7 @@ def dirs(one_thread, tmp_path_factory):
     return {
         "digits": _train("speech", speech, root / "digits"),
         "hourly": _train("forecast", {"train": {**QUIET, "max_steps": 2}}, root / "hourly"),
+        "de-en": _train("translate", TINY_TRANSLATE, root / "de-en"),
     }
 
 
@@ -90,3 +97,26 @@ def test_speech_limits_and_no_server_paths(client, wav):
     # the generic predict would read file paths on the server: refused
     r = client.post("/v1/models/digits/predict", json={"inputs": ["/etc/passwd"]})
     assert r.status_code == 422 and "/transcribe" in r.json()["error"]["message"]
+
+
+def test_translation_and_its_attention_map(client, dirs):
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert models["de-en"]["widget"] == "translate" and "attention" in models["de-en"]["endpoints"]
+    texts = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
+    r = client.post("/v1/models/de-en/predict", json={"inputs": texts})
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"] == run.load(dirs["de-en"]).predict(texts)
+    r = client.post("/v1/models/de-en/attention", json={"text": texts[0]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["translation"] == run.load(dirs["de-en"]).predict(texts[:1])[0]["translation"]
+    assert len(out["weights"]) == len(out["target_tokens"]) >= 1
+    for row in out["weights"]:
+        assert len(row) == len(out["source_tokens"]) and sum(row) == pytest.approx(1, abs=1e-4)
+    for body, status in [({"text": ""}, 422), ({"text": 3}, 422), ({"txt": "x"}, 422)]:
+        r = client.post("/v1/models/de-en/attention", json=body)
+        assert r.status_code == status, r.text
+    r = client.post("/v1/models/de-en/predict", json={"inputs": [["not", "a", "text"]]})
+    assert r.status_code == 422 and "list of strings" in r.json()["error"]["message"]
+    r = client.post("/v1/models/hourly/attention", json={"text": "x"})
+    assert r.status_code == 404 and "has no attention maps" in r.json()["error"]["message"]

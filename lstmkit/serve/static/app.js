@@ -188,6 +188,29 @@ async function transcribe() {
   $("transcript").textContent = result.transcript;
 }
 
+// -- translation: the output and its attention map (rows target, columns source subwords) --
+
+async function translate() {
+  showError(null);
+  const result = await (await post(modelUrl("attention"), { text: $("source").value })).json();
+  $("translation").textContent = result.translation;
+  const table = $("attention");
+  table.textContent = "";
+  const head = table.insertRow();
+  head.insertCell().textContent = "";
+  for (const token of result.source_tokens) head.insertCell().textContent = token;
+  result.target_tokens.forEach((token, t) => {
+    const row = table.insertRow();
+    row.insertCell().textContent = token;
+    for (const w of result.weights[t]) {
+      const cell = row.insertCell();
+      cell.dataset.value = w;
+      cell.title = w.toFixed(3);
+      cell.style.background = sequential(w);
+    }
+  });
+}
+
 // -- anything else: one input (JSON when it parses, else the text) -> the JSON output ---------
 
 async function predictGeneric() {
@@ -209,6 +232,7 @@ document.addEventListener("DOMContentLoaded", () => {
   onClick("generate", generate);
   onClick("forecast", forecast);
   onClick("transcribe", transcribe);
+  onClick("translate", translate);
   onClick("predict", predictGeneric);
   $("gate").addEventListener("change", drawHeatmap);
   loadModels().catch(showError);

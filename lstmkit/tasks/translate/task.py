@@ -470,5 +470,16 @@ class TranslatePredictor(Predictor):
     def format_output(self, item: str, output: dict[str, Any]) -> str:
         return output["translation"]
 
+    @torch.no_grad()
+    def attention(self, text: str) -> dict[str, Any]:
+        """The translation of ``text`` with its attention: ``source_tokens``,
+        ``target_tokens`` (``</s>`` last when it ended there) and ``weights`` (one row per
+        target token, one column per source token, each row summing to 1)."""
+        from lstmkit.tasks.translate.plot import attention_matrix
+
+        source, target, weights, translation = attention_matrix(self, text)
+        return {"translation": translation, "source_tokens": source, "target_tokens": target,
+                "weights": [[round(w, 5) for w in row] for row in weights]}  # fmt: skip
+
 
 TASK = TranslateTask()
