@@ -20,7 +20,8 @@ Decoder, one target step t (Luong's attentional decoder):
 With ``tie_embeddings`` the output matrix is the target embedding :math:`E_y` (Press & Wolf
 2017), so :math:`\tilde{h}_t` has the embedding size. Without input feeding the whole
 target sequence goes through the decoder LSTM in one call and attention is one batched
-matrix product, several times faster on a CPU than the step loop input feeding needs.
+matrix product: a training step of the preset model took 494 ms here, 691 ms with the step
+loop input feeding needs (batch of 64 pairs, 8-24 subwords, 2 CPU threads).
 
 Shapes: N sentences, S source and T target positions (padded), V target vocabulary.
 """
