@@ -55,21 +55,13 @@ def print_evaluation(result: dict[str, Any]) -> None:
 def _inputs(args: argparse.Namespace) -> list[str]:
     """The texts of ``run``: the arguments, else every line of --file or stdin (empty lines
     kept: they translate to empty lines)."""
-    from lstmkit.data.parallel import read_lines
+    from lstmkit.data.parallel import read_lines, split_lines
 
     if args.texts:
         return list(args.texts)
     if args.file:
         return read_lines(args.file, raw=True)
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"standard input is not UTF-8 text (byte {e.start})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return split_lines(sys.stdin.buffer.read(), "standard input", raw=True)
 
 
 def _load(args: argparse.Namespace):

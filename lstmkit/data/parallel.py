@@ -23,6 +23,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from lstmkit.data.tokenizer import read_hf
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
@@ -50,16 +52,21 @@ def read_lines(path: str | Path, raw: bool = False) -> list[str]:
             data = f.read()
         except (OSError, EOFError) as e:
             raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+    return split_lines(data, str(path), raw)
+
+
+def split_lines(data: bytes, where: str, raw: bool = False) -> list[str]:
+    """The lines of UTF-8 ``data`` (from ``where``, named in errors), as :func:`read_lines`."""
     lines = []
     for n, line in enumerate(data.split(b"\n"), 1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}, line {n}: not UTF-8 text ({e.reason} at byte "
+            raise ValueError(f"{where}, line {n}: not UTF-8 text ({e.reason} at byte "
                              f"{e.start})") from None  # fmt: skip
         lines.append(text.removesuffix("\r") if raw else normalize(text))
     if data.endswith(b"\n") or not data:
-        lines.pop()  # the newline ending the last line (or the empty file's one "line")
+        lines.pop()  # the newline ending the last line (or the empty data's one "line")
     return lines
 
 
@@ -172,8 +179,4 @@ class Subwords:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no vocabulary file {path}")
-        try:
-            hf = HFTokenizer.from_file(str(path))
-        except Exception as e:  # tokenizers raises a bare Exception for a malformed file
-            raise ValueError(f"{path}: not a readable tokenizer ({e})") from None
-        return cls(hf)
+        return cls(read_hf(path))

@@ -121,10 +121,7 @@ class Tokenizer:
         path = path / TOKENIZER_FILE if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"no {TOKENIZER_FILE} at {path}")
-        try:
-            hf = HFTokenizer.from_file(str(path))
-        except Exception as e:  # tokenizers raises a bare Exception for a malformed file
-            raise ValueError(f"{path}: not a readable tokenizer ({e})") from None
+        hf = read_hf(path)
         model = hf.model
         if isinstance(model, models.BPE):
             kind = "bpe"
@@ -133,3 +130,12 @@ class Tokenizer:
         else:
             kind = "char"
         return cls(hf, kind)
+
+
+def read_hf(path: str | Path) -> HFTokenizer:
+    """An HF ``tokenizers`` file, or a ValueError naming it (the library raises a bare
+    Exception for a malformed file)."""
+    try:
+        return HFTokenizer.from_file(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable tokenizer ({e})") from None

@@ -18,6 +18,7 @@ never cut at translation time.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lstmkit.data.parallel import PAD_ID, Parallel, Subwords, find_split, read_lines, read_parallel
+from lstmkit.data.parallel import (
+    PAD_ID,
+    Parallel,
+    Subwords,
+    find_split,
+    normalize,
+    read_lines,
+    read_parallel,
+)
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.translate.batches import Batch, PairBatches, truncate_pairs
 from lstmkit.tasks.translate.decode import Hypothesis, beam_search, greedy
@@ -147,17 +156,16 @@ class Splits(NamedTuple):
 
 def read_splits(data: TranslateDataConfig) -> Splits:
     """The training and validation pairs the config names (see the class docstring)."""
+    folder = data.path if data.path is not None else SAMPLE
     if data.src is not None:
         train = read_parallel(data.src, data.tgt)
     else:
-        folder = data.path if data.path is not None else SAMPLE
         train = read_parallel(find_split(folder, "train", data.src_lang),
                               find_split(folder, "train", data.tgt_lang))  # fmt: skip
     if data.val_src is not None:
         val = read_parallel(data.val_src, data.val_tgt)
         refs = read_lines(data.val_tgt, raw=True)
     elif data.src is None:
-        folder = data.path if data.path is not None else SAMPLE
         val = read_parallel(find_split(folder, "val", data.src_lang),
                             find_split(folder, "val", data.tgt_lang))  # fmt: skip
         refs = read_lines(val.paths[1], raw=True)
@@ -193,24 +201,22 @@ def save_vocabs(out_dir: Path, src: Subwords, tgt: Subwords, joint: bool) -> dic
 
 
 def make_step(label_smoothing: float):
-    """The step: label-smoothed cross-entropy per target token (``</s>`` included); the
-    size is the number of target tokens, the metric ``nll`` the unsmoothed loss (its exp is
-    the perplexity)."""
+    """The step: label-smoothed cross-entropy per target token (``</s>`` included; as
+    ``F.cross_entropy(label_smoothing=eps)``: (1 - eps) NLL + eps times the mean of -log p
+    over the vocabulary); the size is the number of target tokens, the metric ``nll`` the
+    unsmoothed loss (its exp is the perplexity). One log-softmax serves both."""
 
     def step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
         device = next(model.parameters()).device
         logits = model(batch.src.to(device), batch.src_lengths, batch.tgt_in.to(device))
         target = batch.tgt_out.to(device).reshape(-1)
-        flat = logits.float().reshape(-1, logits.shape[-1])
-        loss = F.cross_entropy(flat, target, ignore_index=PAD_ID, label_smoothing=label_smoothing)
-        with torch.no_grad():
-            nll = (
-                F.cross_entropy(flat, target, ignore_index=PAD_ID)
-                if label_smoothing
-                else loss.detach()
-            )
-        tokens = int((target != PAD_ID).sum())
-        return StepOutput(loss, tokens, {"nll": float(nll)})
+        keep = target != PAD_ID
+        log_probs = F.log_softmax(logits.float().reshape(-1, logits.shape[-1])[keep], -1)
+        nll = -log_probs.gather(1, target[keep, None]).mean()
+        loss = nll
+        if label_smoothing:
+            loss = (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(-1).mean()
+        return StepOutput(loss, int(keep.sum()), {"nll": float(nll.detach())})
 
     return step
 
@@ -326,11 +332,12 @@ def build_model(config: TranslateConfig, artifacts: dict[str, Any]) -> Seq2Seq:
 
 
 def make_score_data(sources: list[str], references: list[str] | None, origin: str,
-                    src_vocab: Subwords, tgt_vocab: Subwords,
-                    config: TranslateConfig) -> ScoreData:  # fmt: skip
+                    src_vocab: Subwords, tgt_vocab: Subwords, config: TranslateConfig,
+                    decode: DecodeConfig | None = None) -> ScoreData:  # fmt: skip
+    """The data :func:`score` reads; ``decode`` (default: the config's) says how."""
     ids = src_vocab.encode_batch(sources)
     batches = PairBatches(ids, None, config.data.eval_batch_size)
-    return ScoreData(batches, sources, references, origin, config.decode, tgt_vocab)
+    return ScoreData(batches, sources, references, origin, decode or config.decode, tgt_vocab)
 
 
 class TranslateTask:
@@ -340,10 +347,12 @@ class TranslateTask:
     config_class = TranslateConfig
 
     def build(self, config: TranslateConfig, run: RunContext) -> Built:
+        if run.world_size > 1:  # batches are not sharded
+            raise ValueError("the translate task trains in one process (no torchrun)")
         data = config.data
         splits = read_splits(data)
         src_vocab, tgt_vocab = build_vocabs(data, splits.train)
-        files = save_vocabs(run.out_dir, src_vocab, tgt_vocab, data.joint) if run.rank == 0 else {}
+        files = save_vocabs(run.out_dir, src_vocab, tgt_vocab, data.joint)
         src_ids, tgt_ids, cut = truncate_pairs(src_vocab.encode_batch(splits.train.source),
                                                tgt_vocab.encode_batch(splits.train.target),
                                                data.max_len)  # fmt: skip
@@ -352,8 +361,6 @@ class TranslateTask:
                                              data.max_len)  # fmt: skip
         seed = config.train.seed
         train = PairBatches(src_ids, tgt_ids, data.batch_size, shuffle=True, seed=seed)
-        if run.world_size > 1:
-            raise ValueError("the translate task trains in one process (no torchrun)")
         val = PairBatches(val_src, val_tgt, data.eval_batch_size)
         score_data = make_score_data(splits.val.source, splits.val_refs, "val", src_vocab,
                                      tgt_vocab, config)  # fmt: skip
@@ -391,9 +398,9 @@ class TranslateTask:
         ``test``: Multi30k's test_2016_flickr) of the folder ``path`` (``None``: the
         model's training data) in the model's languages."""
         config = predictor.config
+        decode = config.decode
         if beam is not None:
-            config.decode.beam = beam
-            config.decode.n_best = 1
+            decode = dataclasses.replace(decode, beam=beam, n_best=1)
         if (src is None) != (ref is None):
             raise ValueError("--src and --ref go together")
         if src is None:
@@ -408,8 +415,15 @@ class TranslateTask:
                 src = find_split(folder, split or "val", data.src_lang)
                 ref = find_split(folder, split or "val", data.tgt_lang)
         pairs = read_parallel(src, ref)
-        return make_score_data(pairs.source, read_lines(ref, raw=True), str(src),
-                               predictor.src_vocab, predictor.tgt_vocab, config)  # fmt: skip
+        return make_score_data(
+            pairs.source,
+            read_lines(ref, raw=True),
+            str(src),
+            predictor.src_vocab,
+            predictor.tgt_vocab,
+            config,
+            decode,
+        )
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(
@@ -445,8 +459,6 @@ class TranslatePredictor(Predictor):
         self.tgt_vocab = _vocab(self.model_dir, a["tgt_vocab"], a["tgt_vocab_size"])
 
     def hypotheses(self, texts: list[str], keep_weights: bool = False) -> list[list[Hypothesis]]:
-        from lstmkit.data.parallel import normalize
-
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("translate inputs must be a list of strings")
         ids = self.src_vocab.encode_batch([normalize(t) for t in texts])

@@ -164,3 +164,20 @@ def test_over_long_pairs_are_cut_and_counted():
     assert batch.src.tolist() == [[5, 6], [PAD_ID, PAD_ID]] and batch.src_lengths.tolist() == [2, 0]
     assert batch.tgt_in.tolist() == [[BOS_ID, 7], [BOS_ID, PAD_ID]]
     assert batch.tgt_out.tolist() == [[7, EOS_ID], [EOS_ID, PAD_ID]]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_the_step_loss_is_torchs_label_smoothed_cross_entropy(eps):
+    from lstmkit.tasks.translate.task import make_step
+
+    model = small().train()
+    batch = make_batch([[5, 6, 7], [8]], [[9, 10, 11, 12], [13]], [0, 1])
+    torch.manual_seed(1)
+    out = make_step(eps)(model, batch)
+    torch.manual_seed(1)  # the same dropout masks
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in).reshape(-1, 25)
+    target = batch.tgt_out.reshape(-1)
+    expected = F.cross_entropy(logits, target, ignore_index=PAD_ID, label_smoothing=eps)
+    nll = F.cross_entropy(logits, target, ignore_index=PAD_ID)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.size == 7 and out.metrics["nll"] == pytest.approx(float(nll.detach()), rel=1e-6)
