@@ -16,6 +16,8 @@ Graphs (dims ``L`` and ``N`` are dynamic):
 * sentiment (:func:`sentiment_graph`): ``ids`` (L, N) int64, ``lengths`` (N,) int64 ->
   ``logits`` (N, C), ``probabilities`` (N, C). From-scratch encoders only.
 * lab (:func:`lab_graph`): ``x`` (L, N, I) float, ``lengths`` (N,) -> ``output``.
+* forecast, speech and translate (two graphs: the encoder and one decoder step):
+  :mod:`lstmkit.export.graphs`.
 * lm (:func:`lm_graph`): ``ids`` (L, N) int64, ``h{k}``/``c{k}`` (1, N, H_k) per layer ->
   ``logits`` (L, N, V), ``h{k}_out``/``c{k}_out``: the step graph generation runs with
   ``L = 1`` and the state carried in and out.
@@ -92,11 +94,13 @@ Pair = tuple[str, str]  # the names of (h, c)
 
 
 def lstm_layers(g: Graph, lstm: nn.Module, x: str, seq_lens: str | None,
-                states: list[Pair] | None = None) -> tuple[str, list[Pair]]:  # fmt: skip
+                states: list[Pair] | None = None,
+                time_major: bool = False) -> tuple[str, list[Pair]]:  # fmt: skip
     """Every layer of an :class:`lstmkit.nn.LSTM` (time-major ``x`` (L, N, I)) as ONNX
     ``LSTM`` ops; returns the top layer's output (L, N, D*H) and (Y_h, Y_c) per layer, each
-    (D, N, H). ``states``: initial (h, c) per layer, each (D, N, H)."""
-    if getattr(lstm, "batch_first", False):
+    (D, N, H). ``states``: initial (h, c) per layer, each (D, N, H). ``time_major``: the
+    caller has made ``x`` time-major for a ``batch_first`` LSTM."""
+    if getattr(lstm, "batch_first", False) and not time_major:
         raise ValueError("export reads time-major LSTMs (batch_first=False)")
     if not has_lstm_op(lstm):
         from lstmkit.export.scan import scan_layers
@@ -267,14 +271,33 @@ def lab_graph(model: nn.Module) -> onnx.ModelProto:
 
 
 GRAPHS = {"sentiment": sentiment_graph, "lm": lm_graph, "lab": lab_graph}
+TASKS = (*GRAPHS, "forecast", "speech", "translate")
+
+
+def export_graphs(task: str, model: nn.Module) -> dict[str, onnx.ModelProto]:
+    """The ONNX graphs of a ``task``'s model (eval mode: dropout and the random variants
+    off), by part: ``{"": graph}``, or translate's ``{"encoder": ..., "decoder": ...}``."""
+    from lstmkit.export import graphs
+
+    model = model.eval()
+    if task in GRAPHS:
+        return {"": GRAPHS[task](model)}
+    if task == "forecast":
+        return {"": graphs.forecast_graph(model)}
+    if task == "speech":
+        return {"": graphs.speech_graph(model)}
+    if task == "translate":
+        return graphs.translate_graphs(model)
+    raise ValueError(f"ONNX export supports the {', '.join(TASKS)} tasks; not {task!r}")
 
 
 def export_graph(task: str, model: nn.Module) -> onnx.ModelProto:
-    """The ONNX graph of a ``task``'s model (eval mode: dropout and the random variants off)."""
-    if task not in GRAPHS:
-        raise ValueError(f"ONNX export supports the {', '.join(GRAPHS)} tasks; not {task!r} "
-                         "yet")  # fmt: skip
-    return GRAPHS[task](model.eval())
+    """The ONNX graph of a one-graph ``task``'s model (see :func:`export_graphs`)."""
+    parts = export_graphs(task, model)
+    if "" not in parts:
+        raise ValueError(f"the {task} task exports {len(parts)} graphs ({', '.join(parts)}): "
+                         "use export_graphs")  # fmt: skip
+    return parts[""]
 
 
 def random_inputs(task: str, model: nn.Module, batch: int = 4, steps: int = 9,
@@ -322,10 +345,27 @@ def eager_outputs(task: str, model: nn.Module, feeds: dict[str, np.ndarray]) -> 
     return [logits.numpy(), *(t.numpy() for pair in new for t in pair)]
 
 
-def max_difference(task: str, model: nn.Module, session: Any, seeds: int = 3) -> float:
+def max_difference(task: str, model: nn.Module, session: Any, seeds: int = 3,
+                   part: str = "") -> float:  # fmt: skip
     """The largest absolute difference between the eager model's outputs and ``session``'s
-    (an onnxruntime session of its graph) over ``seeds`` random inputs."""
+    (an onnxruntime session of its graph, translate's ``part``) over ``seeds`` random
+    inputs, every output compared."""
     worst = 0.0
+    if task not in GRAPHS:
+        from lstmkit.export.graphs import eager_feeds, random_feeds
+
+        for seed in range(seeds):
+            feeds = random_feeds(task, model, part, batch=4, steps=9 + seed, seed=seed)
+            expected = eager_feeds(task, model, part, feeds)
+            got = session.run(list(expected), feeds)
+            for a, b in zip(expected.values(), got):
+                if a.shape != b.shape:
+                    raise AssertionError(f"shape {b.shape} from onnxruntime, {a.shape} eager")
+                diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+                # -inf == -inf (log-probabilities of never-emitted tokens) differ by 0
+                diff[np.isinf(a) & (a == b)] = 0
+                worst = max(worst, float(diff.max()))
+        return worst
     for seed in range(seeds):
         feeds = random_inputs(task, model, seed=seed)
         expected = eager_outputs(task, model, feeds)

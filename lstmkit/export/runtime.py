@@ -91,7 +91,120 @@ class OrtLab(nn.Module):
         return torch.from_numpy(out)
 
 
-RUNTIMES = {"sentiment": OrtSentiment, "lm": OrtLM, "lab": OrtLab}
+class OrtForecaster(nn.Module):
+    """A forecast graph run by onnxruntime with :class:`Forecaster`'s calls (``forward``,
+    ``forward_members``) and attributes; the ES-RNN hybrid's smoothing (outside the graph)
+    stays the eager model's."""
+
+    def __init__(self, path: str | Path, threads: int = 0, eager: nn.Module | None = None) -> None:
+        super().__init__()
+        if eager is None:
+            raise ValueError("OrtForecaster needs the eager model (its sizes and smoothing)")
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.session = session(path, threads)
+        self.es = eager.es
+        for name in ("config", "input_size", "season", "horizon", "history", "chunk", "steps"):
+            setattr(self, name, getattr(eager, name))
+
+    def _run(self, z: Tensor, phase: Tensor) -> list[Tensor]:
+        feeds = {"z": z.cpu().float().numpy(), "phase": phase.cpu().long().numpy()}
+        return [torch.from_numpy(a) for a in self.session.run(["quantiles", "members"], feeds)]
+
+    def forward(self, z: Tensor, phase: Tensor) -> Tensor:
+        return self._run(z, phase)[0]
+
+    def forward_members(self, z: Tensor, phase: Tensor) -> list[Tensor]:
+        return list(self._run(z, phase)[1])
+
+
+class OrtSpeech(nn.Module):
+    """A speech graph run by onnxruntime with :class:`SpeechModel`'s ``forward`` and, for a
+    unidirectional CTC model, its streaming ``step``."""
+
+    def __init__(self, path: str | Path, threads: int = 0, eager: nn.Module | None = None) -> None:
+        super().__init__()
+        if eager is None:
+            raise ValueError("OrtSpeech needs the eager model (its configuration)")
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.session = session(path, threads)
+        self.config, self.head_kind = eager.config, eager.head_kind
+        self.layers, self.hidden = eager.rnn.num_layers, eager.rnn.hidden_size
+        self.streams = any(i.name == "h0" for i in self.session.get_inputs())
+        self.first = "log_probs" if self.head_kind == "ctc" else "logits"
+
+    def _run(self, feats: Tensor, lengths: Tensor, state: Any = None) -> list[Tensor]:
+        feeds = {"feats": feats.cpu().float().numpy(),
+                 "lengths": torch.as_tensor(lengths).cpu().long().numpy()}  # fmt: skip
+        names = [self.first, "steps"]
+        if self.streams:
+            n = feats.shape[1]
+            h, c = state if state is not None else (torch.zeros(self.layers, n, self.hidden),) * 2
+            feeds["h0"], feeds["c0"] = h.cpu().float().numpy(), c.cpu().float().numpy()
+            names += ["h_n", "c_n"]
+        return [torch.from_numpy(a) for a in self.session.run(names, feeds)]
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        out, steps, *_ = self._run(feats, lengths)
+        return out, steps
+
+    def check_streamable(self) -> None:
+        if not self.streams or self.head_kind != "ctc":
+            raise ValueError("streaming needs a unidirectional CTC model (model.bidirectional "
+                             "false, task_kind connected)")  # fmt: skip
+
+    def step(self, feats: Tensor, state: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        self.check_streamable()
+        if feats.shape[0] % self.config.subsample:
+            raise ValueError(f"a chunk must hold a multiple of {self.config.subsample} frames")
+        lengths = torch.full((feats.shape[1],), feats.shape[0], dtype=torch.long)
+        out, _, h, c = self._run(feats, lengths, state)
+        return out, (h, c)
+
+
+class OrtSeq2Seq(nn.Module):
+    """A translate model's two graphs run by onnxruntime with :class:`Seq2Seq`'s ``encode``
+    and ``step``, so greedy and beam search run on them unchanged. ``path``: the name the
+    export was given (the graphs are ``NAME.encoder.onnx`` and ``NAME.decoder.onnx``)."""
+
+    def __init__(self, path: str | Path, threads: int = 0, eager: nn.Module | None = None) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.encoder = session(part_path(path, "encoder"), threads)
+        self.decoder = session(part_path(path, "decoder"), threads)
+        self.config = None if eager is None else eager.config
+
+    def encode(self, src: Tensor, lengths: Tensor) -> Any:
+        from lstmkit.tasks.translate.model import DecoderState, Memory
+
+        feeds = {"src": src.cpu().long().numpy(), "lengths": lengths.cpu().long().numpy()}
+        keys, mask, projected, h, c, feed = (
+            torch.from_numpy(a) for a in self.encoder.run(
+                ["keys", "mask", "projected", "h", "c", "feed"], feeds))  # fmt: skip
+        return Memory(keys, mask, projected, DecoderState(h, c, feed))
+
+    def step(self, tokens: Tensor, memory: Any) -> tuple[Tensor, Tensor, Any]:
+        from lstmkit.tasks.translate.model import DecoderState
+
+        s = memory.state
+        feeds = {"tokens": tokens.cpu().long().numpy(), "keys": memory.keys.numpy(),
+                 "mask": memory.mask.numpy(), "projected": memory.projected.numpy(),
+                 "h": s.h.numpy(), "c": s.c.numpy(), "feed": s.feed.numpy()}  # fmt: skip
+        names = ["log_probs", "weights", "h_out", "c_out", "feed_out"]
+        log_probs, weights, h, c, feed = (torch.from_numpy(a)
+                                          for a in self.decoder.run(names, feeds))  # fmt: skip
+        return log_probs, weights, DecoderState(h, c, feed)
+
+
+RUNTIMES = {"sentiment": OrtSentiment, "lm": OrtLM, "lab": OrtLab, "forecast": OrtForecaster,
+            "speech": OrtSpeech, "translate": OrtSeq2Seq}  # fmt: skip
+NEEDS_EAGER = ("forecast", "speech", "translate")
+
+
+def part_path(out: str | Path, part: str) -> Path:
+    """Where graph ``part`` of an export named ``out`` lives: ``out`` itself for a one-graph
+    task, ``model.encoder.onnx`` for part ``encoder`` of ``model.onnx``."""
+    out = Path(out)
+    return out if not part else out.with_name(f"{out.stem}.{part}{out.suffix or '.onnx'}")
 
 
 def quantize_int8(source: str | Path, out: str | Path) -> Path:
@@ -117,7 +230,10 @@ def use_onnx(predictor: Any, path: str | Path, threads: int = 0) -> Any:
     runtime = RUNTIMES.get(predictor.task)
     if runtime is None:
         raise ValueError(f"no ONNX runtime for the {predictor.task} task")
-    predictor.model = runtime(path, threads)
+    if predictor.task in NEEDS_EAGER:
+        predictor.model = runtime(path, threads, eager=predictor.model)
+    else:
+        predictor.model = runtime(path, threads)
     return predictor
 
 
@@ -140,6 +256,11 @@ def task_scores(predictor: Any) -> dict[str, float]:
     if predictor.task == "lab":  # lab scores fresh test sequences of an unseen seed
         scores = task.score(predictor.model, task.eval_data(predictor, None, "test"))
         return {k: scores[k] for k in ("solved_fraction", "accuracy") if k in scores}
+    if predictor.task in ("forecast", "speech", "translate"):
+        keys = {"forecast": ("smape", "mase", "owa"), "speech": ("accuracy", "wer", "cer"),
+                "translate": ("bleu", "chrf")}[predictor.task]  # fmt: skip
+        scores = task.score(predictor.model, task.eval_data(predictor, None, "val"))
+        return {k: scores[k] for k in keys if k in scores}
     raise ValueError(f"no validation score for the {predictor.task} task")
 
 
@@ -166,26 +287,33 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
 
     import onnx
 
-    from lstmkit.export.onnx import export_graph, max_difference
+    from lstmkit.export.onnx import export_graphs, max_difference
     from lstmkit.tasks import run
 
+    if quantize not in (None, "int8"):
+        raise ValueError(f"--quantize must be int8, got {quantize!r}")
     predictor = run.load(model_dir, "cpu")
-    graph = export_graph(predictor.task, predictor.model)
+    graphs = export_graphs(predictor.task, predictor.model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        onnx.save(graph, str(fp32))
-        if quantize == "int8":
-            quantize_int8(fp32, out)
-        elif quantize is None:
-            onnx.save(graph, str(out))
-        else:
-            raise ValueError(f"--quantize must be int8, got {quantize!r}")
+    files, worst = [], 0.0
+    for part, graph in graphs.items():
+        path = part_path(out, part)
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            onnx.save(graph, str(fp32))
+            if quantize == "int8":
+                quantize_int8(fp32, path)
+            else:
+                onnx.save(graph, str(path))
+        files.append(path)
+        diff = max_difference(predictor.task, predictor.model, session(path), part=part)
+        worst = max(worst, diff)
     result: dict[str, Any] = {
         "out": str(out),
-        "bytes": out.stat().st_size,
-        "max_difference": max_difference(predictor.task, predictor.model, session(out)),
+        "files": [str(f) for f in files],
+        "bytes": sum(f.stat().st_size for f in files),
+        "max_difference": worst,
     }
     if evaluate:
         name = "int8" if quantize else "onnx"

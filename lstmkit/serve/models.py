@@ -116,13 +116,17 @@ def _use_graph(predictor: Predictor, runtime: str, threads: int) -> None:
 
     import onnx
 
-    from lstmkit.export.onnx import export_graph
-    from lstmkit.export.runtime import quantize_int8, use_onnx
+    from lstmkit.export.onnx import export_graphs
+    from lstmkit.export.runtime import part_path, quantize_int8, use_onnx
 
-    graph = export_graph(predictor.task, predictor.model)
+    graphs = export_graphs(predictor.task, predictor.model)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save(graph, str(path))
-        if runtime == "int8":
-            path = quantize_int8(path, Path(tmp) / "model.int8.onnx")
-        use_onnx(predictor, path, threads)  # the session holds the graph in memory
+        name = Path(tmp) / ("model.int8.onnx" if runtime == "int8" else "model.onnx")
+        for part, graph in graphs.items():
+            fp32 = Path(tmp) / f"fp32-{part or 'model'}.onnx"
+            onnx.save(graph, str(fp32))
+            if runtime == "int8":
+                quantize_int8(fp32, part_path(name, part))
+            else:
+                fp32.replace(part_path(name, part))
+        use_onnx(predictor, name, threads)  # the sessions hold the graphs in memory
