@@ -8,8 +8,9 @@ steps it; :class:`SessionStore` keeps the states, bounded in number and in bytes
 a session idle for longer than the timeout.
 
 Steppers: ``lm`` (characters or text in; the log-probability of the chunk's tokens and the
-next-token distribution out) and ``speech`` (audio samples in; the transcript so far out,
-for a unidirectional CTC model). A chunk is tokenized on its own, so for a character model
+next-token distribution out), ``speech`` (audio samples in; the transcript so far out,
+for a unidirectional CTC model) and ``forecast`` (values in; the forecast from the series
+so far out). A chunk is tokenized on its own, so for a character model
 the results equal one pass over the concatenated text (tested); for a BPE model they do
 when chunks end at word boundaries.
 """
@@ -235,7 +236,72 @@ class SpeechStepper:
         return sum(t.numel() * t.element_size() for t in tensors) + state.frames.buffer.nbytes
 
 
-STEPPERS: dict[str, Stepper] = {"lm": LMStepper(), "speech": SpeechStepper()}
+@dataclass
+class ForecastState:
+    """A series as it is measured: its latest ``values`` (as many as a forecast reads,
+    whole seasons of them) and the ``total`` count received."""
+
+    values: Any
+    total: int = 0
+
+
+class ForecastStepper:
+    """A series fed value by value (or chunk by chunk): each step returns the forecast
+    from everything received so far, as ``predict`` gives for the whole series posted at
+    once (tested equal).
+
+    The forecaster normalises each input window by its own level, so it re-reads its window
+    rather than carrying an LSTM state across it: the state kept is the series' tail, the
+    longest a forecast reads (the window, the ES-RNN hybrid's history) and under a season
+    more, as whole seasons are dropped, so each window keeps its position in the season. A step returns ``values``
+    (received in this chunk), ``total`` and the Predictor's output (``forecast``,
+    ``quantiles``, with ``lower``/``upper`` where the model has an interval).
+    """
+
+    def open(self, predictor: Any) -> ForecastState:
+        import numpy as np
+
+        return ForecastState(np.zeros(0))
+
+    def keep(self, predictor: Any) -> int:
+        """The fewest values a forecast reads (the tail keeps this many, fewer than a season
+        more)."""
+        return max(predictor.model.input_size, predictor.model.history, 1)
+
+    @torch.no_grad()
+    def step(
+        self, predictor: Any, state: ForecastState, chunk: Any, options: dict[str, Any]
+    ) -> tuple[dict[str, Any], ForecastState]:
+        import numpy as np
+
+        if not isinstance(chunk, list) or not chunk or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in chunk
+        ):
+            raise RequestError(422, "input", "must be a non-empty list of numbers")
+        new = np.asarray(chunk, dtype=np.float64)
+        if not np.isfinite(new).all():
+            raise RequestError(422, "input", "holds NaN or infinite values")
+        values = np.concatenate([state.values, new])
+        season = predictor.model.season
+        drop = (len(values) - self.keep(predictor)) // season * season
+        if drop > 0:  # whole seasons only: the window keeps its phase
+            values = values[drop:]
+        try:
+            (output,) = predictor.predict([values])
+        except ValueError as e:
+            raise RequestError(422, "input", str(e)) from None
+        total = state.total + len(new)
+        return {"values": len(new), "total": total, **output}, ForecastState(values, total)
+
+    def nbytes(self, state: ForecastState) -> int:
+        return int(state.values.nbytes)
+
+
+STEPPERS: dict[str, Stepper] = {
+    "lm": LMStepper(),
+    "speech": SpeechStepper(),
+    "forecast": ForecastStepper(),
+}
 
 
 @dataclass

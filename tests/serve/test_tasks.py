@@ -66,6 +66,44 @@ def test_forecast_from_posted_history(client, dirs):
         assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
 
 
+def store_values(client, sid):
+    return client.app.state.sessions._sessions[sid].state.values
+
+
+def test_forecast_sessions_equal_one_shot_forecasts(client, dirs):
+    from lstmkit.serve.sessions import ForecastStepper
+
+    predictor = run.load(dirs["hourly"])
+    keep = ForecastStepper().keep(predictor)
+    assert keep == predictor.model.input_size
+    series = [10.0 + (t % 24) + 0.01 * t for t in range(2 * keep + 7)]
+    sid = client.post("/v1/models/hourly/sessions").json()["session_id"]
+    total = 0
+    for size in (3, 1, keep - 5, 2 + keep, len(series) - 2 * keep - 1):  # past the kept tail
+        chunk = series[total : total + size]
+        r = client.post(f"/v1/models/hourly/sessions/{sid}/step", json={"input": chunk})
+        total += size
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["values"], body["total"]) == (size, total)
+        assert len(store_values(client, sid)) < keep + predictor.model.season
+        (expected,) = predictor.predict([series[:total]])
+        assert body["forecast"] == pytest.approx(expected["forecast"], rel=1e-6)
+        assert body["quantiles"] == pytest.approx(expected["quantiles"], rel=1e-6)
+    assert total == len(series)
+    for chunk, message in [([], ""), (["a"], ""), ("12", "must be a non-empty list of numbers"),
+                           ([1.0, -5.0], "has the value -5")]:  # fmt: skip
+        r = client.post(f"/v1/models/hourly/sessions/{sid}/step", json={"input": chunk})
+        error = r.json()["error"]
+        assert r.status_code == 422 and error["field"].startswith("input"), r.text
+        assert message in error["message"], r.text
+    # a refused chunk leaves the session as it was
+    r = client.post(f"/v1/models/hourly/sessions/{sid}/step", json={"input": [series[-1]]})
+    (expected,) = predictor.predict([series + [series[-1]]])
+    assert r.json()["total"] == total + 1
+    assert r.json()["forecast"] == pytest.approx(expected["forecast"], rel=1e-6)
+
+
 def test_speech_by_wav_upload(client, dirs, wav):
     r = client.post("/v1/models/digits/transcribe", content=wav,
                     headers={"content-type": "audio/wav"})  # fmt: skip
