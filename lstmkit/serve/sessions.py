@@ -253,9 +253,10 @@ class ForecastStepper:
     The forecaster normalises each input window by its own level, so it re-reads its window
     rather than carrying an LSTM state across it: the state kept is the series' tail, the
     longest a forecast reads (the window, the ES-RNN hybrid's history) and under a season
-    more, as whole seasons are dropped, so each window keeps its position in the season. A step returns ``values``
-    (received in this chunk), ``total`` and the Predictor's output (``forecast``,
-    ``quantiles``, with ``lower``/``upper`` where the model has an interval).
+    more, as whole seasons are dropped, so each window keeps its position in the season.
+    A step returns ``values`` (received in this chunk), ``total`` and the Predictor's
+    output (``forecast``, ``quantiles``, with ``lower``/``upper`` where the model has an
+    interval).
     """
 
     def open(self, predictor: Any) -> ForecastState:
