@@ -31,10 +31,13 @@ def server(model_dirs, tmp_path_factory):
     hourly = _train("forecast", {"train": {**QUIET, "max_steps": 2}},
                     tmp_path_factory.mktemp("forecast") / "hourly")  # fmt: skip
     de_en = _train("translate", TINY_TRANSLATE, tmp_path_factory.mktemp("translate") / "de-en")
+    speech = {"model": {"hidden_size": 12, "num_layers": 1}, "train": {**QUIET, "max_steps": 2}}
+    digits = _train("speech", speech, tmp_path_factory.mktemp("speech") / "digits")
     port = free_port()
     proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
                         f"chars={model_dirs['chars']}", "--model", f"hourly={hourly}",
-                        "--model", f"de-en={de_en}", port=port)  # fmt: skip
+                        "--model", f"de-en={de_en}", "--model", f"digits={digits}",
+                        port=port)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url)
@@ -197,3 +200,30 @@ def test_translation_with_its_attention_map(page, server, tmp_path):
         cells = row.find_elements("css selector", "td")[1:]
         assert [float(c.get_attribute("data-value")) for c in cells] == pytest.approx(expected)
     page.save_screenshot(str(artifacts(tmp_path) / "translate.png"))
+
+
+def test_speech_wav_upload(page, server, tmp_path):
+    import tarfile
+
+    from lstmkit.tasks.speech.task import SAMPLE as FSDD_SAMPLE
+
+    with tarfile.open(FSDD_SAMPLE) as tar:
+        wav = tar.extractfile("recordings/3_theo_5.wav").read()
+    path = tmp_path / "3_theo_5.wav"
+    path.write_bytes(wav)
+    choose(page, "model", "digits")
+    assert page.find_element("id", "widget-speech").is_displayed()
+    page.find_element("id", "wav").send_keys(str(path))  # the file chooser, as a user picks
+    page.find_element("id", "transcribe").click()
+    shown = wait_text(page, "transcript")
+    api = httpx.post(f"{server}/v1/models/digits/transcribe", content=wav,
+                     headers={"content-type": "audio/wav"}).json()  # fmt: skip
+    assert shown == api["transcript"] and shown in [str(d) for d in range(10)]
+    page.save_screenshot(str(artifacts(tmp_path) / "speech.png"))
+    # a file that is not a WAV: the server's 4xx message shown on the page
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    page.find_element("id", "wav").send_keys(str(text))
+    page.find_element("id", "transcribe").click()
+    error = wait_text(page, "error")
+    assert "(HTTP 4" in error and "WAV" in error, error
