@@ -129,31 +129,76 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the answer by its
+    Content-Length: the least a client can do per request, so the load generator, which
+    shares the two cores with the server, takes as little of them as it can (an ``httpx``
+    client spends about 1 ms of CPU a request; ``--client httpx`` measures with it)."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname, parts.port, parts.path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1])
+        length = 0
+        for line in header.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def load(url: str, bodies: list[dict], concurrency: int, requests: int,
-               seconds: float) -> dict[str, float]:  # fmt: skip
+               seconds: float, client: str = "raw") -> dict[str, float]:  # fmt: skip
     """Keep ``concurrency`` requests in flight until ``requests`` are answered (or
-    ``seconds`` pass); latencies in ms, throughput in requests per second."""
+    ``seconds`` pass); latencies in ms, throughput in requests per second. ``client``:
+    ``raw`` (:class:`Connection`, one per concurrent request) or ``httpx``."""
     import httpx
 
     latencies: list[float] = []
     sent = 0
     errors = 0
+    encoded = [json.dumps(b).encode() for b in bodies]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    connections = [Connection(url) for _ in range(concurrency)]
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         start = time.perf_counter()
 
-        async def worker() -> None:
+        async def worker(k: int) -> None:
             nonlocal sent, errors
             while sent < requests and time.perf_counter() - start < seconds:
-                body = bodies[sent % len(bodies)]
+                body = encoded[sent % len(encoded)]
                 sent += 1
                 t0 = time.perf_counter()
-                r = await client.post(url, json=body)
+                if client == "raw":
+                    status, _ = await connections[k].post(body)
+                else:
+                    headers = {"content-type": "application/json"}
+                    status = (await http.post(url, content=body, headers=headers)).status_code
                 latencies.append((time.perf_counter() - t0) * 1000)
-                errors += r.status_code != 200
+                errors += status != 200
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
+    for c in connections:
+        c.close()
     return {
         "requests": len(latencies),
         "errors": errors,
@@ -164,21 +209,24 @@ async def load(url: str, bodies: list[dict], concurrency: int, requests: int,
 
 
 def sentiment_table(model: Path, concurrencies: list[int], requests: int, seconds: float,
-                    runtimes: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+                    runtimes: list[str], batching_modes: list[str] = ("on", "off"),
+                    client: str = "raw", server_flags: list[str] = (),
+                    threads: int = 2) -> list[dict[str, Any]]:  # fmt: skip
     bodies = [{"inputs": [r]} for r in reviews()]
     rows = []
     for runtime in runtimes:
-        for batching in (True, False):
-            flags = ["--model", f"imdb={model}", "--runtime", runtime]
+        for batching in (mode == "on" for mode in batching_modes):
+            flags = ["--model", f"imdb={model}", "--runtime", runtime, *server_flags]
             if not batching:
                 flags.append("--no-batching")
-            with Server(*flags) as server:
+            with Server(*flags, threads=threads) as server:
                 url = f"{server.url}/v1/models/imdb/predict"
-                asyncio.run(load(url, bodies, 4, 40, 30))  # warm-up
+                asyncio.run(load(url, bodies, 4, 40, 30, client))  # warm-up
                 for c in concurrencies:
                     n = max(requests, 10 * c)
-                    result = asyncio.run(load(url, bodies, c, n, seconds))
-                    row = {"runtime": runtime, "batching": batching, "concurrency": c, **result}
+                    result = asyncio.run(load(url, bodies, c, n, seconds, client))
+                    row = {"runtime": runtime, "batching": batching, "concurrency": c,
+                           "client": client, **result}  # fmt: skip
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
@@ -261,6 +309,21 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=300, help="per cell (at least 10 x C)")
     p.add_argument("--seconds", type=float, default=60, help="time cap per cell")
     p.add_argument("--runtimes", nargs="+", default=["eager", "onnx", "int8"])
+    p.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"])
+    p.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the load generator's HTTP client (default raw: see Connection)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="the server's compute threads")
+    p.add_argument(
+        "--server-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="passed to lstmkit serve (e.g. --server-flag=--max-wait-ms=10)",
+    )
     p.add_argument("--steps", type=int, default=500, help="session steps timed")
     p.add_argument("--json", help="write all numbers here")
     args = p.parse_args()
@@ -276,7 +339,8 @@ def main() -> None:
     }
     if args.sentiment:
         rows = sentiment_table(Path(args.sentiment), args.concurrency, args.requests,
-                               args.seconds, args.runtimes)  # fmt: skip
+                               args.seconds, args.runtimes, args.batching, args.client,
+                               args.server_flag, args.threads)  # fmt: skip
         result["sentiment"] = rows
         print(markdown(rows))
     if args.lm:
