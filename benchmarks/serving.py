@@ -165,11 +165,13 @@ class Connection:
             self.writer.close()
 
 
-async def load(url: str, bodies: list[dict], concurrency: int, requests: int,
-               seconds: float, client: str = "raw") -> dict[str, float]:  # fmt: skip
+async def load(url: str, bodies: list[dict], concurrency: int, requests: int, seconds: float,
+               client: str = "raw", warmup: int = 2) -> dict[str, float]:  # fmt: skip
     """Keep ``concurrency`` requests in flight until ``requests`` are answered (or
     ``seconds`` pass); latencies in ms, throughput in requests per second. ``client``:
-    ``raw`` (:class:`Connection`, one per concurrent request) or ``httpx``."""
+    ``raw`` (:class:`Connection`, one per concurrent request) or ``httpx``. Each
+    connection first sends ``warmup`` requests, not counted: the steady state is measured,
+    not C connections opening at once (their first answers took ~260 ms at C = 32)."""
     import httpx
 
     latencies: list[float] = []
@@ -179,6 +181,18 @@ async def load(url: str, bodies: list[dict], concurrency: int, requests: int,
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     connections = [Connection(url) for _ in range(concurrency)]
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+
+        async def post(k: int, body: bytes) -> int:
+            if client == "raw":
+                return (await connections[k].post(body))[0]
+            headers = {"content-type": "application/json"}
+            return (await http.post(url, content=body, headers=headers)).status_code
+
+        async def warm(k: int) -> None:
+            for i in range(warmup):
+                await post(k, encoded[(k + i) % len(encoded)])
+
+        await asyncio.gather(*(warm(k) for k in range(concurrency)))
         start = time.perf_counter()
 
         async def worker(k: int) -> None:
@@ -187,11 +201,7 @@ async def load(url: str, bodies: list[dict], concurrency: int, requests: int,
                 body = encoded[sent % len(encoded)]
                 sent += 1
                 t0 = time.perf_counter()
-                if client == "raw":
-                    status, _ = await connections[k].post(body)
-                else:
-                    headers = {"content-type": "application/json"}
-                    status = (await http.post(url, content=body, headers=headers)).status_code
+                status = await post(k, body)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 errors += status != 200
 

@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -178,8 +177,6 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     config = config or ServeConfig()
     limits: Limits = config.limits
     store = sessions if sessions is not None else SessionStore(config.sessions)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     app = FastAPI(title="lstmkit", version=__version__, description=__doc__.split("\n\n")[0])
     app.state.models, app.state.sessions, app.state.config = models, store, config
 

@@ -56,13 +56,16 @@ class ServedModel:
     name: str
     predictor: Predictor
     batching: BatchConfig
+    threads: int = 0  # torch's threads in the worker (0: torch's default)
     executor: ThreadPoolExecutor = field(init=False, repr=False)
     batcher: MicroBatcher = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # one thread per model: torch calls on a model never overlap, and a slow model does
-        # not hold up the others
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
+        # not hold up the others. torch's thread count is per calling thread (OpenMP), so
+        # the worker sets its own
+        init = {"initializer": torch_threads, "initargs": (self.threads,)} if self.threads else {}
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}", **init)
         self.batcher = MicroBatcher(self.predictor.predict, self.batching, self.executor)
 
     @property
@@ -88,6 +91,23 @@ class ServedModel:
 RUNTIMES = ("eager", "onnx", "int8")
 
 
+def torch_threads(n: int) -> None:
+    """Give the calling thread ``n`` torch (OpenMP) threads."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def share_threads(threads: int, models: int) -> int:
+    """Each model worker's torch threads: ``threads`` (0: torch's default) split among
+    ``models``, at least one each, so the OpenMP teams together never outnumber the cores
+    (more threads than cores makes libgomp's barriers sleep instead of spin: the eager
+    sentiment model then took 6-13 ms a review instead of 2 ms, BENCHMARKS.md)."""
+    import torch
+
+    return max(1, (threads or torch.get_num_threads()) // max(models, 1))
+
+
 def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None = "cpu",
                 runtime: str = "eager", threads: int = 0) -> dict[str, ServedModel]:  # fmt: skip
     """Every model of ``dirs`` loaded once; the first bad directory stops start-up.
@@ -100,6 +120,7 @@ def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None
     if runtime not in RUNTIMES:
         raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     models = {}
+    share = share_threads(threads, len(dirs))
     for name, path in dirs.items():
         try:
             predictor = run.load(path, device)
@@ -107,7 +128,7 @@ def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None
                 _use_graph(predictor, runtime, threads)
         except (ValueError, OSError) as e:  # one line, as every user error of the CLI
             raise ValueError(f"cannot serve model {name!r} from {path}: {e}") from None
-        models[name] = ServedModel(name, predictor, batching)
+        models[name] = ServedModel(name, predictor, batching, share)
     return models
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,18 @@ ENV = "LSTMKIT_SERVE"
 
 
 def build_app(specs: list[str], config: ServeConfig, runtime: str = "eager") -> Any:
+    """The app of a server process: its models loaded, each computing in its worker thread
+    with its share of the threads (:func:`~lstmkit.serve.models.share_threads`)."""
+    import torch
+
     from lstmkit.serve.app import create_app
 
+    # The event loop's thread does no model work: one torch thread, set before anything is
+    # loaded, so it never starts an OpenMP team beside the workers' (two teams of two on
+    # two cores made every eager request 3-7x slower, BENCHMARKS.md)
+    threads = config.threads or torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = replace(config, threads=threads)
     models = load_models(parse_model_specs(specs), config.batching, runtime=runtime,
                          threads=config.threads)  # fmt: skip
     return create_app(models, config)

@@ -275,8 +275,10 @@ class ForecastStepper:
     ) -> tuple[dict[str, Any], ForecastState]:
         import numpy as np
 
-        if not isinstance(chunk, list) or not chunk or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in chunk
+        if (
+            not isinstance(chunk, list)
+            or not chunk
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in chunk)
         ):
             raise RequestError(422, "input", "must be a non-empty list of numbers")
         new = np.asarray(chunk, dtype=np.float64)

@@ -15,8 +15,10 @@ from benchmarks.serving import Connection, load, percentile
 
 class Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn
+    answered = 0
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        Echo.answered += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status = 200 if body["inputs"][0] != "bad" else 422
         out = json.dumps({"outputs": body["inputs"], "path": self.path}).encode()
@@ -57,8 +59,10 @@ def test_connection_reuses_one_socket(url):
 @pytest.mark.parametrize("client", ["raw", "httpx"])
 def test_load_counts_requests_and_errors(url, client):
     bodies = [{"inputs": ["a"]}, {"inputs": ["bad"]}, {"inputs": ["b"]}, {"inputs": ["c"]}]
+    before = Echo.answered
     result = asyncio.run(load(url, bodies, concurrency=3, requests=20, seconds=30, client=client))
     assert result["requests"] == 20 and result["errors"] == 5  # every 4th body is refused
+    assert Echo.answered - before == 20 + 3 * 2  # and 2 uncounted warm-up requests a connection
     assert result["throughput"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
 
 
