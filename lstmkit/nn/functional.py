@@ -108,6 +108,22 @@ def lstm_step(
     """
     h, c = hx
     gates = xw + _recurrent_projection(h, w_hh, b_hh, ln_hh_weight)  # (N, G*H), LSTM_GATES
+    return lstm_pointwise(gates, c, w_hr, peephole=peephole, ln_c=ln_c, coupled=coupled)
+
+
+def lstm_pointwise(
+    gates: Tensor,
+    c: Tensor,
+    w_hr: Tensor | None = None,
+    *,
+    peephole: tuple[Tensor | None, Tensor, Tensor] | None = None,
+    ln_c: tuple[Tensor, Tensor | None] | None = None,
+    coupled: bool = False,
+) -> tuple[Tensor, Tensor, LSTMGates]:
+    """The rest of :func:`lstm_step` once the pre-activations ``gates = W_ih x_t + b_ih +
+    W_hh h_{t-1} + b_hh`` (N, G*H) are summed: the gates, ``c_t``, ``h_t`` (and the
+    projection ``W_hr``). Fast paths that compute the products their own way
+    (:mod:`lstmkit.kernels.short_step`) finish each step here."""
     if coupled:
         f, g, o = gates.chunk(3, -1)
         if peephole is not None:

@@ -40,7 +40,7 @@ from lstmkit import __version__
 from lstmkit.serve.config import Limits, ServeConfig
 from lstmkit.serve.inputs import RequestError, check_inputs, check_max_new, check_text
 from lstmkit.serve.models import ServedModel
-from lstmkit.serve.sessions import STEPPERS, SessionStore, short_step_kernel
+from lstmkit.serve.sessions import STEPPERS, SessionStore
 
 STATIC = Path(__file__).resolve().parent / "static"
 SEED_MAX = 2**31 - 1  # exact in every JSON parser (a float near 2**63 is not)
@@ -330,9 +330,8 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         except ValueError as e:
             raise RequestError(422, "prompt", str(e)) from None
 
-        def next_token() -> Any:  # one token a call: the short-step kernel (sessions.py)
-            with short_step_kernel(p.model):
-                return next(tokens, end)
+        def next_token() -> Any:  # one token a call (lstmkit.kernels.short_step runs it)
+            return next(tokens, end)
 
         async def events() -> AsyncIterator[str]:
             text, piece = "", first

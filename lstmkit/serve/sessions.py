@@ -20,8 +20,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,28 +29,6 @@ from torch import Tensor
 
 from lstmkit.serve.config import SessionConfig
 from lstmkit.serve.inputs import RequestError
-
-SHORT_CHUNK = 16  # tokens: up to this, a step runs lstmkit's reference path
-
-
-@contextmanager
-def short_step_kernel(model: torch.nn.Module) -> Iterator[None]:
-    """Run the eager LSTM layers of ``model`` on lstmkit's reference path (two matrix
-    products a step) while a few tokens are read: oneDNN's fused LSTM (torch's CPU kernel)
-    prepares the weights at every call, which costs ~2-6 ms a 512-unit layer for one step
-    against ~0.5 ms for the products themselves (BENCHMARKS.md). The numbers are the same
-    to float rounding (tested). All calls of a model run in its one worker thread, so the
-    switch is never seen by another request."""
-    from lstmkit.nn import LSTM
-
-    layers = [m for m in model.modules() if isinstance(m, LSTM) and m.implementation == "auto"]
-    for layer in layers:
-        layer.implementation = "reference"
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.implementation = "auto"
 
 
 class Stepper(Protocol):
@@ -104,11 +81,8 @@ class LMStepper:
         if not ids:
             raise RequestError(422, "input", "encodes to no tokens")
         x = torch.tensor(ids, device=predictor.device).unsqueeze(1)  # (L, 1)
-        if len(ids) <= SHORT_CHUNK:
-            with short_step_kernel(model):
-                logits, new_state = model(x, state.state)
-        else:
-            logits, new_state = model(x, state.state)
+        # a short chunk runs lstmkit.kernels.short_step, a long one the fused kernels
+        logits, new_state = model(x, state.state)
         logits = logits[:, 0].float()  # (L, V)
         # the distribution before token t: the previous chunk's last one, then this chunk's
         before = logits[:-1]

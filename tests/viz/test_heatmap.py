@@ -26,7 +26,9 @@ def test_gate_activations_are_return_gates():
     x = torch.randn(7, 3)
     gates = gate_activations(lstm, x, layer=1)
     reference = lstm(x, return_gates=True)[2]
-    assert torch.equal(gates["f"], reference.f[1].T) and gates["c"].shape == (5, 7)
+    # gate_activations runs in inference (lstmkit.kernels.short_step for one sequence), the
+    # reference call in training mode (the fused kernel): equal to float rounding
+    assert torch.allclose(gates["f"], reference.f[1].T, atol=1e-6) and gates["c"].shape == (5, 7)
     with pytest.raises(ValueError, match="3 labels for a sequence of 7 steps"):
         gate_heatmap(lstm, x, ["a", "b", "c"], "unused")
     with pytest.raises(ValueError, match="no layer 2"):
