@@ -17,6 +17,7 @@ ROC-AUC, written to ``metrics.json`` and ``results.json``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -180,12 +181,32 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return Batch(batch.ids.to(device), batch.lengths, batch.labels.to(device))
 
 
-def sentiment_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
+def sentiment_step(model: nn.Module, batch: Batch, state: Any = None,
+                   adversarial: float = 0.0) -> StepOutput:  # fmt: skip
     batch = _to(batch, next(model.parameters()).device)
+    if adversarial and model.training:
+        return adversarial_step(model, batch, adversarial)
     logits = model(batch.ids, batch.lengths)
     loss = F.cross_entropy(logits.float(), batch.labels)
     accuracy = (logits.argmax(-1) == batch.labels).float().mean()
     return StepOutput(loss, batch.labels.numel(), {"accuracy": float(accuracy)})
+
+
+def adversarial_step(model: nn.Module, batch: Batch, epsilon: float) -> StepOutput:
+    """Adversarial training on the word embeddings (Miyato et al. 2017): the clean loss plus
+    the loss of each review's embeddings moved by ``epsilon`` (L2 norm over the whole review)
+    along the clean loss's gradient, ``r = epsilon * g / ||g||``, taken as a constant."""
+    x = model.encoder.embed(batch.ids)  # (L, N, E)
+    logits = model.classify(model.encoder.encode(x, batch.lengths), batch.lengths)
+    clean = F.cross_entropy(logits.float(), batch.labels)
+    (g,) = torch.autograd.grad(clean, x, retain_graph=True)
+    norm = g.pow(2).sum((0, 2), keepdim=True).sqrt()  # (1, N, 1): per review
+    r = epsilon * g / (norm + 1e-12)
+    perturbed = model.classify(model.encoder.encode(x + r.detach(), batch.lengths), batch.lengths)
+    adversarial = F.cross_entropy(perturbed.float(), batch.labels)
+    accuracy = (logits.argmax(-1) == batch.labels).float().mean()
+    metrics = {"accuracy": float(accuracy), "adversarial_loss": float(adversarial.detach())}
+    return StepOutput(clean + adversarial, batch.labels.numel(), metrics)
 
 
 def shard(batch: Batch, rank: int, world: int) -> Batch:
@@ -344,6 +365,8 @@ class SentimentTask:
         )  # fmt: skip
 
     def step_fn(self, config: SentimentConfig):
+        if config.model.adversarial:
+            return functools.partial(sentiment_step, adversarial=config.model.adversarial)
         return sentiment_step
 
     def callbacks(self, config: SentimentConfig) -> list:

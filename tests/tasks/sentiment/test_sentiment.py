@@ -233,6 +233,51 @@ def test_lm_encoder_gradients_reach_only_the_last_grad_chunks(steps):
             assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
 
 
+# -- adversarial training -----------------------------------------------------------------------
+
+
+def test_adversarial_step_equals_a_hand_computation():
+    torch.manual_seed(0)
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
+                               adversarial=2.5)  # fmt: skip
+    model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).double().train()
+    ids, lengths = batch([7, 3, 5])
+    labels = torch.tensor([1, 0, 1])
+    out = task.sentiment_step(model, task.Batch(ids, lengths, labels), adversarial=2.5)
+    # by hand: the gradient of the clean loss at the embeddings, scaled to norm 2.5 a review
+    x = model.encoder.embedding(ids).detach().requires_grad_()
+    clean = torch.nn.functional.cross_entropy(
+        model.classify(model.encoder.encode(x, lengths), lengths), labels
+    )
+    (g,) = torch.autograd.grad(clean, x)
+    r = torch.stack([2.5 * g[:, n] / g[:, n].norm() for n in range(3)], 1)
+    assert torch.allclose(r[:, 1].norm(), torch.tensor(2.5, dtype=torch.float64))
+    assert r[3:, 1].abs().max() == 0  # padding gets no perturbation: it has no gradient
+    perturbed = torch.nn.functional.cross_entropy(
+        model.classify(model.encoder.encode(x.detach() + r, lengths), lengths), labels
+    )
+    # the step takes the cross-entropy of float32 logits
+    assert abs(float(out.loss.detach()) - float((clean + perturbed).detach())) <= 1e-6
+    assert abs(out.metrics["adversarial_loss"] - float(perturbed.detach())) <= 1e-6
+    assert float(perturbed.detach()) > float(clean.detach())  # the perturbation is adversarial
+    out.loss.backward()  # gradients reach the weights through both passes
+    assert model.encoder.rnn.weight_hh_l0.grad.abs().sum() > 0
+    model.eval()  # evaluation is the plain forward
+    plain = task.sentiment_step(model, task.Batch(ids, lengths, labels), adversarial=2.5)
+    assert "adversarial_loss" not in plain.metrics
+
+
+def test_adversarial_training_through_the_cli(tmp_path):
+    out = tmp_path / "adv"
+    rc, stdout, err = run(["sentiment", "train", "--out", str(out), *TINY, "--max-steps", "3",
+                           "--model.adversarial", "1.0"])  # fmt: skip
+    assert rc == 0, err
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["model"]["adversarial"] == 1.0
+    logged = (out / "train_log.csv").read_text().splitlines()
+    assert "adversarial_loss" in logged[0] and len(logged) == 4  # header + 3 steps
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 
@@ -246,6 +291,8 @@ def test_lm_encoder_gradients_reach_only_the_last_grad_chunks(steps):
         ({"dropouti": -0.1}, r"model.dropouti must be in \[0, 1\)"),
         ({"hidden_size": 0}, "model.hidden_size must be positive"),
         ({"num_classes": 1}, "model.num_classes must be >= 2"),
+        ({"adversarial": -1.0}, "model.adversarial must be >= 0"),
+        ({"adversarial": 2.0, "pretrained": "lm"}, "does not apply with model.pretrained"),
     ],
 )
 def test_model_config_errors(kwargs, message):
