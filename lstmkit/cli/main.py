@@ -41,16 +41,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _overrides_well_formed(overrides: list[str]) -> bool:
+def _overrides_well_formed(overrides: list[str], task: str | None = None) -> bool:
     """What argparse left over is ``--section.key VALUE`` or ``--section.key=VALUE`` pairs
-    (a value may start with "-": ``--train.lr -1`` is an override, for the config to judge)."""
+    (a value may start with "-": ``--train.lr -1`` is an override, for the config to judge),
+    or, after ``TASK train``, ``--key VALUE`` for a top-level key of the task's config
+    (``--patience 5``); anything else is argparse's "unrecognized arguments"."""
     k = 0
     while k < len(overrides):
         key = overrides[k]
-        if not key.startswith("--") or "." not in key.split("=")[0]:
+        name = key.split("=")[0][2:]
+        if not key.startswith("--") or ("." not in name and name not in _top_level(task)):
             return False
         k += 1 if "=" in key else 2
     return True
+
+
+def _top_level(task: str | None) -> set[str]:
+    """The scalar top-level keys of ``task``'s config (its sections take ``--section.key``)."""
+    if task is None:
+        return set()
+    import dataclasses
+
+    from lstmkit.tasks import get_task
+
+    config = get_task(task).config_class()
+    return {f.name for f in dataclasses.fields(config)
+            if not dataclasses.is_dataclass(getattr(config, f.name))}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if not _overrides_well_formed(overrides):
+    train = args.func.__name__ == "_train"  # only train reads a config
+    if not _overrides_well_formed(overrides, getattr(args, "task_name", None) if train else None):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     debug = args.debug or os.environ.get("LSTMKIT_DEBUG") == "1"
     card.COMMAND = ["lstmkit", *(sys.argv[1:] if argv is None else argv)]  # for model cards

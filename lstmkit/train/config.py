@@ -291,15 +291,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
-    """Apply ``["--train.lr", "3e-4", "--model.hidden_size=64"]`` to nested ``data``.
+    """Apply ``["--train.lr", "3e-4", "--model.hidden_size=64", "--patience", "5"]`` to
+    nested ``data`` (a key without a dot is a top-level one, such as ``patience``).
 
-    Values stay strings here; :func:`from_dict` converts them to each field's type.
+    Values stay strings here; :func:`from_dict` converts them to each field's type and
+    names any key the config does not have.
     """
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     items = list(pairs)
     while items:
         key = items.pop(0)
-        if not key.startswith("--") or "." not in key:
+        if not key.startswith("--") or len(key) == 2:
             raise ValueError(
                 f"unrecognised argument {key!r}; overrides look like --section.key VALUE"
             )

@@ -134,6 +134,21 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
         main(["lab", "adding", "stray"])
 
 
+def test_top_level_config_keys_are_flags_of_train_only(capsys):
+    from lstmkit.cli.main import _overrides_well_formed
+
+    assert _overrides_well_formed(["--patience", "5", "--train.lr=1e-3"], "sentiment")
+    assert _overrides_well_formed(["--average_last=3", "--keep", "last"], "translate")
+    assert not _overrides_well_formed(["--patiense", "5"], "sentiment")  # a typo
+    assert not _overrides_well_formed(["--patience", "5"], None)  # not a train command
+    with pytest.raises(SystemExit) as exit_:
+        main(["sentiment", "train", "--patiense", "2"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --patiense 2" in capsys.readouterr().err
+    assert main(["sentiment", "train", "--patience", "0"]) == 2  # reaches the config
+    assert "patience must be positive, got 0" in capsys.readouterr().err
+
+
 def test_unknown_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["nope"])

@@ -56,8 +56,12 @@ def test_overrides_and_yaml(tmp_path):
     assert data == {"train": {"lr": "3e-4"}, "model": {"hidden_size": 8, "cell": "gru"}}
     with pytest.raises(ValueError, match="override --train.lr needs a value"):
         apply_overrides({}, ["--train.lr"])
-    with pytest.raises(ValueError, match="unrecognised argument '--bogus'"):
-        apply_overrides({}, ["--bogus", "1"])
+    with pytest.raises(ValueError, match="unrecognised argument 'bogus'"):
+        apply_overrides({}, ["bogus", "1"])
+    # a top-level key, and an unknown one named by from_dict
+    assert apply_overrides({"train": {}}, ["--patience", "5"]) == {"train": {}, "patience": "5"}
+    with pytest.raises(ValueError, match="unknown key.s. bogus for TrainConfig"):
+        from_dict(TrainConfig, apply_overrides({}, ["--bogus", "1"]))
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_yaml(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
