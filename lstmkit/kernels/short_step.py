@@ -11,9 +11,9 @@ every call (12-15 ms a step for a 3-layer 512-unit model).
 :class:`lstmkit.nn.LSTM` runs this path when :func:`eligible` says so; it computes the
 products here and finishes each step with :func:`lstmkit.nn.functional.lstm_pointwise`, the
 spec's own gate equations, so the two differ only in the summation order of the products
-(parity tested in float32, to 1e-5). The transposed copies are cached per weight and
-refreshed when the weight changes (its version counter: an optimizer step or a
-``load_state_dict`` bumps it).
+(parity tested in float32, to 1e-5). The transposed copies are cached per weight (a second
+copy of each weight this path reads, freed with the weight) and refreshed when the weight
+changes (its version counter: an optimizer step or a ``load_state_dict`` bumps it).
 """
 
 from __future__ import annotations
