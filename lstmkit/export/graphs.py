@@ -36,7 +36,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from lstmkit.export.onnx import Graph, _gates, _linear, _np, _pooling, lstm_layers
+from lstmkit.export.onnx import Graph, _gates, _linear, _mask, _np, _pooling, lstm_layers
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -47,15 +47,6 @@ def _info(name: str, dtype: int, shape: list[Any]) -> onnx.ValueInfoProto:
 
 def _ints(g: Graph, hint: str, values: list[int]) -> str:
     return g.const(hint, np.array(values, np.int64))
-
-
-def _mask(g: Graph, x: str, lengths: str) -> str:
-    """(L, N, 1) bool: step t of sequence n is within ``lengths`` (N,) int64; L from ``x``."""
-    steps = g.op("Squeeze", [g.op("Shape", [x], start=0, end=1), _ints(g, "axes", [0])])
-    t = g.op("Range", [g.const("zero", np.array(0, np.int64)), steps,
-                       g.const("one", np.array(1, np.int64))])  # fmt: skip
-    less = g.op("Less", [g.op("Unsqueeze", [t, _ints(g, "axes", [1])]), lengths])
-    return g.op("Unsqueeze", [less, _ints(g, "axes", [2])])
 
 
 def _layer_state(g: Graph, state: str, k: int, dirs: int) -> str:
@@ -194,7 +185,7 @@ def translate_encoder(model: nn.Module) -> onnx.ModelProto:
     g.op("Transpose", [out], ["keys"], perm=[1, 0, 2])  # (N, S, 2H)
     mask = g.op("Squeeze", [_mask(g, x, lengths), _ints(g, "axes", [2])])
     g.op("Transpose", [mask], ["mask"], perm=[1, 0])
-    _project_keys_named(g, model.attention, "keys", "projected")
+    g.op("Identity", [_project_keys(g, model.attention, "keys")], ["projected"])
     halves = []
     for s in (0, 1):  # the top layer's final h and c, both directions: (2, N, H) -> (N, 2H)
         t = g.op("Transpose", [finals[-1][s]], perm=[1, 0, 2])
@@ -218,10 +209,6 @@ def translate_encoder(model: nn.Module) -> onnx.ModelProto:
          _info("c", F32, [c.dec_layers, "N", c.dec_hidden]),
          _info("feed", F32, ["N", model.att_size])],
     )  # fmt: skip
-
-
-def _project_keys_named(g: Graph, attention: nn.Module, keys: str, out: str) -> None:
-    g.op("Identity", [_project_keys(g, attention, keys)], [out])
 
 
 def _projected_size(model: nn.Module) -> int:

@@ -178,6 +178,16 @@ def _pooling(g: Graph, pooling: nn.Module, out: str, mask: str, last: str) -> st
     return pooled[0] if len(pooled) == 1 else g.op("Concat", pooled, axis=-1)
 
 
+def _mask(g: Graph, x: str, lengths: str) -> str:
+    """(L, N, 1) bool: step t of sequence n is within ``lengths`` (N,) int64; L from ``x``."""
+    axes = lambda k: g.const("axes", np.array([k], np.int64))  # noqa: E731
+    steps = g.op("Squeeze", [g.op("Shape", [x], start=0, end=1), axes(0)])
+    t = g.op("Range", [g.const("zero", np.array(0, np.int64)), steps,
+                       g.const("one", np.array(1, np.int64))])  # fmt: skip
+    less = g.op("Less", [g.op("Unsqueeze", [t, axes(1)]), lengths])
+    return g.op("Unsqueeze", [less, axes(2)])
+
+
 def sentiment_graph(model: nn.Module) -> onnx.ModelProto:
     """The ONNX graph of a :class:`~lstmkit.tasks.sentiment.model.SentimentClassifier` with a
     from-scratch :class:`RecurrentEncoder` (see the module docstring)."""
@@ -194,14 +204,7 @@ def sentiment_graph(model: nn.Module) -> onnx.ModelProto:
     # last: the top layer's final h of each direction, concatenated: (D, N, H) -> (N, D*H)
     y_h = g.op("Transpose", [finals[-1][0]], perm=[1, 0, 2])
     last = g.op("Reshape", [y_h, g.const("shape", np.array([0, -1], np.int64))])
-    # mask (L, N, 1): step t of sequence n is valid when t < lengths[n]
-    steps = g.op("Shape", ["ids"], start=0, end=1)
-    t = g.op("Range", [g.const("zero", np.array(0, np.int64)),
-                       g.op("Squeeze", [steps, g.const("axes", np.array([0], np.int64))]),
-                       g.const("one", np.array(1, np.int64))])  # fmt: skip
-    less = g.op("Less", [g.op("Unsqueeze", [t, g.const("axes", np.array([1], np.int64))]),
-                         "lengths"])  # fmt: skip
-    mask = g.op("Unsqueeze", [less, g.const("axes", np.array([2], np.int64))])
+    mask = _mask(g, "ids", "lengths")
     pooled = _pooling(g, model.pooling, out, mask, last)
     g.op("Identity", [_head(g, pooled, model.head)], ["logits"])
     g.op("Softmax", ["logits"], ["probabilities"], axis=-1)

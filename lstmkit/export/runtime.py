@@ -34,14 +34,21 @@ def session(path: str | Path, threads: int = 0) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OrtSentiment(nn.Module):
+class OrtModule(nn.Module):
+    """A module whose work onnxruntime does; its one (empty) parameter answers code that asks
+    for the model's device: the CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+
+class OrtSentiment(OrtModule):
     """A sentiment graph run by onnxruntime: ``(ids (L, N), lengths (N,)) -> logits (N, C)``."""
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         super().__init__()
         self.session = session(path, threads)
-        # a parameter, so that code asking for the model's device gets the CPU
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         feeds = {"ids": ids.cpu().long().numpy(),
@@ -50,7 +57,7 @@ class OrtSentiment(nn.Module):
         return torch.from_numpy(logits)
 
 
-class OrtLM(nn.Module):
+class OrtLM(OrtModule):
     """An lm step graph run by onnxruntime, with :class:`LanguageModel`'s call:
     ``(ids (L, N), state) -> (logits (L, N, V), state)``; ``state`` is a list of (h, c)
     per layer, each (1, N, H_k), ``None`` for zeros."""
@@ -60,8 +67,6 @@ class OrtLM(nn.Module):
         self.session = session(path, threads)
         self.sizes = [i.shape[-1] for i in self.session.get_inputs() if i.name.startswith("h")]
         self.outputs = [o.name for o in self.session.get_outputs()]
-        # a parameter, so that code asking for the model's device gets the CPU
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     def forward(self, ids: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         n = ids.size(1)
@@ -73,14 +78,13 @@ class OrtLM(nn.Module):
         return out[0], [(out[1 + 2 * k], out[2 + 2 * k]) for k in range(len(self.sizes))]
 
 
-class OrtLab(nn.Module):
+class OrtLab(OrtModule):
     """A lab graph run by onnxruntime: ``(x (L, N, I), lengths (N,) or None) -> output``."""
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         super().__init__()
         self.session = session(path, threads)
         self.needs_lengths = any(i.name == "lengths" for i in self.session.get_inputs())
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         feeds = {"x": x.cpu().float().numpy()}
@@ -91,7 +95,7 @@ class OrtLab(nn.Module):
         return torch.from_numpy(out)
 
 
-class OrtForecaster(nn.Module):
+class OrtForecaster(OrtModule):
     """A forecast graph run by onnxruntime with :class:`Forecaster`'s calls (``forward``,
     ``forward_members``) and attributes; the ES-RNN hybrid's smoothing (outside the graph)
     stays the eager model's."""
@@ -100,7 +104,6 @@ class OrtForecaster(nn.Module):
         super().__init__()
         if eager is None:
             raise ValueError("OrtForecaster needs the eager model (its sizes and smoothing)")
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.session = session(path, threads)
         self.es = eager.es
         for name in ("config", "input_size", "season", "horizon", "history", "chunk", "steps"):
@@ -117,7 +120,7 @@ class OrtForecaster(nn.Module):
         return list(self._run(z, phase)[1])
 
 
-class OrtSpeech(nn.Module):
+class OrtSpeech(OrtModule):
     """A speech graph run by onnxruntime with :class:`SpeechModel`'s ``forward`` and, for a
     unidirectional CTC model, its streaming ``step``."""
 
@@ -125,7 +128,6 @@ class OrtSpeech(nn.Module):
         super().__init__()
         if eager is None:
             raise ValueError("OrtSpeech needs the eager model (its configuration)")
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.session = session(path, threads)
         self.config, self.head_kind = eager.config, eager.head_kind
         self.layers, self.hidden = eager.rnn.num_layers, eager.rnn.hidden_size
@@ -161,14 +163,13 @@ class OrtSpeech(nn.Module):
         return out, (h, c)
 
 
-class OrtSeq2Seq(nn.Module):
+class OrtSeq2Seq(OrtModule):
     """A translate model's two graphs run by onnxruntime with :class:`Seq2Seq`'s ``encode``
     and ``step``, so greedy and beam search run on them unchanged. ``path``: the name the
     export was given (the graphs are ``NAME.encoder.onnx`` and ``NAME.decoder.onnx``)."""
 
     def __init__(self, path: str | Path, threads: int = 0, eager: nn.Module | None = None) -> None:
         super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.encoder = session(part_path(path, "encoder"), threads)
         self.decoder = session(part_path(path, "decoder"), threads)
         self.config = None if eager is None else eager.config
