@@ -54,6 +54,10 @@ class FeatureConfig:
         normalize: ``utterance`` (mean/variance per band over each utterance), ``global``
             (the training set's statistics, stored with the model: what streaming needs) or
             ``none``. Default: ``utterance``
+        trim_db: cut the leading and trailing frames quieter than the loudest frame by more
+            than this many dB (RMS per window) before anything else, in training and
+            transcription alike: recordings trimmed tighter or looser than the training ones
+            look the same (0: off; whole utterances only, not streaming). Default: 0
     """
 
     sample_rate: int = 8000
@@ -64,6 +68,7 @@ class FeatureConfig:
     fmin: float = 20.0
     fmax: float = 0.0
     normalize: str = "utterance"
+    trim_db: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(self, "features", ("sample_rate", "window_ms", "hop_ms", "n_fft", "n_mels"))
@@ -83,6 +88,8 @@ class FeatureConfig:
                 f"features: need 0 <= fmin < fmax <= sample_rate/2; got fmin {self.fmin}, "
                 f"fmax {self.fmax}"
             )
+        if self.trim_db < 0:
+            raise ValueError(f"features.trim_db must be >= 0 (0: off), got {self.trim_db}")
         if self.normalize not in NORMALIZE:
             raise ValueError(
                 f"features.normalize must be one of {', '.join(NORMALIZE)}; got {self.normalize!r}"
@@ -236,10 +243,33 @@ class FeatureExtractor:
         power = torch.fft.rfft(framed, n=self.config.n_fft).abs().pow(2)  # (T, n_fft/2+1)
         return torch.log(power @ self.bank + LOG_FLOOR)
 
+    def trim(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` without its leading and trailing windows more than ``trim_db`` below
+        the loudest (unchanged when ``trim_db`` is 0 or the signal is under one window)."""
+        return trim_silence(audio, self.config.trim_db, self.win, self.hop)
+
     def __call__(self, audio: np.ndarray | Tensor, stats: Tensor | None = None) -> Tensor:
-        """Normalised log-mel features (T, n_mels) of ``audio`` (S,); ``stats`` (2, n_mels),
-        mean and std, for ``normalize: global``."""
-        return normalize(self.frames(audio), self.config.normalize, stats)
+        """Normalised log-mel features (T, n_mels) of ``audio`` (S,), trimmed first when
+        ``trim_db`` is set; ``stats`` (2, n_mels), mean and std, for ``normalize: global``."""
+        return normalize(self.frames(self.trim(np.asarray(audio))), self.config.normalize, stats)
+
+
+def trim_silence(audio: np.ndarray, top_db: float, win: int, hop: int) -> np.ndarray:
+    """The span of ``audio`` from the first to the end of the last ``win``-sample window
+    (every ``hop``) whose RMS is within ``top_db`` dB of the loudest window's (``top_db`` 0:
+    ``audio`` unchanged).
+
+    >>> a = np.r_[np.zeros(400), np.ones(800), 0.001 * np.ones(400)].astype(np.float32)
+    >>> trim_silence(a, 40.0, 200, 100).size, trim_silence(a, 80.0, 200, 100).size
+    (1000, 1300)
+    """
+    if top_db <= 0 or audio.size <= win:
+        return audio
+    x = np.asarray(audio, dtype=np.float64)
+    n = 1 + (x.size - win) // hop
+    power = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n].__pow__(2).mean(1)
+    loud = np.flatnonzero(power >= power.max() * 10 ** (-top_db / 10))
+    return audio[loud[0] * hop : loud[-1] * hop + win]
 
 
 def normalize(feats: Tensor, how: str, stats: Tensor | None = None) -> Tensor:

@@ -22,6 +22,7 @@ from lstmkit.data.audio import (
     normalize,
     read_wav,
     resample,
+    trim_silence,
 )
 
 
@@ -169,6 +170,25 @@ def test_feature_config_errors():
         FeatureConfig(fmin=5000)
     with pytest.raises(ValueError, match="normalize"):
         FeatureConfig(normalize="cmvn")
+    with pytest.raises(ValueError, match="trim_db"):
+        FeatureConfig(trim_db=-1)
+
+
+def test_trim_keeps_the_windows_within_top_db_of_the_loudest():
+    # +-a, so each window's power is exact: 800 samples at -30 dB, 1600 at 0 dB, 800 at -15
+    quiet = lambda n, db: (0.5 * 10 ** (db / 20) * (-1.0) ** np.arange(n)).astype(np.float32)  # noqa: E731
+    audio = np.concatenate([quiet(800, -30), quiet(1600, 0), quiet(800, -15)])
+    ex = lambda db: FeatureExtractor(FeatureConfig(trim_db=db))  # noqa: E731 (200 / 80)
+    # windows start every 80 samples; the first reaching into the loud part starts at 640,
+    # the last one reaching into it at 2320 (ends 2520), the last of all ends at 3160
+    cut20 = ex(20).trim(audio)  # drops the -30 dB head, keeps the -15 dB tail
+    assert np.array_equal(cut20, audio[640:3160])
+    assert np.array_equal(ex(10).trim(audio), audio[640:2520])  # drops both
+    assert np.array_equal(ex(40).trim(audio), audio[:3160])
+    assert ex(0).trim(audio) is audio and ex(20).trim(audio[:150]).size == 150
+    # features of a trimmed file are the features of its trimmed samples
+    torch.testing.assert_close(ex(20)(audio), normalize(ex(20).frames(cut20), "utterance"))
+    assert trim_silence(np.zeros(1000, np.float32), 20, 200, 80).size > 0  # all quiet: kept
 
 
 @pytest.mark.parametrize("chunk", [1, 79, 80, 333, 4000])

@@ -5,7 +5,8 @@ training augmentation (:class:`Featurizer`), and re-iterable batches made on the
 Augmentation (training only; each example's draws seeded by (seed, epoch, batch, position),
 so a resumed run sees the same data): a crop of the ends, speed perturbation (resampling by
 a factor, which moves pitch and tempo together), white noise at an SNR drawn from a range,
-and SpecAugment time and frequency masks (Park et al. 2019) on the normalised features.
+a tempo change of the features (their frames stretched in time, the spectrum kept), and
+SpecAugment time and frequency masks (Park et al. 2019) on the normalised features.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lstmkit.data.audio import FeatureConfig, FeatureExtractor
+from lstmkit.data.audio import FeatureConfig, FeatureExtractor, normalize
 from lstmkit.data.fsdd import Recording, connected_utterance
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class AugmentConfig:
             Default: 0.0
         noise_prob: probability of adding white noise to an example. Default: 0.5
         noise_snr_db: the range its signal-to-noise ratio is drawn from. Default: (10, 40)
+        tempo: [low, high]: the features' frames are stretched in time by a factor drawn
+            log-uniformly from this range (0.7: 30% faster, fewer frames), the spectrum
+            unchanged, unlike ``speeds`` (a speaker who says a word quickly keeps its
+            pitch). Default: (1.0, 1.0), off
         time_masks, time_mask_frames: SpecAugment time masks per example and their largest
             width in frames. Default: 2, 10
         time_mask_fraction: no time mask is wider than this fraction of its utterance (a
@@ -51,6 +56,7 @@ class AugmentConfig:
     crop: float = 0.0
     noise_prob: float = 0.5
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    tempo: tuple[float, float] = (1.0, 1.0)
     time_masks: int = 2
     time_mask_frames: int = 10
     time_mask_fraction: float = 0.2
@@ -67,6 +73,9 @@ class AugmentConfig:
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
             raise ValueError(f"augment.noise_snr_db must be [low, high], got "
                              f"{list(self.noise_snr_db)}")  # fmt: skip
+        if len(self.tempo) != 2 or not 0.5 <= self.tempo[0] <= self.tempo[1] <= 2:
+            raise ValueError(f"augment.tempo must be [low, high] within [0.5, 2], got "
+                             f"{list(self.tempo)}")  # fmt: skip
         if not 0 < self.time_mask_fraction <= 1:
             raise ValueError(
                 f"augment.time_mask_fraction must be in (0, 1], got {self.time_mask_fraction}"
@@ -127,6 +136,7 @@ class Featurizer:
     def augmented(self, audio: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> Tensor:
         from scipy.signal import resample_poly
 
+        audio = self.extractor.trim(audio)  # before the noise, as transcription trims
         if aug.crop > 0:
             cut = int(rng.uniform(0, aug.crop) * audio.size)
             start = int(rng.integers(cut + 1))
@@ -140,7 +150,10 @@ class Featurizer:
             snr = rng.uniform(*aug.noise_snr_db)
             noise = rng.standard_normal(audio.size) * np.sqrt(power / 10 ** (snr / 10))
             audio = (audio + noise).astype(np.float32)
-        feats = self.features(audio).clone()
+        feats = normalize(self.extractor.frames(audio), self.config.normalize, self.stats)
+        low, high = aug.tempo
+        if low != high:
+            feats = stretch(feats, math.exp(rng.uniform(math.log(low), math.log(high))))
         t, f = feats.shape
         widest = min(aug.time_mask_frames, int(aug.time_mask_fraction * t))
         for _ in range(aug.time_masks):
@@ -160,6 +173,18 @@ class Featurizer:
         feats = [self.augmented(it.audio, aug, rng) for it, rng in zip(items, rngs)] if aug \
             else [self.features(it.audio) for it in items]  # fmt: skip
         return collate(feats, [it.labels for it in items], self.ctc)
+
+
+def stretch(feats: Tensor, factor: float) -> Tensor:
+    """(T, F) frames -> (round(T * factor), F) (at least 1) by linear interpolation in time:
+    the first and last frames are kept and each band's trajectory is resampled."""
+    steps = max(1, round(feats.shape[0] * factor))
+    if steps == feats.shape[0]:
+        return feats
+    if feats.shape[0] == 1:
+        return feats.expand(steps, -1).clone()
+    out = nn.functional.interpolate(feats.T[None], size=steps, mode="linear", align_corners=True)
+    return out[0].T.contiguous()
 
 
 def collate(feats: list[Tensor], labels: list[tuple[int, ...]], ctc: bool) -> Batch:

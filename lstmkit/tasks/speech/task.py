@@ -353,7 +353,7 @@ class SpeechTask:
         extractor = FeatureExtractor(config.features)
         stats = None
         if config.features.normalize == "global":
-            stats = global_stats([extractor.frames(r.audio) for r in train_recs])
+            stats = global_stats([extractor.frames(extractor.trim(r.audio)) for r in train_recs])
         featurizer = Featurizer(config.features, stats, config.ctc)
         seed = config.train.seed
         if config.ctc:
@@ -466,6 +466,9 @@ class SpeechPredictor(Predictor):
         if self.config.features.normalize == "utterance":
             raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
                              "needs features.normalize global or none")  # fmt: skip
+        if self.config.features.trim_db:
+            raise ValueError(f"{self.model_dir} trims each utterance's ends (features.trim_db); "
+                             "streaming needs features.trim_db 0")  # fmt: skip
         self.model.check_streamable()
         chunk = max(1, int(round(self.config.features.sample_rate * chunk_ms / 1000)))
         frames = FrameStream(self.featurizer.extractor)

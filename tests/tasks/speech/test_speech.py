@@ -17,6 +17,7 @@ from lstmkit.tasks.speech.batches import (
     Item,
     SpeechBatches,
     collate,
+    stretch,
 )
 from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig, stack_frames
 from lstmkit.tasks.speech.task import (
@@ -164,6 +165,47 @@ def test_crop_cuts_at_most_its_fraction_from_the_ends():
     assert min(frames) < 80 and len(set(frames)) > 10
 
 
+def test_stretch_resamples_each_band_linearly_in_time():
+    ramp = torch.stack([torch.arange(11.0), 10 - torch.arange(11.0)], 1)  # (11, 2)
+    fast = stretch(ramp, 6 / 11)  # 6 frames: every second one
+    assert torch.equal(fast, ramp[::2])
+    slow = stretch(ramp, 21 / 11)  # 21 frames: the midpoints inserted
+    assert torch.allclose(slow[:, 0], torch.arange(21.0) / 2)
+    assert torch.allclose(slow[:, 1], 10 - torch.arange(21.0) / 2)
+    assert stretch(ramp, 1.02) is ramp and stretch(ramp[:1], 3.0).shape == (3, 2)
+    assert stretch(ramp, 0.01).shape == (1, 2)
+
+
+def test_tempo_changes_the_frame_count_within_its_range_and_keeps_the_spectrum():
+    audio = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # 98 frames
+    featurizer = Featurizer(FeatureConfig(), None, ctc=False)
+    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, tempo=(0.7, 1.3), time_masks=0,
+                        freq_masks=0)  # fmt: skip
+    out = [featurizer.augmented(audio, aug, np.random.default_rng(k)) for k in range(40)]
+    frames = [f.shape[0] for f in out]
+    assert min(frames) >= round(98 * 0.7) and max(frames) <= round(98 * 1.3)
+    assert min(frames) < 80 and max(frames) > 115  # the range is used, both ways
+    plain = featurizer.features(audio)
+    for f in out:  # the plain frames, resampled in time: the spectrum is not moved
+        assert torch.allclose(f, stretch(plain, f.shape[0] / 98), atol=1e-6)
+    again = featurizer.augmented(audio, aug, np.random.default_rng(0))
+    assert torch.equal(again, out[0])
+
+
+def test_training_trims_as_transcription_does():
+    audio = np.r_[np.zeros(1600), tone_items(1, 0)[0].audio[:2000], np.zeros(800)]
+    featurizer = Featurizer(FeatureConfig(trim_db=30), None, ctc=False)
+    off = AugmentConfig(speeds=(1.0,), noise_prob=0.0, time_masks=0, freq_masks=0)
+    plain = featurizer.features(audio.astype(np.float32))
+    assert plain.shape[0] < FeatureExtractor(FeatureConfig()).n_frames(audio.size) - 20
+    augmented = featurizer.augmented(audio.astype(np.float32), off, np.random.default_rng(0))
+    assert torch.equal(augmented, plain)
+    noisy = AugmentConfig(speeds=(1.0,), noise_prob=1.0, noise_snr_db=(10, 10), time_masks=0,
+                          freq_masks=0)  # fmt: skip  (noise added after the trim)
+    assert featurizer.augmented(audio.astype(np.float32), noisy,
+                                np.random.default_rng(0)).shape == plain.shape  # fmt: skip
+
+
 def test_isolated_scores_by_hand():
     items = [Item(np.zeros(1), (d,), s, "x") for d, s in [(1, "a"), (2, "a"), (3, "b"), (3, "b")]]
     result = isolated_scores(items, [1, 2, 3, 5])
@@ -194,6 +236,8 @@ def test_connected_scores_by_hand():
         ({"augment": {"time_masks": -1}}, "time_masks"),
         ({"augment": {"time_mask_fraction": 0}}, "time_mask_fraction"),
         ({"augment": {"crop": 1.0}}, "crop"),
+        ({"augment": {"tempo": [1.2, 0.8]}}, "tempo"),
+        ({"augment": {"tempo": [0.3, 1.0]}}, "tempo"),
         ({"model": {"pooling": "attention"}}, "pooling"),
         ({"model": {"subsample": 0}}, "subsample"),
         ({"decode": {"beam_width": 0}}, "beam_width"),
@@ -239,6 +283,10 @@ def test_streaming_refuses_models_that_read_the_whole_utterance(tmp_path):
     predictor = streaming_predictor(tmp_path, 1)
     predictor.config.features.normalize = "utterance"
     with pytest.raises(ValueError, match="normalises each utterance"):
+        list(predictor.stream(np.zeros(800, np.float32), 100))
+    predictor.config.features.normalize = "global"
+    predictor.config.features.trim_db = 20.0
+    with pytest.raises(ValueError, match="trim_db"):
         list(predictor.stream(np.zeros(800, np.float32), 100))
     model = tiny("ctc", bidirectional=True).float()
     with pytest.raises(ValueError, match="unidirectional"):
