@@ -142,6 +142,9 @@ class SpeechStepper:
         if predictor.config.features.normalize == "utterance":
             raise RequestError(422, "name", "this speech model normalises whole utterances; "
                                "streaming needs features.normalize global or none")  # fmt: skip
+        if predictor.config.features.trim_db:
+            raise RequestError(422, "name", "this speech model trims each utterance's ends "
+                               "(features.trim_db); streaming needs trim_db 0")  # fmt: skip
         try:
             predictor.model.check_streamable()
         except ValueError as e:

@@ -86,3 +86,13 @@ def test_speech_sessions_over_http(streaming_dir, audio):
         url = f"/v1/models/digits/sessions/{sid}/step"
         bad = client.post(url, json={"input": "hello"})
         assert bad.status_code == 422 and "list of samples" in bad.json()["error"]["message"]
+
+
+def test_sessions_refuse_models_that_read_the_whole_utterance(streaming_dir):
+    from lstmkit.serve.inputs import RequestError
+
+    predictor = run.load(streaming_dir)
+    predictor.config.features.trim_db = 20.0
+    with pytest.raises(RequestError, match="trim_db") as caught:
+        SpeechStepper().open(predictor)
+    assert caught.value.status == 422

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lstmkit.data.audio import FeatureConfig, FeatureExtractor, normalize
+from lstmkit.data.audio import FeatureConfig, FeatureExtractor, normalize, trim_silence
 from lstmkit.data.fsdd import Recording, connected_utterance
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ class AugmentConfig:
             Default: 0.0
         noise_prob: probability of adding white noise to an example. Default: 0.5
         noise_snr_db: the range its signal-to-noise ratio is drawn from. Default: (10, 40)
+        trim_db: [low, high]: each example's silence is trimmed (as ``features.trim_db``
+            does) at a threshold drawn from this range instead of the feature setting's, so
+            the model sees words with their quiet ends (a final "t") kept and cut.
+            Default: (0, 0), the feature setting
         tempo: [low, high]: the features' frames are stretched in time by a factor drawn
             log-uniformly from this range (0.7: 30% faster, fewer frames), the spectrum
             unchanged, unlike ``speeds`` (a speaker who says a word quickly keeps its
@@ -56,6 +60,7 @@ class AugmentConfig:
     crop: float = 0.0
     noise_prob: float = 0.5
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    trim_db: tuple[float, float] = (0.0, 0.0)
     tempo: tuple[float, float] = (1.0, 1.0)
     time_masks: int = 2
     time_mask_frames: int = 10
@@ -73,6 +78,9 @@ class AugmentConfig:
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
             raise ValueError(f"augment.noise_snr_db must be [low, high], got "
                              f"{list(self.noise_snr_db)}")  # fmt: skip
+        if len(self.trim_db) != 2 or not 0 <= self.trim_db[0] <= self.trim_db[1]:
+            raise ValueError(f"augment.trim_db must be [low, high] with 0 <= low <= high, got "
+                             f"{list(self.trim_db)}")  # fmt: skip
         if len(self.tempo) != 2 or not 0.5 <= self.tempo[0] <= self.tempo[1] <= 2:
             raise ValueError(f"augment.tempo must be [low, high] within [0.5, 2], got "
                              f"{list(self.tempo)}")  # fmt: skip
@@ -136,7 +144,11 @@ class Featurizer:
     def augmented(self, audio: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> Tensor:
         from scipy.signal import resample_poly
 
-        audio = self.extractor.trim(audio)  # before the noise, as transcription trims
+        if aug.trim_db[1] > 0:  # before the noise, as transcription trims
+            ex = self.extractor
+            audio = trim_silence(audio, rng.uniform(*aug.trim_db), ex.win, ex.hop)
+        else:
+            audio = self.extractor.trim(audio)
         if aug.crop > 0:
             cut = int(rng.uniform(0, aug.crop) * audio.size)
             start = int(rng.integers(cut + 1))

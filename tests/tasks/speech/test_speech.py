@@ -206,6 +206,20 @@ def test_training_trims_as_transcription_does():
                                 np.random.default_rng(0)).shape == plain.shape  # fmt: skip
 
 
+def test_trim_augmentation_draws_the_threshold_per_example():
+    alt = (-1.0) ** np.arange(2000)  # +-a: each window's power exact
+    audio = np.r_[0.5 * alt, 0.5 * 10 ** (-25 / 20) * alt[:800]].astype(np.float32)
+    featurizer = Featurizer(FeatureConfig(trim_db=40), None, ctc=False)
+    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, trim_db=(10, 40), time_masks=0,
+                        freq_masks=0)  # fmt: skip
+    frames = {featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0]
+              for k in range(30)}  # fmt: skip
+    # the -25 dB tail is kept above a 25 dB threshold and cut below it
+    ex = FeatureExtractor(FeatureConfig())
+    assert frames == {ex.n_frames(2000 + 120), ex.n_frames(2800)}
+    assert featurizer.features(audio).shape[0] == ex.n_frames(2800)  # transcription: 40 dB
+
+
 def test_isolated_scores_by_hand():
     items = [Item(np.zeros(1), (d,), s, "x") for d, s in [(1, "a"), (2, "a"), (3, "b"), (3, "b")]]
     result = isolated_scores(items, [1, 2, 3, 5])
@@ -237,6 +251,8 @@ def test_connected_scores_by_hand():
         ({"augment": {"time_mask_fraction": 0}}, "time_mask_fraction"),
         ({"augment": {"crop": 1.0}}, "crop"),
         ({"augment": {"tempo": [1.2, 0.8]}}, "tempo"),
+        ({"augment": {"trim_db": [20, 10]}}, "trim_db"),
+        ({"features": {"trim_db": -3}}, "trim_db"),
         ({"augment": {"tempo": [0.3, 1.0]}}, "tempo"),
         ({"model": {"pooling": "attention"}}, "pooling"),
         ({"model": {"subsample": 0}}, "subsample"),
