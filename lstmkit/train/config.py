@@ -21,7 +21,7 @@ C = TypeVar("C")
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "slanted_triangular", "plateau")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 MAX_NUMBER = 2**31 - 1  # no config value is larger; bigger ones are typos or attacks
 
 
@@ -85,7 +85,9 @@ class TrainConfig:
         max_nonfinite_steps: stop with an error after this many consecutive steps whose
             gradients are not finite (each is skipped). Default: 5
         detect_anomaly: run backward under ``torch.autograd.detect_anomaly``. Default: ``False``
-        precision: ``fp32`` or ``bf16`` (autocast for the forward pass). Default: ``fp32``
+        precision: ``fp32``, ``bf16`` (autocast for the forward pass) or ``auto`` (bf16 where
+            the hardware has native bf16, else fp32; :mod:`lstmkit.train.precision`).
+            Default: ``fp32``
         seed: seeds random, numpy and torch. Default: 0
         deterministic: ``torch.use_deterministic_algorithms(True)``. Default: ``False``
         checkpoint_every: also save the trainer state every this many steps. Default: ``None``

@@ -46,7 +46,7 @@ from lstmkit.train.checkpoint import (
 from lstmkit.train.config import TrainConfig, to_dict
 from lstmkit.train.logging import CSVLogger, TensorBoardLogger, WandbLogger, tensorboard_available
 from lstmkit.train.optim import build_optimizer, build_schedulers
-from lstmkit.train.precision import check_precision
+from lstmkit.train.precision import check_precision, resolve_precision
 
 
 class StepOutput(NamedTuple):
@@ -208,6 +208,7 @@ class Trainer:
         self.global_step = 0
         self.epoch = 0  # epochs completed
         self._nonfinite_run = 0  # consecutive steps with non-finite gradients
+        self.precision: str | None = None  # fp32 or bf16, train.precision resolved on a device
 
     # -- public API -------------------------------------------------------------------------
 
@@ -228,6 +229,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         device = next(model.parameters()).device
         check_precision(cfg.precision, device)
+        self.precision = resolve_precision(cfg.precision, device)
+        if cfg.precision == "auto" and self.is_main:
+            print(f"precision auto: {self.precision} on this {device.type.upper()}")
         steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
         horizon = steps_per_epoch * cfg.epochs if steps_per_epoch is not None else cfg.max_steps
         params = [p for p in model.parameters() if p.requires_grad]
@@ -450,8 +454,13 @@ class Trainer:
 
     def _autocast(self, device: torch.device):
         return torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+            device.type, dtype=torch.bfloat16, enabled=self._precision(device) == "bf16"
         )
+
+    def _precision(self, device: torch.device) -> str:
+        if self.precision is None:  # evaluate() without fit()
+            self.precision = resolve_precision(self.config.precision, device)
+        return self.precision
 
     # -- bookkeeping ---------------------------------------------------------------------------
 

@@ -47,3 +47,27 @@ def test_probe_agrees_with_an_actual_bf16_step():
     except RuntimeError:
         works = False
     assert bf16_supported("cpu") == works
+
+
+@pytest.mark.parametrize("native, runs, expected", [(True, True, "bf16"), (True, False, "fp32"),
+                                                    (False, True, "fp32")])  # fmt: skip
+def test_auto_takes_bf16_only_where_it_is_native_and_runs(monkeypatch, native, runs, expected):
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device_type="cpu": native)
+    monkeypatch.setattr(precision_module, "bf16_supported", lambda device_type="cpu": runs)
+    cpu = torch.device("cpu")
+    assert precision_module.resolve_precision("auto", cpu) == expected
+    assert precision_module.resolve_precision("fp32", cpu) == "fp32"
+    check_precision("auto", cpu)  # auto never refuses: it falls back
+    seen = []
+    trainer = Trainer(TrainConfig(precision="auto", progress=False, max_steps=1),
+                      lambda model, batch, state=None: seen.append(torch.get_autocast_dtype("cpu")
+                      if torch.is_autocast_enabled("cpu") else None) or _loss(model))  # fmt: skip
+    trainer.fit(torch.nn.Linear(2, 1), [None])
+    assert trainer.precision == expected
+    assert seen == [torch.bfloat16 if expected == "bf16" else None]
+
+
+def _loss(model):
+    from lstmkit.train import StepOutput
+
+    return StepOutput(model(torch.ones(1, 2)).sum())

@@ -15,7 +15,7 @@ from lstmkit.train import TrainConfig, apply_overrides, from_dict, load_yaml, to
         (dict(optimizer="adam"), "optimizer must be one of adamw, sgd; got 'adam'"),
         (dict(schedule="step"), "schedule must be one of constant, cosine"),
         (dict(clip_norm=0.0), "clip_norm must be positive, got 0.0"),
-        (dict(precision="fp16"), "precision must be one of fp32, bf16; got 'fp16'"),
+        (dict(precision="fp16"), "precision must be one of fp32, bf16, auto; got 'fp16'"),
         (dict(nesterov=True), "nesterov needs optimizer='sgd' and momentum > 0"),
         (dict(betas=(0.9,)), "betas must be two numbers in [0, 1)"),
         (dict(schedule="plateau", warmup_steps=3), "warmup_steps does not apply to schedule"),
