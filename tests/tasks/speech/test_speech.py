@@ -200,8 +200,9 @@ def test_training_trims_as_transcription_does():
     assert plain.shape[0] < FeatureExtractor(FeatureConfig()).n_frames(audio.size) - 20
     augmented = featurizer.augmented(audio.astype(np.float32), off, np.random.default_rng(0))
     assert torch.equal(augmented, plain)
+    # noise is added after the trim, so it cannot keep the silence
     noisy = AugmentConfig(speeds=(1.0,), noise_prob=1.0, noise_snr_db=(10, 10), time_masks=0,
-                          freq_masks=0)  # fmt: skip  (noise added after the trim)
+                          freq_masks=0)  # fmt: skip
     assert featurizer.augmented(audio.astype(np.float32), noisy,
                                 np.random.default_rng(0)).shape == plain.shape  # fmt: skip
 
