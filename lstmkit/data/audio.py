@@ -267,7 +267,8 @@ def trim_silence(audio: np.ndarray, top_db: float, win: int, hop: int) -> np.nda
         return audio
     x = np.asarray(audio, dtype=np.float64)
     n = 1 + (x.size - win) // hop
-    power = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n].__pow__(2).mean(1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n]
+    power = (windows**2).mean(1)
     loud = np.flatnonzero(power >= power.max() * 10 ** (-top_db / 10))
     return audio[loud[0] * hop : loud[-1] * hop + win]
 
