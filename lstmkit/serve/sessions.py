@@ -139,14 +139,8 @@ class SpeechStepper:
     def open(self, predictor: Any) -> SpeechState:
         from lstmkit.data.audio import FrameStream
 
-        if predictor.config.features.normalize == "utterance":
-            raise RequestError(422, "name", "this speech model normalises whole utterances; "
-                               "streaming needs features.normalize global or none")  # fmt: skip
-        if predictor.config.features.trim_db:
-            raise RequestError(422, "name", "this speech model trims each utterance's ends "
-                               "(features.trim_db); streaming needs trim_db 0")  # fmt: skip
         try:
-            predictor.model.check_streamable()
+            predictor.check_streamable()
         except ValueError as e:
             raise RequestError(422, "name", str(e)) from None
         n_mels = predictor.config.features.n_mels

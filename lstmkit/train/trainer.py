@@ -229,9 +229,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         device = next(model.parameters()).device
         check_precision(cfg.precision, device)
-        self.precision = resolve_precision(cfg.precision, device)
         if cfg.precision == "auto" and self.is_main:
-            print(f"precision auto: {self.precision} on this {device.type.upper()}")
+            print(f"precision auto: {self._precision(device)} on this {device.type.upper()}")
         steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
         horizon = steps_per_epoch * cfg.epochs if steps_per_epoch is not None else cfg.max_steps
         params = [p for p in model.parameters() if p.requires_grad]

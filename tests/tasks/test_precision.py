@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lstmkit.tasks import get_task, run
-from lstmkit.train import TrainConfig, Trainer, from_dict
+from lstmkit.train import StepOutput, TrainConfig, Trainer, from_dict
 from lstmkit.train import precision as precision_module
 from lstmkit.train.precision import bf16_supported, check_precision
 
@@ -59,15 +59,12 @@ def test_auto_takes_bf16_only_where_it_is_native_and_runs(monkeypatch, native, r
     assert precision_module.resolve_precision("fp32", cpu) == "fp32"
     check_precision("auto", cpu)  # auto never refuses: it falls back
     seen = []
-    trainer = Trainer(TrainConfig(precision="auto", progress=False, max_steps=1),
-                      lambda model, batch, state=None: seen.append(torch.get_autocast_dtype("cpu")
-                      if torch.is_autocast_enabled("cpu") else None) or _loss(model))  # fmt: skip
+
+    def step(model, batch, state=None):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return StepOutput(model(torch.ones(1, 2)).sum())
+
+    trainer = Trainer(TrainConfig(precision="auto", progress=False, max_steps=1), step)
     trainer.fit(torch.nn.Linear(2, 1), [None])
     assert trainer.precision == expected
     assert seen == [torch.bfloat16 if expected == "bf16" else None]
-
-
-def _loss(model):
-    from lstmkit.train import StepOutput
-
-    return StepOutput(model(torch.ones(1, 2)).sum())

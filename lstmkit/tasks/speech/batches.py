@@ -193,8 +193,6 @@ def stretch(feats: Tensor, factor: float) -> Tensor:
     steps = max(1, round(feats.shape[0] * factor))
     if steps == feats.shape[0]:
         return feats
-    if feats.shape[0] == 1:
-        return feats.expand(steps, -1).clone()
     out = nn.functional.interpolate(feats.T[None], size=steps, mode="linear", align_corners=True)
     return out[0].T.contiguous()
 

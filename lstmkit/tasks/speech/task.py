@@ -458,11 +458,10 @@ class SpeechPredictor(Predictor):
     def format_output(self, item: str, output: dict[str, Any]) -> str:
         return f"{item}\t{output['transcript']}"
 
-    @torch.no_grad()
-    def stream(self, audio: np.ndarray, chunk_ms: float) -> Iterator[Tensor]:
-        """CTC log-probabilities (T', C+1) of ``audio`` fed ``chunk_ms`` at a time, the LSTM
-        state carried from chunk to chunk (a unidirectional CTC model with ``features.
-        normalize`` ``global`` or ``none``: nothing may look at the whole utterance)."""
+    def check_streamable(self) -> None:
+        """Raise a ValueError unless this model can run chunk by chunk: a unidirectional CTC
+        model whose features look at no whole utterance (no per-utterance normalisation, no
+        trimming of the ends)."""
         if self.config.features.normalize == "utterance":
             raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
                              "needs features.normalize global or none")  # fmt: skip
@@ -470,6 +469,13 @@ class SpeechPredictor(Predictor):
             raise ValueError(f"{self.model_dir} trims each utterance's ends (features.trim_db); "
                              "streaming needs features.trim_db 0")  # fmt: skip
         self.model.check_streamable()
+
+    @torch.no_grad()
+    def stream(self, audio: np.ndarray, chunk_ms: float) -> Iterator[Tensor]:
+        """CTC log-probabilities (T', C+1) of ``audio`` fed ``chunk_ms`` at a time, the LSTM
+        state carried from chunk to chunk (a unidirectional CTC model with ``features.
+        normalize`` ``global`` or ``none``: nothing may look at the whole utterance)."""
+        self.check_streamable()
         chunk = max(1, int(round(self.config.features.sample_rate * chunk_ms / 1000)))
         frames = FrameStream(self.featurizer.extractor)
         k = self.config.model.subsample
