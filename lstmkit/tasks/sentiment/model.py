@@ -27,6 +27,7 @@ from lstmkit.nn.dropout import LockedDropout, embedding_dropout
 from lstmkit.train.config import check_fraction, check_positive
 
 POOLINGS = ("last", "max", "mean", "attention")
+EMBEDDINGS = ("random", "word2vec")
 
 
 @dataclass
@@ -43,6 +44,10 @@ class SentimentModelConfig:
             dropout. Default: 0.0, 0.2, 0.0
         layer_norm, peephole, zoneout, recurrent_dropout, weight_drop, forget_bias:
             :class:`lstmkit.nn.LSTM` variants of the from-scratch encoder. Default: off, 1.0
+        embeddings: how the from-scratch encoder's embedding table starts: ``random``
+            (``nn.Embedding``'s N(0, 1)) or ``word2vec``, learned from the training reviews
+            (and ``unsup`` with ``data.unsup``) before training, see
+            :mod:`lstmkit.data.word_vectors`. Default: ``random``
         pretrained: a language-model directory (``lstmkit lm train``) whose embedding and
             LSTM layers become the encoder (its tokenizer is used too). Default: ``None``
         adversarial: the L2 norm of an adversarial perturbation of each training review's
@@ -72,6 +77,7 @@ class SentimentModelConfig:
     weight_drop: float = 0.0
     forget_bias: float = 1.0
     adversarial: float = 0.0
+    embeddings: str = "random"
     pretrained: str | None = None
     chunk_len: int = 70
     grad_chunks: int = 20
@@ -90,6 +96,12 @@ class SentimentModelConfig:
         if self.adversarial and self.pretrained is not None:
             raise ValueError("model.adversarial perturbs a from-scratch encoder's embeddings; "
                              "it does not apply with model.pretrained")  # fmt: skip
+        if self.embeddings not in EMBEDDINGS:
+            raise ValueError(f"model.embeddings must be one of {', '.join(EMBEDDINGS)}; "
+                             f"got {self.embeddings!r}")  # fmt: skip
+        if self.embeddings != "random" and self.pretrained is not None:
+            raise ValueError(f"model.embeddings {self.embeddings} starts a from-scratch "
+                             "encoder's table; model.pretrained brings its own")  # fmt: skip
         check_fraction(
             self,
             "model",

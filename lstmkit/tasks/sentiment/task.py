@@ -18,6 +18,7 @@ ROC-AUC, written to ``metrics.json`` and ``results.json``.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader
 from lstmkit.data.batching import BucketBatchSampler, pad_batch, truncate
 from lstmkit.data.imdb import SPLIT_BY, clean_text, load_imdb, split_reviews
 from lstmkit.data.tokenizer import Tokenizer
+from lstmkit.data.word_vectors import Word2VecConfig, word2vec_embeddings
 from lstmkit.models import LanguageModel, LMModelConfig
 from lstmkit.tasks.base import (
     Built,
@@ -75,6 +77,8 @@ class SentimentDataConfig:
         max_len: longer reviews keep their first quarter and the rest from the end.
             Default: 200
         batch_size, eval_batch_size: reviews per batch (bucketed by length). Default: 32, 64
+        unsup: ``model.embeddings: word2vec`` also learns from the 50,000 unlabelled
+            reviews (``train/unsup``, of movies in neither labelled split). Default: False
     """
 
     path: str | None = None
@@ -87,6 +91,7 @@ class SentimentDataConfig:
     max_len: int = 200
     batch_size: int = 32
     eval_batch_size: int = 64
+    unsup: bool = False
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_BY:
@@ -118,8 +123,9 @@ class FinetuneConfig:
 
 @dataclass
 class SentimentConfig:
-    """The whole run: ``data``, ``model``, ``train``, ``finetune`` and ``patience`` (epochs
-    without a better validation accuracy before early stopping)."""
+    """The whole run: ``data``, ``model``, ``train``, ``finetune``, ``word2vec`` (for
+    ``model.embeddings: word2vec``) and ``patience`` (epochs without a better validation
+    accuracy before early stopping)."""
 
     data: SentimentDataConfig = field(default_factory=SentimentDataConfig)
     model: SentimentModelConfig = field(default_factory=SentimentModelConfig)
@@ -129,11 +135,15 @@ class SentimentConfig:
         )
     )
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    word2vec: Word2VecConfig = field(default_factory=Word2VecConfig)
     patience: int = 3
 
     def __post_init__(self) -> None:
         if self.patience <= 0:
             raise ValueError(f"patience must be positive, got {self.patience!r}")
+        if self.data.unsup and self.model.embeddings == "random":
+            raise ValueError("data.unsup feeds model.embeddings: word2vec; with random "
+                             "embeddings nothing reads the unlabelled reviews")  # fmt: skip
 
 
 def load_config(data: dict[str, Any] | None = None) -> SentimentConfig:
@@ -307,6 +317,24 @@ def _tokenizer(config: SentimentConfig, run: RunContext, texts: list[str]) -> To
     return Tokenizer.train(texts, data.tokenizer, data.vocab_size, data.min_frequency)
 
 
+def _init_embeddings(
+    config: SentimentConfig, model: SentimentClassifier, tokenizer: Tokenizer, texts: list[str]
+) -> None:
+    """Start the embedding table from word2vec vectors of ``texts`` (the training reviews)
+    and, with ``data.unsup``, the unlabelled reviews; never the validation reviews."""
+    if config.data.unsup:
+        unsup = load_imdb(config.data.path or SAMPLE, "unsup")
+        texts = texts + [r.text for r in unsup]
+    started = time.perf_counter()
+    table, learned = word2vec_embeddings(
+        tokenizer, texts, config.model.embed_size, config.word2vec, config.train.seed
+    )
+    with torch.no_grad():
+        model.encoder.embedding.weight.copy_(table)
+    print(f"word2vec: {learned} of {tokenizer.vocab_size} embeddings learned from "
+          f"{len(texts)} reviews in {time.perf_counter() - started:.1f} s")  # fmt: skip
+
+
 def _stages(config: SentimentConfig, model: SentimentClassifier) -> list[Stage] | None:
     """ULMFiT for a pretrained encoder: discriminative learning rates and gradual unfreezing
     (one epoch per stage from the head down, then everything for ``train.epochs``)."""
@@ -347,6 +375,9 @@ class SentimentTask:
               f"{train_enc.truncated + val_enc.truncated} longer than {data.max_len} tokens "
               "kept head + tail")  # fmt: skip
         model = build_model(config, tokenizer.vocab_size, tokenizer.pad_id)
+        # rank 0 only: DDP broadcasts its weights; a resumed run loads its own
+        if config.model.embeddings == "word2vec" and run.rank == 0 and not run.resume:
+            _init_embeddings(config, model, tokenizer, [r.text for r in train_reviews])
         seed, pad = config.train.seed, tokenizer.pad_id
         train_data = loader(train_enc, data.batch_size, True, seed, pad)
         if run.world_size > 1:

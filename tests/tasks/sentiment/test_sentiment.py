@@ -22,8 +22,9 @@ from safetensors.torch import load_file
 from sklearn import metrics as skm
 
 from lstmkit.cli.main import main
-from lstmkit.data.imdb import clean_text
+from lstmkit.data.imdb import clean_text, load_imdb, split_reviews
 from lstmkit.data.tokenizer import Tokenizer
+from lstmkit.data.word_vectors import word2vec_embeddings
 from lstmkit.models import LanguageModel, LMModelConfig
 from lstmkit.tasks import run as runner
 from lstmkit.tasks.lm import task as lm_task
@@ -293,6 +294,8 @@ def test_adversarial_training_through_the_cli(tmp_path):
         ({"num_classes": 1}, "model.num_classes must be >= 2"),
         ({"adversarial": -1.0}, "model.adversarial must be >= 0"),
         ({"adversarial": 2.0, "pretrained": "lm"}, "does not apply with model.pretrained"),
+        ({"embeddings": "glove"}, "model.embeddings must be one of random, word2vec; got 'glove'"),
+        ({"embeddings": "word2vec", "pretrained": "lm"}, "model.pretrained brings its own"),
     ],
 )
 def test_model_config_errors(kwargs, message):
@@ -308,6 +311,10 @@ def test_load_config_rejects_unknown_keys_and_keeps_defaults():
     cfg = task.load_config({"model": {"hidden_size": "16", "pooling": "max+mean+last"}})
     assert cfg.model.hidden_size == 16 and cfg.model.embed_size == 64
     assert cfg.train.monitor == "val_accuracy" and cfg.train.lr == 3e-3  # the task's defaults
+    with pytest.raises(ValueError, match="data.unsup feeds model.embeddings: word2vec"):
+        task.load_config({"data": {"unsup": True}})
+    with pytest.raises(ValueError, match="unknown key\\(s\\) word2vec.epoch"):
+        task.load_config({"word2vec": {"epoch": 3}})
     rc, _, err = run(["sentiment", "train", "--model.hiden_size", "8"])
     assert rc == 2 and "unknown key(s) model.hiden_size" in err
 
@@ -662,3 +669,47 @@ def test_lm_pretrained_classifier_end_to_end(tmp_path):
     assert isinstance(model.encoder, LMEncoder) and model.encoder.output_size == 8
     assert predictor.predict(texts) == before
     assert runner.evaluate(out, None, "val")["accuracy"] == results["accuracy"]
+
+
+def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_path, monkeypatch):
+    archive = write_archive(tmp_path / "tiny_imdb.tar.gz")
+    seen: list[list[str]] = []
+    tables: list[torch.Tensor] = []
+
+    def spy(tokenizer, texts, dim, config, seed):
+        seen.append(list(texts))
+        table, learned = word2vec_embeddings(tokenizer, texts, dim, config, seed)
+        tables.append(table)
+        return table, learned
+
+    monkeypatch.setattr(task, "word2vec_embeddings", spy)
+    # the trainer's first step must start from the word2vec table: record the weights it sees
+    starts: list[torch.Tensor] = []
+    real_step = task.sentiment_step
+
+    def first_step(model, batch, *args, **kwargs):
+        if not starts:
+            starts.append(model.encoder.embedding.weight.detach().clone())
+        return real_step(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(task, "sentiment_step", first_step)
+    out = tmp_path / "w2v"
+    argv = ["sentiment", "train", "--data", str(archive), "--out", str(out), "--no-progress",
+            "--data.split", "random", "--data.val_size", "20", "--data.batch_size", "8",
+            "--model.embed_size", "8", "--model.hidden_size", "6", "--model.embeddings",
+            "word2vec", "--data.unsup", "true", "--word2vec.workers", "1",
+            "--word2vec.min_count", "1", "--train.tensorboard", "false"]  # fmt: skip
+    rc, stdout, err = run([*argv, "--max-steps", "2"])
+    assert rc == 0, err
+    reviews = list(load_imdb(archive, "train"))
+    train, val = split_reviews(reviews, 20, 0, "random")
+    unsup = [r.text for r in load_imdb(archive, "unsup")]
+    assert seen == [[r.text for r in train] + unsup]  # 60 training + 40 unlabelled reviews
+    assert not {r.text for r in val} & set(seen[0])
+    assert torch.equal(starts[0], tables[0])
+    vocab = Tokenizer.load(out).vocab_size
+    assert f"word2vec: {vocab - 2} of {vocab} embeddings learned from 100 reviews" in stdout
+    # a resumed run continues its own weights: no word2vec again
+    rc, stdout, err = run([*argv, "--max-steps", "4", "--resume"])
+    assert rc == 0, err
+    assert len(seen) == 1 and "word2vec:" not in stdout
