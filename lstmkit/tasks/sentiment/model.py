@@ -48,6 +48,9 @@ class SentimentModelConfig:
             (``nn.Embedding``'s N(0, 1)) or ``word2vec``, learned from the training reviews
             (and ``unsup`` with ``data.unsup``) before training, see
             :mod:`lstmkit.data.word_vectors`. Default: ``random``
+        freeze_embeddings: the embedding table stays as it starts (Keras's
+            ``trainable=False``): with word2vec vectors the classifier cannot fit the
+            training reviews through rare words' rows. Default: False
         pretrained: a language-model directory (``lstmkit lm train``) whose embedding and
             LSTM layers become the encoder (its tokenizer is used too). Default: ``None``
         adversarial: the L2 norm of an adversarial perturbation of each training review's
@@ -78,6 +81,7 @@ class SentimentModelConfig:
     forget_bias: float = 1.0
     adversarial: float = 0.0
     embeddings: str = "random"
+    freeze_embeddings: bool = False
     pretrained: str | None = None
     chunk_len: int = 70
     grad_chunks: int = 20
@@ -135,6 +139,7 @@ class RecurrentEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embed_size, padding_idx=pad_id)
+        self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         self.drop_input = LockedDropout(config.dropouti)
         self.rnn = LSTM(
             config.embed_size, config.hidden_size, config.num_layers,

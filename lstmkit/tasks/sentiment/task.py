@@ -207,6 +207,8 @@ def adversarial_step(model: nn.Module, batch: Batch, epsilon: float) -> StepOutp
     the loss of each review's embeddings moved by ``epsilon`` (L2 norm over the whole review)
     along the clean loss's gradient, ``r = epsilon * g / ||g||``, taken as a constant."""
     x = model.encoder.embed(batch.ids)  # (L, N, E)
+    if not x.requires_grad:  # a frozen table: the perturbation still needs dloss/dx
+        x.requires_grad_()
     logits = model.classify(model.encoder.encode(x, batch.lengths), batch.lengths)
     clean = F.cross_entropy(logits.float(), batch.labels)
     (g,) = torch.autograd.grad(clean, x, retain_graph=True)

@@ -268,6 +268,20 @@ def test_adversarial_step_equals_a_hand_computation():
     assert "adversarial_loss" not in plain.metrics
 
 
+def test_adversarial_step_with_a_frozen_embedding_table():
+    torch.manual_seed(0)
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, freeze_embeddings=True)
+    model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).train()
+    assert not model.encoder.embedding.weight.requires_grad
+    ids, lengths = batch([7, 3, 5])
+    out = task.sentiment_step(model, task.Batch(ids, lengths, torch.tensor([1, 0, 1])),
+                              adversarial=2.5)  # fmt: skip
+    out.loss.backward()
+    assert out.metrics["adversarial_loss"] > 0
+    assert model.encoder.embedding.weight.grad is None
+    assert model.encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+
+
 def test_adversarial_training_through_the_cli(tmp_path):
     out = tmp_path / "adv"
     rc, stdout, err = run(["sentiment", "train", "--out", str(out), *TINY, "--max-steps", "3",
@@ -685,11 +699,13 @@ def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_pat
     monkeypatch.setattr(task, "word2vec_embeddings", spy)
     # the trainer's first step must start from the word2vec table: record the weights it sees
     starts: list[torch.Tensor] = []
+    first_rnn: list[torch.Tensor] = []
     real_step = task.sentiment_step
 
     def first_step(model, batch, *args, **kwargs):
         if not starts:
             starts.append(model.encoder.embedding.weight.detach().clone())
+            first_rnn.append(model.encoder.rnn.weight_hh_l0.detach().clone())
         return real_step(model, batch, *args, **kwargs)
 
     monkeypatch.setattr(task, "sentiment_step", first_step)
@@ -698,7 +714,8 @@ def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_pat
             "--data.split", "random", "--data.val_size", "20", "--data.batch_size", "8",
             "--model.embed_size", "8", "--model.hidden_size", "6", "--model.embeddings",
             "word2vec", "--data.unsup", "true", "--word2vec.workers", "1",
-            "--word2vec.min_count", "1", "--train.tensorboard", "false"]  # fmt: skip
+            "--word2vec.min_count", "1", "--model.freeze_embeddings", "true",
+            "--model.adversarial", "1.0", "--train.tensorboard", "false"]  # fmt: skip
     rc, stdout, err = run([*argv, "--max-steps", "2"])
     assert rc == 0, err
     reviews = list(load_imdb(archive, "train"))
@@ -707,6 +724,10 @@ def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_pat
     assert seen == [[r.text for r in train] + unsup]  # 60 training + 40 unlabelled reviews
     assert not {r.text for r in val} & set(seen[0])
     assert torch.equal(starts[0], tables[0])
+    # frozen: the saved table is still word2vec's, while the LSTM trained
+    saved = load_file(str(out / "model.safetensors"))
+    assert torch.equal(saved["encoder.embedding.weight"], tables[0])
+    assert not torch.equal(saved["encoder.rnn.weight_hh_l0"], first_rnn[0])
     vocab = Tokenizer.load(out).vocab_size
     assert f"word2vec: {vocab - 2} of {vocab} embeddings learned from 100 reviews" in stdout
     # a resumed run continues its own weights: no word2vec again
