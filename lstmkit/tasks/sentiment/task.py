@@ -5,6 +5,8 @@ archive; by default the sample bundled with lstmkit), carves a seeded, stratifie
 validation split out of them (every decision is taken on it), trains a tokenizer on the
 rest, and fits a :class:`SentimentClassifier` with the :class:`lstmkit.train.Trainer`
 (early stopping on validation accuracy, the best epoch's weights kept). With
+``model.embeddings: word2vec`` the embedding table starts from word2vec vectors of the
+training reviews (and ``data.unsup``'s unlabelled ones), learned before training. With
 ``model.pretrained`` the encoder is a trained language model's (ULMFiT, Howard & Ruder
 2018): its tokenizer, discriminative learning rates, gradual unfreezing (one epoch per
 stage, then everything) and the slanted triangular schedule.
