@@ -270,14 +270,19 @@ def test_adversarial_step_equals_a_hand_computation():
 
 def test_adversarial_step_with_a_frozen_embedding_table():
     torch.manual_seed(0)
-    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, freeze_embeddings=True)
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
+                               freeze_embeddings=True)  # fmt: skip
     model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).train()
     assert not model.encoder.embedding.weight.requires_grad
     ids, lengths = batch([7, 3, 5])
-    out = task.sentiment_step(model, task.Batch(ids, lengths, torch.tensor([1, 0, 1])),
-                              adversarial=2.5)  # fmt: skip
+    labels = torch.tensor([1, 0, 1])
+    out = task.sentiment_step(model, task.Batch(ids, lengths, labels), adversarial=2.5)
+    with torch.no_grad():
+        clean = float(torch.nn.functional.cross_entropy(model(ids, lengths), labels))
+    adversarial = out.metrics["adversarial_loss"]
+    assert adversarial > clean  # the perturbation still follows the loss gradient
+    assert abs(float(out.loss.detach()) - (clean + adversarial)) <= 1e-5
     out.loss.backward()
-    assert out.metrics["adversarial_loss"] > 0
     assert model.encoder.embedding.weight.grad is None
     assert model.encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
 
