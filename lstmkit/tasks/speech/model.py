@@ -8,6 +8,12 @@ models):
 * ``ctc`` (connected digits): a linear layer per step and log-softmax: (T', N, C + 1) with
   the CTC blank at index 0 (Graves et al. 2006).
 
+An optional front end (``conv_channels`` > 0) convolves each frame along the mel axis before
+the LSTM: two Conv1d layers (kernel 5) with ReLU and max-pooling by 2 over the bands, as in
+the frequency convolutions of CLDNN acoustic models (Sainath et al. 2015). Pooling over bands
+makes the features less sensitive to a speaker's formant shifts; each frame is convolved
+alone, so a chunked stream still equals the one-shot output.
+
 Frame stacking (``subsample`` k) joins k consecutive frames into one LSTM step (T' =
 ceil(T / k)): k times fewer recurrent steps, which is most of the cost, at a 10k ms step.
 A unidirectional model can run in chunks with its state carried (:meth:`SpeechModel.step`).
@@ -38,6 +44,8 @@ class SpeechModelConfig:
         pooling: the isolated head's pooling, ``max``, ``mean`` or ``max+mean``.
             Default: ``max+mean``
         layer_norm: layer-normalised LSTM (:class:`lstmkit.nn.LSTM`'s variant). Default: off
+        conv_channels: channels of the per-frame frequency convolution in front of the LSTM
+            (:class:`FrequencyConv`); 0 = none. Default: 0
     """
 
     hidden_size: int = 128
@@ -47,8 +55,11 @@ class SpeechModelConfig:
     dropout: float = 0.2
     pooling: str = "max+mean"
     layer_norm: bool = False
+    conv_channels: int = 0
 
     def __post_init__(self) -> None:
+        if self.conv_channels < 0:
+            raise ValueError(f"model.conv_channels must be >= 0, got {self.conv_channels}")
         check_positive(self, "model", ("hidden_size", "num_layers", "subsample"))
         check_fraction(self, "model", ("dropout",))
         if self.pooling not in POOLINGS:
@@ -76,6 +87,29 @@ def stack_frames(feats: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor
     return stacked, (lengths + k - 1) // k
 
 
+class FrequencyConv(nn.Module):
+    """Each frame's bands through Conv1d(k=5) -> ReLU -> MaxPool(2), twice.
+
+    Inputs: feats (T, N, F). Outputs: (T, N, C * (F // 4)), C = ``channels``; every frame is
+    processed alone (no context across time), so padding and chunking do not change it.
+    """
+
+    def __init__(self, n_mels: int, channels: int) -> None:
+        super().__init__()
+        if n_mels < 4:
+            raise ValueError(f"model.conv_channels needs at least 4 mel bands, got {n_mels}")
+        self.layers = nn.Sequential(
+            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+        )  # fmt: skip
+        self.out_features = channels * (n_mels // 4)
+
+    def forward(self, feats: Tensor) -> Tensor:
+        t, n, f = feats.shape
+        out = self.layers(feats.reshape(t * n, 1, f))  # (T*N, C, F // 4)
+        return out.reshape(t, n, self.out_features)
+
+
 def valid_mask(lengths: Tensor, steps: int) -> Tensor:
     """(T, N) bool: step t of sequence n is within its length."""
     return torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]
@@ -95,8 +129,10 @@ class SpeechModel(nn.Module):
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
         self.config, self.head_kind = config, head
         c = config
+        self.conv = FrequencyConv(n_mels, c.conv_channels) if c.conv_channels else None
+        features = self.conv.out_features if self.conv is not None else n_mels
         self.rnn = LSTM(
-            n_mels * c.subsample, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
+            features * c.subsample, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
             dropout=c.dropout if c.num_layers > 1 else 0.0, layer_norm=c.layer_norm,
         )  # fmt: skip
         width = c.hidden_size * (2 if c.bidirectional else 1)
@@ -109,9 +145,13 @@ class SpeechModel(nn.Module):
 
     def encode(self, feats: Tensor, lengths: Tensor, state=None):
         """LSTM outputs (T', N, D*H), step lengths (N,) and the final state."""
-        x, steps = stack_frames(feats, lengths.cpu(), self.config.subsample)
+        x, steps = stack_frames(self.front(feats), lengths.cpu(), self.config.subsample)
         out, state = self.rnn(x, state, lengths=steps)
         return out, steps, state
+
+    def front(self, feats: Tensor) -> Tensor:
+        """The LSTM's per-frame input: the frequency convolution's output, or ``feats``."""
+        return feats if self.conv is None else self.conv(feats)
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         out, steps, _ = self.encode(feats, lengths)
@@ -143,6 +183,6 @@ class SpeechModel(nn.Module):
         if feats.shape[0] % self.config.subsample:
             raise ValueError(f"a chunk must hold a multiple of {self.config.subsample} frames")
         lengths = torch.full((feats.shape[1],), feats.shape[0], dtype=torch.long)
-        x, _ = stack_frames(feats, lengths, self.config.subsample)
+        x, _ = stack_frames(self.front(feats), lengths, self.config.subsample)
         out, state = self.rnn(x, state)
         return self.out(out).log_softmax(-1), state

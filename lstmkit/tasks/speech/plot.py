@@ -48,7 +48,7 @@ def plot_file(predictor, wav: str | Path, out_dir: str | Path) -> list[Path]:
             result = predictor.transcribe_audio(audio, str(wav))
             title = f"transcript: {result['transcript'] or '(empty)'}"
         else:
-            stacked, _ = stack_frames(x, lengths, config.model.subsample)
+            stacked, _ = stack_frames(model.front(x), lengths, config.model.subsample)
             _, _, gates = model.rnn(stacked, return_gates=True)
             forget = gates.f[: model.rnn.num_directions, 0].mean(-1).cpu().numpy()  # (D, T')
             times = (np.arange(forget.shape[1]) + 0.5) * step

@@ -19,7 +19,12 @@ from lstmkit.tasks.speech.batches import (
     collate,
     stretch,
 )
-from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig, stack_frames
+from lstmkit.tasks.speech.model import (
+    FrequencyConv,
+    SpeechModel,
+    SpeechModelConfig,
+    stack_frames,
+)
 from lstmkit.tasks.speech.task import (
     SpeechPredictor,
     connected_scores,
@@ -30,10 +35,11 @@ from lstmkit.tasks.speech.task import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0):
+def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0,
+         conv: int = 0):  # fmt: skip
     torch.manual_seed(seed)
     cfg = SpeechModelConfig(hidden_size=6, num_layers=2, bidirectional=bidirectional,
-                            subsample=subsample, dropout=0.0)  # fmt: skip
+                            subsample=subsample, dropout=0.0, conv_channels=conv)  # fmt: skip
     return SpeechModel(5, 10, head, cfg).double().eval()
 
 
@@ -45,10 +51,11 @@ def test_stack_frames_by_hand():
     torch.testing.assert_close(out[2, 1], torch.cat([x[6, 1], torch.zeros(6, dtype=x.dtype)]))
 
 
+@pytest.mark.parametrize("conv", [0, 3])
 @pytest.mark.parametrize("head", ["classify", "ctc"])
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_outputs_do_not_depend_on_padding(head, bidirectional):
-    model = tiny(head, bidirectional)
+def test_outputs_do_not_depend_on_padding(head, bidirectional, conv):
+    model = tiny(head, bidirectional, conv=conv)
     g = torch.Generator().manual_seed(1)
     a, b = (
         torch.randn(9, 5, generator=g, dtype=torch.float64),
@@ -65,6 +72,32 @@ def test_outputs_do_not_depend_on_padding(head, bidirectional):
         assert out.shape == (5, 2, 11)
         torch.testing.assert_close(out[:2, 1], alone_b[:, 0])
         torch.testing.assert_close(out.exp().sum(-1), torch.ones(5, 2, dtype=out.dtype))
+
+
+def test_frequency_conv_is_two_conv_relu_pool_layers_per_frame():
+    torch.manual_seed(0)
+    conv = FrequencyConv(10, 3).double()
+    x = torch.randn(4, 2, 10, dtype=torch.float64)
+    out = conv(x)
+    assert out.shape == (4, 2, 6) and conv.out_features == 6
+    c1, _, p1, c2, _, p2 = conv.layers
+    # by hand for frame (t=2, n=1): zero-padded correlation, ReLU, max over band pairs
+    h = torch.nn.functional.pad(x[2, 1], (2, 2))
+    h = torch.stack([c1.bias[c] + sum(c1.weight[c, 0, k] * h[k:k + 10] for k in range(5))
+                     for c in range(3)]).relu()  # fmt: skip
+    h = h.view(3, 5, 2).amax(-1)  # (3, 5)
+    h = torch.nn.functional.pad(h, (2, 2))
+    h = torch.stack([c2.bias[c] + sum((c2.weight[c, :, k, None] * h[:, k:k + 5]).sum(0)
+                                      for k in range(5)) for c in range(3)]).relu()  # fmt: skip
+    h = h[:, :4].reshape(3, 2, 2).amax(-1)  # MaxPool1d drops the odd fifth band
+    torch.testing.assert_close(out[2, 1], h.reshape(6))
+    # every frame alone: changing one frame changes only its own output
+    y = x.clone()
+    y[0, 0] += 1.0
+    torch.testing.assert_close(conv(y)[1:], out[1:])
+    assert not torch.allclose(conv(y)[0, 0], out[0, 0])
+    with pytest.raises(ValueError, match="at least 4 mel bands"):
+        FrequencyConv(3, 2)
 
 
 def test_pooling_is_max_and_mean_over_valid_steps():
@@ -260,6 +293,7 @@ def test_connected_scores_by_hand():
         ({"decode": {"beam_width": 0}}, "beam_width"),
         ({"features": {"n_mels": 0}}, "n_mels"),
         ({"model": {"hidden": 3}}, "unknown key"),
+        ({"model": {"conv_channels": -1}}, "conv_channels must be >= 0"),
     ],
 )
 def test_config_errors(data, message):
@@ -267,11 +301,11 @@ def test_config_errors(data, message):
         load_config(data)
 
 
-def streaming_predictor(tmp_path, subsample: int):
+def streaming_predictor(tmp_path, subsample: int, conv: int = 0):
     config = load_config({
         "task_kind": "connected", "features": {"normalize": "global"},
         "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": False,
-                  "subsample": subsample, "dropout": 0.0},
+                  "subsample": subsample, "dropout": 0.0, "conv_channels": conv},
     })  # fmt: skip
     torch.manual_seed(0)
     model = task.build_model(config)
@@ -282,10 +316,10 @@ def streaming_predictor(tmp_path, subsample: int):
     return SpeechPredictor("speech", config, model, artifacts, tmp_path)
 
 
-@pytest.mark.parametrize("subsample", [1, 3])
+@pytest.mark.parametrize("subsample,conv", [(1, 0), (3, 0), (3, 4)])
 @pytest.mark.parametrize("chunk_ms", [10, 37, 200, 5000])
-def test_stream_equals_one_shot(tmp_path, subsample, chunk_ms):
-    predictor = streaming_predictor(tmp_path, subsample)
+def test_stream_equals_one_shot(tmp_path, subsample, conv, chunk_ms):
+    predictor = streaming_predictor(tmp_path, subsample, conv)
     audio = tone_items(1, 3)[0].audio
     batch = predictor.featurizer.batch([Item(audio, (0,), "", "x")])
     with torch.no_grad():
