@@ -80,7 +80,7 @@ def test_frequency_conv_is_two_conv_relu_pool_layers_per_frame():
     x = torch.randn(4, 2, 10, dtype=torch.float64)
     out = conv(x)
     assert out.shape == (4, 2, 6) and conv.out_features == 6
-    c1, _, p1, c2, _, p2 = conv.layers
+    c1, _, _, c2, _, _ = conv.layers
     # by hand for frame (t=2, n=1): zero-padded correlation, ReLU, max over band pairs
     h = torch.nn.functional.pad(x[2, 1], (2, 2))
     h = torch.stack([c1.bias[c] + sum(c1.weight[c, 0, k] * h[k:k + 10] for k in range(5))
