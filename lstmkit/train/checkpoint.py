@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,10 @@ def save_trainer_state(
     schedulers: dict[str, Any],
     progress: dict[str, Any],
     carry: Any,
+    extra: dict[str, Callable[[Path], None]] | None = None,
 ) -> Path:
-    """Write ``out_dir/trainer_state`` atomically (into a temporary folder, then renamed)."""
+    """Write ``out_dir/trainer_state`` atomically (into a temporary folder, then renamed);
+    ``extra`` maps further file names to functions that write them (the weight average)."""
     final = Path(out_dir) / STATE_DIR
     tmp = Path(out_dir) / (STATE_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -177,6 +180,8 @@ def save_trainer_state(
     save_file(tensor_rng, str(tmp / "rng.safetensors"))
     if carry_tensors:
         save_file(carry_tensors, str(tmp / "carry.safetensors"))
+    for name, write in (extra or {}).items():
+        write(tmp / name)
     write_json(tmp / "trainer.json", {"progress": progress, "rng": plain_rng, "carry": structure})
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

@@ -80,6 +80,9 @@ class TrainConfig:
         plateau_factor, plateau_patience: ReduceLROnPlateau's. Default: 0.5, 1
         monitor, mode: the validation metric the plateau schedule follows. Default:
             ``val_loss``, ``min``
+        ema: decay of an exponential moving average of the weights (e.g. 0.999), updated
+            after every step; validation, checkpoints and the final model use the average
+            (:mod:`lstmkit.train.ema`). ``None``: off. Default: ``None``
         clip_norm: clip the global gradient norm to this (``None``: off). Default: 1.0
         clip_value: clip each gradient element to ±this, before norm clipping. Default: ``None``
         max_nonfinite_steps: stop with an error after this many consecutive steps whose
@@ -115,6 +118,7 @@ class TrainConfig:
     plateau_patience: int = 1
     monitor: str = "val_loss"
     mode: str = "min"
+    ema: float | None = None
     clip_norm: float | None = 1.0
     clip_value: float | None = None
     max_nonfinite_steps: int = 5
@@ -158,6 +162,8 @@ class TrainConfig:
         _positive("stlr_ratio", self.stlr_ratio)
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be in (0, 1) (a decay such as 0.999), got {self.ema!r}")
         _positive("clip_norm", self.clip_norm, allow_none=True)
         _positive("clip_value", self.clip_value, allow_none=True)
         _positive("max_nonfinite_steps", self.max_nonfinite_steps)

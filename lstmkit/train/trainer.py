@@ -37,6 +37,7 @@ from lstmkit.train.callbacks import Callback, ModelCheckpoint
 from lstmkit.train.checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
+    STATE_DIR,
     load_trainer_state,
     save_trainer_state,
     seed_everything,
@@ -44,6 +45,7 @@ from lstmkit.train.checkpoint import (
     write_json,
 )
 from lstmkit.train.config import TrainConfig, to_dict
+from lstmkit.train.ema import EMA_FILE, WeightAverage
 from lstmkit.train.logging import CSVLogger, TensorBoardLogger, WandbLogger, tensorboard_available
 from lstmkit.train.optim import build_optimizer, build_schedulers
 from lstmkit.train.precision import check_precision, resolve_precision
@@ -166,6 +168,7 @@ class _Run:
     saved_rng: tuple | None = None
     start: float = 0.0
     budget: _Budget | None = None
+    ema: WeightAverage | None = None  # train.ema's average of the weights
 
 
 class Trainer:
@@ -238,6 +241,8 @@ class Trainer:
         budget = _Budget(self.clock, cfg.max_minutes)
         schedulers = build_schedulers(cfg, optimizer, horizon, budget.fraction)
         run = _Run(model, optimizer, schedulers, params, device, steps_per_epoch, budget=budget)
+        if cfg.ema is not None:
+            run.ema = WeightAverage(model, cfg.ema)
         self.global_step, self.epoch, self._nonfinite_run, self.resumed = 0, 0, 0, False
         if resume:
             self._restore(run)
@@ -270,6 +275,8 @@ class Trainer:
             if self.stop_training:
                 stop_reason = "callback"
 
+        if run.ema is not None:  # the model ends with the averaged weights (as Keras's use_ema)
+            run.ema.apply(model)
         final = dict(run.history.epochs[-1]) if run.history.epochs else {}
         final.update(global_step=self.global_step, stopped_by=stop_reason or "epochs")
         for callback in run.callbacks:
@@ -291,6 +298,14 @@ class Trainer:
         run.step_in_epoch, run.epoch_sums = progress["step_in_epoch"], progress["epoch_sums"]
         run.history = History(epochs=progress["history"])
         run.budget.before = progress.get("elapsed", 0.0)  # training time of earlier calls
+        if run.ema is not None:
+            ema_file = self.out_dir / STATE_DIR / EMA_FILE
+            if not ema_file.is_file():
+                raise ValueError(
+                    f"cannot resume with train.ema: {ema_file.parent} has no weight average "
+                    "(the run was trained without train.ema)"
+                )
+            run.ema.load(ema_file)
         for callback, state in zip(self.callbacks, progress["callbacks"]):
             callback.load_state_dict(state)
         run.saved_rng = (rng, rng_tensors)
@@ -354,13 +369,17 @@ class Trainer:
     def _end_epoch(self, run: _Run, sums: _Epoch, val_data: Iterable | None) -> None:
         """Validation, the plateau schedule, the callbacks, the summary line and the state."""
         logs = self._epoch_logs(self.epoch, sums, run.optimizer, run.device, run.start)
-        if val_data is not None:
-            logs.update({f"val_{k}": v for k, v in self.evaluate(run.model, val_data).items()})
-        if run.schedulers["plateau"] is not None:
-            run.schedulers["plateau"].step(self._monitored(logs))
-        run.history.epochs.append(logs)
-        for callback in run.callbacks:
-            callback.on_epoch_end(self, logs)
+        # with train.ema, validation and the callbacks (checkpoints) see the averaged weights
+        averaged = run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext()
+        with averaged:
+            if val_data is not None:
+                scores = self.evaluate(run.model, val_data)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            if run.schedulers["plateau"] is not None:
+                run.schedulers["plateau"].step(self._monitored(logs))
+            run.history.epochs.append(logs)
+            for callback in run.callbacks:
+                callback.on_epoch_end(self, logs)
         if self.is_main:
             tqdm.write(_summary(logs, self.config.epochs), file=sys.stdout)
         self.epoch += 1
@@ -445,6 +464,8 @@ class Trainer:
                         if p.grad is not None:
                             p.grad.mul_(coef)
             optimizer.step()
+            if run.ema is not None:
+                run.ema.update(run.model)
         if schedulers["step"] is not None:
             schedulers["step"].step()
         logs = {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": norm,
@@ -518,9 +539,9 @@ class Trainer:
                 "callbacks": [c.state_dict() for c in self.callbacks],
                 "elapsed": run.budget.elapsed(),
             }
-            save_trainer_state(
-                self.out_dir, run.model, run.optimizer, run.schedulers, progress, run.carry
-            )
+            extra = {EMA_FILE: run.ema.save} if run.ema is not None else {}
+            state = (run.model, run.optimizer, run.schedulers, progress, run.carry)
+            save_trainer_state(self.out_dir, *state, extra)
         distributed.barrier()
 
 
