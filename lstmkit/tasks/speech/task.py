@@ -113,8 +113,10 @@ class DecodeConfig:
 @dataclass
 class SpeechConfig:
     """The whole run: ``task_kind`` (``digits`` or ``connected``), ``data``, ``features``,
-    ``augment``, ``model``, ``decode``, ``train`` and ``patience`` (epochs without a better
-    validation score before early stopping)."""
+    ``augment``, ``model``, ``decode``, ``train``, ``patience`` (epochs without a better
+    validation score before early stopping) and ``keep``: the weights of the ``best`` epoch by
+    the validation score (picked on the recordings it is then scored on, so the score is an
+    optimistic estimate) or of the ``last`` one."""
 
     task_kind: str = "digits"
     data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
@@ -128,8 +130,11 @@ class SpeechConfig:
         )  # fmt: skip
     )
     patience: int = 15
+    keep: str = "best"
 
     def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be best or last, got {self.keep!r}")
         if self.task_kind not in KINDS:
             raise ValueError(f"task_kind must be one of {', '.join(KINDS)}; got "
                              f"{self.task_kind!r}")  # fmt: skip
@@ -387,6 +392,8 @@ class SpeechTask:
 
     def callbacks(self, config: SpeechConfig) -> list:
         monitor, mode = config.monitor
+        if config.keep == "last":
+            return [EarlyStopping(monitor, config.patience, mode), ModelCheckpoint(None)]
         return [
             EarlyStopping(monitor, config.patience, mode, restore_best_weights=True),
             ModelCheckpoint(monitor, mode, save_best_only=True),

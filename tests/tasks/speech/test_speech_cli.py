@@ -108,6 +108,23 @@ def test_resume_continues_exactly(tmp_path):
     assert ra["steps"] == rb["steps"] == 10 and ra["accuracy"] == rb["accuracy"]
 
 
+def test_keep_last_with_ema_saves_the_final_average(tmp_path):
+    out = tmp_path / "last"
+    args = ["--train.epochs", "3", "--train.ema", "0.9", "--keep", "last", *TINY]
+    assert run(["speech", "train", "--out", str(out), *args])[0] == 0
+    saved = load_file(out / "model.safetensors")
+    average = load_file(out / "trainer_state" / "ema.safetensors")
+    raw = load_file(out / "trainer_state" / "model.safetensors")
+    assert int(average["n_averaged"]) == 15
+    assert all(torch.equal(saved[k], average[f"module.{k}"]) for k in saved)
+    assert not all(torch.equal(saved[k], raw[k]) for k in saved)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["accuracy"] == pytest.approx(history[-1]["val_accuracy"])
+    rc, _, err = run(["speech", "train", "--out", str(tmp_path / "x"), "--keep", "first", *TINY])
+    assert rc == 2 and "keep must be best or last, got 'first'" in err
+
+
 def test_connected_ctc_and_streaming_round_trip(tmp_path, wavs):
     out = tmp_path / "connected"
     rc, stdout, _ = run([
