@@ -270,6 +270,8 @@ class Trainer:
             ):
                 # stopped inside the epoch: save where we are, without an epoch summary
                 self._save_state(run, sums)
+                if cfg.schedule_by == "time" and stop_reason.startswith("max_minutes"):
+                    self._end_partial_epoch(run, sums, val_data)
                 break
             self._end_epoch(run, sums, val_data)
             if self.stop_training:
@@ -368,6 +370,32 @@ class Trainer:
 
     def _end_epoch(self, run: _Run, sums: _Epoch, val_data: Iterable | None) -> None:
         """Validation, the plateau schedule, the callbacks, the summary line and the state."""
+        logs = self._validate(run, sums, val_data)
+        if self.is_main:
+            tqdm.write(_summary(logs, self.config.epochs), file=sys.stdout)
+        self.epoch += 1
+        run.step_in_epoch = 0
+        self._save_state(run, _Epoch())
+
+    def _end_partial_epoch(self, run: _Run, sums: _Epoch, val_data: Iterable | None) -> None:
+        """A time-based schedule ended at the deadline inside an epoch: its final weights
+        are validated as a last, partial epoch, so that a checkpoint can keep them. The
+        trainer state was saved before, so a resumed run does not see this epoch."""
+        if val_data is None or run.step_in_epoch == 0:
+            return
+        logs = self._validate(run, sums, val_data)
+        if self.is_main:
+            steps = f"{run.step_in_epoch}" + (
+                f" of {run.steps_per_epoch}" if run.steps_per_epoch is not None else ""
+            )
+            tqdm.write(
+                _summary(logs, self.config.epochs) + f" (partial: {steps} steps, deadline)",
+                file=sys.stdout,
+            )
+
+    def _validate(self, run: _Run, sums: _Epoch, val_data: Iterable | None) -> dict[str, Any]:
+        """The epoch's logs with validation scores, after the plateau schedule and the
+        callbacks have seen them."""
         logs = self._epoch_logs(self.epoch, sums, run.optimizer, run.device, run.start)
         # with train.ema, validation and the callbacks (checkpoints) see the averaged weights
         averaged = run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext()
@@ -380,11 +408,7 @@ class Trainer:
             run.history.epochs.append(logs)
             for callback in run.callbacks:
                 callback.on_epoch_end(self, logs)
-        if self.is_main:
-            tqdm.write(_summary(logs, self.config.epochs), file=sys.stdout)
-        self.epoch += 1
-        run.step_in_epoch = 0
-        self._save_state(run, _Epoch())
+        return logs
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Iterable) -> dict[str, float]:

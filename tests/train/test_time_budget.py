@@ -1,6 +1,7 @@
 """Schedules that follow the time budget (``schedule_by: time``) under a fake clock: the
 closed forms, zero at the deadline, and exact resume that counts the time already spent."""
 
+import json
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from lstmkit.train import StepOutput, TrainConfig, Trainer
+from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, Trainer
 from lstmkit.train.checkpoint import MODEL_FILE
 
 
@@ -88,3 +89,49 @@ def test_time_schedule_needs_a_budget():
         TrainConfig(schedule="cosine", schedule_by="time")
     with pytest.raises(ValueError, match="schedule_by must be one of steps, time"):
         TrainConfig(schedule_by="wall")
+
+
+def fit_validated(tmp_path, clock, **train):
+    """``fit`` with validation data and a best-val_loss checkpoint."""
+    config = TrainConfig(**{"lr": 0.1, "epochs": 10, "max_minutes": 1.0, "schedule": "cosine",
+                            "schedule_by": "time", "progress": False, "tensorboard": False,
+                            **train})  # fmt: skip
+
+    def step(model, batch, state=None):
+        if model.training:
+            clock.now += 1.0
+        x, y = batch
+        return StepOutput(nn.functional.mse_loss(model(x), y), len(x))
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    checkpoint = ModelCheckpoint("val_loss", "min", save_best_only=True)
+    trainer = Trainer(config, step, out_dir=tmp_path, clock=clock, callbacks=[checkpoint])
+    history = trainer.fit(model, batches(), batches(3))
+    return trainer, history, model
+
+
+def test_the_deadline_inside_an_epoch_validates_the_final_weights(tmp_path):
+    trainer, history, model = fit_validated(tmp_path, FakeClock(), max_minutes=0.925)
+    # one-second steps, 10 a epoch, a 55.5-second budget: the deadline falls six steps into
+    # epoch 6
+    assert trainer.global_step == 56 and trainer.epoch == 5
+    assert history["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert history["val_loss"][-1] == pytest.approx(trainer.evaluate(model, batches(3))["loss"])
+    assert history["val_loss"][-1] < min(history["val_loss"][:-1])
+    # so the checkpoint kept the final weights, and the summary says which epoch that was
+    saved = load_file(str(tmp_path / MODEL_FILE))
+    assert torch.equal(saved["weight"], model.weight)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 6 and metrics["stopped_by"] == "max_minutes=0.925"
+    # the trainer state (for resume) was saved before: it has the 5 whole epochs only
+    state = json.loads((tmp_path / "trainer_state" / "trainer.json").read_text())
+    assert len(state["progress"]["history"]) == 5
+
+
+def test_other_stops_inside_an_epoch_validate_nothing_more(tmp_path):
+    # a step cap, and a time cap over a schedule planned in steps: the run may go on (resume)
+    trainer, history, _ = fit_validated(tmp_path / "a", FakeClock(), max_steps=25)
+    assert trainer.global_step == 25 and history["epoch"] == [1, 2]
+    trainer, history, _ = fit_validated(tmp_path / "b", FakeClock(), schedule_by="steps")
+    assert trainer.global_step == 61 and history["epoch"] == [1, 2, 3, 4, 5, 6]
