@@ -40,12 +40,13 @@ class WeightAverage:
 
     Example::
 
+        >>> model = nn.Linear(3, 1)
         >>> average = WeightAverage(model, 0.999)
-        >>> for batch in data:
-        ...     loss(model, batch).backward(); optimizer.step()
-        ...     average.update(model)
-        >>> with average.applied(model):
-        ...     validate(model)  # the averaged weights; the raw ones again after the block
+        >>> average.update(model)  # after every optimizer step
+        >>> with average.applied(model):  # the averaged weights inside, the raw ones after
+        ...     outputs = model(torch.zeros(2, 3))
+        >>> average.updates
+        1
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
