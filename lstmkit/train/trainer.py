@@ -270,7 +270,7 @@ class Trainer:
             ):
                 # stopped inside the epoch: save where we are, without an epoch summary
                 self._save_state(run, sums)
-                if cfg.schedule_by == "time" and stop_reason.startswith("max_minutes"):
+                if cfg.schedule_by == "time" and run.budget.spent_up():
                     self._end_partial_epoch(run, sums, val_data)
                 break
             self._end_epoch(run, sums, val_data)

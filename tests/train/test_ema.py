@@ -113,7 +113,7 @@ def _fit(tiny_data, out_dir=None, **cfg):
 
 
 def test_trainer_trains_the_raw_weights_and_ends_with_their_average(tiny_data, tmp_path):
-    plain, _, plain_history, plain_seen, _ = _fit(tiny_data)
+    _, _, plain_history, plain_seen, _ = _fit(tiny_data)
     model, trainer, history, seen, val = _fit(tiny_data, tmp_path, ema=0.8)
     # the average does not change training: the same raw weights after every step
     assert history["loss"] == plain_history["loss"]

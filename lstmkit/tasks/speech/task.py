@@ -393,7 +393,7 @@ class SpeechTask:
     def callbacks(self, config: SpeechConfig) -> list:
         monitor, mode = config.monitor
         if config.keep == "last":
-            return [EarlyStopping(monitor, config.patience, mode), ModelCheckpoint(None)]
+            return [EarlyStopping(monitor, config.patience, mode)]  # the trainer keeps the last
         return [
             EarlyStopping(monitor, config.patience, mode, restore_best_weights=True),
             ModelCheckpoint(monitor, mode, save_best_only=True),
