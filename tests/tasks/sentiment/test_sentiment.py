@@ -739,3 +739,37 @@ def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_pat
     rc, stdout, err = run([*argv, "--max-steps", "4", "--resume"])
     assert rc == 0, err
     assert len(seen) == 1 and "word2vec:" not in stdout
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_adversarial_step_gradients_equal_two_backward_passes(frozen):
+    # the step's single pass through the clean graph against the plain formulation:
+    # backward of (clean + perturbed) with r from a separate gradient of the clean loss (the
+    # step's cross-entropy is of float32 logits, so the reference's is too)
+    torch.manual_seed(0)
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
+                               freeze_embeddings=frozen, pooling="max+mean")  # fmt: skip
+    model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).double().train()
+    ids, lengths = batch([7, 3, 5])
+    labels = torch.tensor([1, 0, 1])
+    out = task.sentiment_step(model, task.Batch(ids, lengths, labels), adversarial=2.5)
+    out.loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    x = model.encoder.embed(ids)
+    xg = x if not frozen else x.detach().requires_grad_()
+    clean = torch.nn.functional.cross_entropy(
+        model.classify(model.encoder.encode(xg, lengths), lengths).float(), labels
+    )
+    (g,) = torch.autograd.grad(clean, xg, retain_graph=True)
+    r = 2.5 * g / g.pow(2).sum((0, 2), keepdim=True).sqrt()
+    perturbed = torch.nn.functional.cross_entropy(
+        model.classify(model.encoder.encode(xg + r, lengths), lengths).float(), labels
+    )
+    (clean + perturbed).backward()
+    assert abs(float(out.loss.detach()) - float((clean + perturbed).detach())) <= 1e-12
+    assert ("encoder.embedding.weight" in got) == (not frozen)
+    assert len(got) >= 8
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad,
+                                   rtol=1e-10, atol=1e-12, msg=name)  # fmt: skip
