@@ -214,6 +214,13 @@ def adversarial_step(model: nn.Module, batch: Batch, epsilon: float) -> StepOutp
     one), so the trainer's ``backward`` only goes through the perturbed graph. Going through
     the clean graph twice made a step cost 3.2x a plain one, against 2.3x now (BENCHMARKS.md).
     """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        # its two forward passes and the gradient at the embeddings go around DDP's forward,
+        # so its gradient averaging would not see them
+        raise ValueError(
+            "model.adversarial is not supported with DDP (more than one process); "
+            "train it in one process or set model.adversarial 0"
+        )
     x = model.encoder.embed(batch.ids)  # (L, N, E)
     if not x.requires_grad:  # a frozen table: the perturbation still needs dloss/dx
         x.requires_grad_()

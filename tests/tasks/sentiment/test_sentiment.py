@@ -773,3 +773,23 @@ def test_adversarial_step_gradients_equal_two_backward_passes(frozen):
     for name, grad in got.items():
         torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad,
                                    rtol=1e-10, atol=1e-12, msg=name)  # fmt: skip
+
+
+def test_adversarial_step_refuses_ddp(tmp_path):
+    import torch.distributed as dist
+
+    cfg = SentimentModelConfig(embed_size=8, hidden_size=6)
+    model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).train()
+    ids, lengths = batch([7, 3, 5])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        with pytest.raises(ValueError, match="model.adversarial is not supported with DDP"):
+            task.sentiment_step(ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])),
+                                adversarial=2.5)  # fmt: skip
+        # without adversarial training the same wrapped model steps
+        out = task.sentiment_step(ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])))
+        assert out.loss.dim() == 0
+    finally:
+        dist.destroy_process_group()
