@@ -17,6 +17,7 @@ config, so the model directory reproduces them exactly.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,7 +117,8 @@ class SpeechConfig:
     ``augment``, ``model``, ``decode``, ``train``, ``patience`` (epochs without a better
     validation score before early stopping) and ``keep``: the weights of the ``best`` epoch by
     the validation score (picked on the recordings it is then scored on, so the score is an
-    optimistic estimate) or of the ``last`` one."""
+    optimistic estimate) or of the ``last`` one. ``label_smoothing`` (digits only): the
+    cross-entropy's, as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``. Default: 0"""
 
     task_kind: str = "digits"
     data: SpeechDataConfig = field(default_factory=SpeechDataConfig)
@@ -131,8 +133,14 @@ class SpeechConfig:
     )
     patience: int = 15
     keep: str = "best"
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.label_smoothing and self.task_kind == "connected":
+            raise ValueError("label_smoothing applies to task_kind digits (cross-entropy), "
+                             "not connected (CTC)")  # fmt: skip
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be best or last, got {self.keep!r}")
         if self.task_kind not in KINDS:
@@ -171,10 +179,11 @@ def split_targets(batch: Batch) -> list[list[int]]:
     return rows
 
 
-def isolated_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
+def isolated_step(model: nn.Module, batch: Batch, state: Any = None,
+                  label_smoothing: float = 0.0) -> StepOutput:  # fmt: skip
     batch = _to(batch, next(model.parameters()).device)
     logits, _ = model(batch.feats, batch.lengths)
-    loss = F.cross_entropy(logits.float(), batch.targets)
+    loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
     accuracy = (logits.argmax(-1) == batch.targets).float().mean()
     return StepOutput(loss, batch.targets.numel(), {"accuracy": float(accuracy)})
 
@@ -388,7 +397,11 @@ class SpeechTask:
         )  # fmt: skip
 
     def step_fn(self, config: SpeechConfig):
-        return ctc_step if config.ctc else isolated_step
+        if config.ctc:
+            return ctc_step
+        if config.label_smoothing:
+            return functools.partial(isolated_step, label_smoothing=config.label_smoothing)
+        return isolated_step
 
     def callbacks(self, config: SpeechConfig) -> list:
         monitor, mode = config.monitor

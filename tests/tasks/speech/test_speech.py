@@ -13,6 +13,7 @@ from lstmkit.data.audio import FeatureConfig, FeatureExtractor, global_stats
 from lstmkit.tasks.speech import task
 from lstmkit.tasks.speech.batches import (
     AugmentConfig,
+    Batch,
     Featurizer,
     Item,
     SpeechBatches,
@@ -350,3 +351,22 @@ def test_silence_gives_an_empty_transcript_and_a_warning(tmp_path):
         assert predictor.transcribe_audio(np.zeros(4000, np.float32), "quiet.wav") == {
             "transcript": "", "confidence": 0.0,
         }  # fmt: skip
+
+
+def test_label_smoothing_step_against_the_formula_and_its_config_errors():
+    model = tiny("classify")
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(12, 3, 5, generator=g, dtype=torch.float64)
+    batch = Batch(feats, torch.tensor([12, 7, 9]), torch.tensor([4, 0, 9]), torch.ones(3).long())
+    logp = model(feats, batch.lengths)[0].detach().float().log_softmax(-1)
+    nll = -logp[torch.arange(3), batch.targets]
+    uniform = -logp.mean(-1)  # the cross-entropy against the uniform distribution
+    want = float((0.9 * nll + 0.1 * uniform).mean())
+    step = task.SpeechTask().step_fn(load_config({"label_smoothing": 0.1}))
+    assert abs(float(step(model, batch).loss.detach()) - want) <= 1e-6
+    plain = task.SpeechTask().step_fn(load_config({}))(model, batch).loss
+    assert abs(float(plain.detach()) - float(nll.mean())) <= 1e-6
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        load_config({"label_smoothing": 1.0})
+    with pytest.raises(ValueError, match="label_smoothing applies to task_kind digits"):
+        load_config({"task_kind": "connected", "label_smoothing": 0.1})
