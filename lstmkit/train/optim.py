@@ -54,7 +54,7 @@ def lr_factor(
     if config.schedule_by == "time":
         if time_fraction is None:
             raise ValueError("schedule_by time needs the fraction of the time budget spent")
-        return _time_factor(config, warm, time_fraction)
+        return _time_factor(config, warm, time_fraction, total_steps)
     if total_steps is None:
         raise ValueError(
             f"schedule {config.schedule!r} needs the number of steps: give max_steps or "
@@ -92,15 +92,24 @@ def lr_factor(
 
 
 def _time_factor(
-    config: TrainConfig, warm: Callable[[int], float], time_fraction: Callable[[], float]
+    config: TrainConfig,
+    warm: Callable[[int], float],
+    time_fraction: Callable[[], float],
+    total_steps: int | None = None,
 ) -> Callable[[int], float]:
-    """The schedule over the time budget: ``p`` in [0, 1] is the fraction of it spent."""
+    """The schedule over the time budget: ``p`` in [0, 1] is the fraction of it spent, or of
+    the planned steps (``total_steps``, after warmup) where that is larger: a machine fast
+    enough to run them all before the deadline ends the schedule with its last step."""
     cut, ratio = config.stlr_cut_frac, config.stlr_ratio
+    warmup = config.warmup_steps
 
     def factor(step: int) -> float:
-        if step < config.warmup_steps:
+        if step < warmup:
             return warm(step)
-        p = min(1.0, max(0.0, time_fraction()))
+        p = time_fraction()
+        if total_steps is not None:
+            p = max(p, (step - warmup) / max(1, total_steps - warmup))
+        p = min(1.0, max(0.0, p))
         if config.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * p))
         if config.schedule == "linear":

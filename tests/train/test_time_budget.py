@@ -67,6 +67,26 @@ def test_time_schedules_follow_the_budget_and_end_at_the_deadline(tmp_path, sche
         assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_planned_steps_end_the_time_schedule_on_a_fast_machine(tmp_path):
+    # 3 epochs of 10 one-second steps fit in the 60-second budget: the schedule follows the
+    # planned steps, the larger fraction, and ends with them as a step-based schedule would
+    trainer, history = fit(tmp_path / "time", FakeClock(), epochs=3, warmup_steps=2)
+    _, by_steps = fit(tmp_path / "steps", FakeClock(), epochs=3, warmup_steps=2,
+                      schedule_by="steps")  # fmt: skip
+    lrs = [row["lr"] for row in history.steps]
+    assert trainer.global_step == 30
+    # the warmup's seconds count in the time fraction only: it leads for two steps after it
+    for n, lr in enumerate(lrs[2:], start=2):
+        p = max(n / 60, (n - 2) / 28)
+        assert lr == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * p)), abs=1e-12), n
+    assert lrs[4:] == pytest.approx([row["lr"] for row in by_steps.steps][4:], abs=1e-12)
+    # with 40 epochs planned the budget is the smaller horizon and the time fraction leads
+    _, long = fit(tmp_path / "long", FakeClock(), epochs=40)
+    assert [r["lr"] for r in long.steps][30] == pytest.approx(
+        0.1 * 0.5 * (1 + math.cos(math.pi / 2))
+    )
+
+
 def test_warmup_counts_steps_then_the_budget(tmp_path):
     _, history = fit(tmp_path, FakeClock(), warmup_steps=4)
     lrs = [row["lr"] for row in history.steps]
