@@ -74,8 +74,10 @@ class TrainConfig:
         schedule_by: ``steps``: the schedule spans the planned steps (``epochs`` or
             ``max_steps``); ``time``: it spans the time budget ``max_minutes`` instead and
             reaches its end (zero for cosine/linear) at the deadline, on any machine
-            (budgeted training, Li et al. 2020); a deadline inside an epoch ends it with the
-            validation of the final weights (a partial epoch). Default: ``steps``
+            (budgeted training, Li et al. 2020), or with the planned steps where a fast
+            machine runs them all before it (the larger fraction leads); a deadline inside an
+            epoch ends it with the validation of the final weights (a partial epoch).
+            Default: ``steps``
         warmup_steps: linear warmup from 0 for constant/cosine/linear. Default: 0
         stlr_cut_frac, stlr_ratio: slanted triangular's cut fraction and ratio. Default: 0.1, 32
         plateau_factor, plateau_patience: ReduceLROnPlateau's. Default: 0.5, 1
