@@ -212,7 +212,7 @@ def adversarial_step(model: nn.Module, batch: Batch, epsilon: float) -> StepOutp
     One backward pass through the clean graph gives both ``g`` and the clean loss's weight
     gradients; the returned loss carries those as a linear term (value 0, gradient the clean
     one), so the trainer's ``backward`` only goes through the perturbed graph. Going through
-    the clean graph twice made a step cost 3.2x a plain one, against 2.3x now (BENCHMARKS.md).
+    the clean graph twice made a step cost 3.2x a plain one, against 2.4x now (BENCHMARKS.md).
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         # its two forward passes and the gradient at the embeddings go around DDP's forward,
