@@ -65,7 +65,7 @@ def lr_factor(
         def cosine(step: int) -> float:
             if step < warmup:
                 return warm(step)
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            progress = min(1.0, _step_progress(step, warmup, total_steps))
             return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         return cosine
@@ -74,7 +74,7 @@ def lr_factor(
         def linear(step: int) -> float:
             if step < warmup:
                 return warm(step)
-            return max(0.0, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+            return max(0.0, 1.0 - _step_progress(step, warmup, total_steps))
 
         return linear
     # slanted triangular (Howard & Ruder 2018, eq. 3)
@@ -89,6 +89,11 @@ def lr_factor(
         return (1.0 + p * (ratio - 1.0)) / ratio
 
     return slanted
+
+
+def _step_progress(step: int, warmup: int, total_steps: int) -> float:
+    """The fraction of the planned steps after warmup done after ``step`` steps."""
+    return (step - warmup) / max(1, total_steps - warmup)
 
 
 def _time_factor(
@@ -108,7 +113,7 @@ def _time_factor(
             return warm(step)
         p = time_fraction()
         if total_steps is not None:
-            p = max(p, (step - warmup) / max(1, total_steps - warmup))
+            p = max(p, _step_progress(step, warmup, total_steps))
         p = min(1.0, max(0.0, p))
         if config.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * p))

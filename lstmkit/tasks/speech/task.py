@@ -399,9 +399,7 @@ class SpeechTask:
     def step_fn(self, config: SpeechConfig):
         if config.ctc:
             return ctc_step
-        if config.label_smoothing:
-            return functools.partial(isolated_step, label_smoothing=config.label_smoothing)
-        return isolated_step
+        return functools.partial(isolated_step, label_smoothing=config.label_smoothing)
 
     def callbacks(self, config: SpeechConfig) -> list:
         monitor, mode = config.monitor

@@ -788,8 +788,12 @@ def test_adversarial_step_refuses_ddp(tmp_path):
         with pytest.raises(ValueError, match="model.adversarial is not supported with DDP"):
             task.sentiment_step(ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])),
                                 adversarial=2.5)  # fmt: skip
-        # without adversarial training the same wrapped model steps
-        out = task.sentiment_step(ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])))
-        assert out.loss.dim() == 0
+        # without adversarial training the wrapped model steps as the bare one does
+        labels = torch.tensor([1, 0, 1])
+        torch.manual_seed(1)
+        out = task.sentiment_step(ddp, task.Batch(ids, lengths, labels))
+        torch.manual_seed(1)
+        bare = task.sentiment_step(model, task.Batch(ids, lengths, labels))
+        assert float(out.loss.detach()) == float(bare.loss.detach()) > 0
     finally:
         dist.destroy_process_group()
