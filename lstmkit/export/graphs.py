@@ -113,51 +113,89 @@ def speech_streams(model: nn.Module) -> bool:
     return not model.config.bidirectional
 
 
+def _frequency_conv(g: Graph, conv: nn.Module, feats: str) -> str:
+    """:class:`~lstmkit.tasks.speech.model.FrequencyConv`: each frame's bands (T, N, F) as one
+    (T*N, 1, F) row through Conv -> Relu -> MaxPool twice -> (T, N, C * (F // 4))."""
+    x = g.op("Reshape", [feats, _ints(g, "rows", [-1, 1, conv.n_mels])])
+    for layer in (conv.layers[0], conv.layers[3]):
+        pad = layer.padding[0]
+        x = g.op("Conv", [x, g.const("conv_w", _np(layer.weight)), g.const("conv_b",
+                 _np(layer.bias))], pads=[pad, pad])  # fmt: skip
+        x = g.op("MaxPool", [g.op("Relu", [x])], kernel_shape=[2], strides=[2])
+    shape = g.op("Concat", [g.op("Shape", [feats], start=0, end=2),
+                            _ints(g, "width", [conv.out_features])], axis=0)  # fmt: skip
+    return g.op("Reshape", [x, shape])
+
+
+def _stack(g: Graph, x: str, k: int, width: int) -> str:
+    """:func:`~lstmkit.tasks.speech.model.stack_frames` of ``x`` (T, N, width): k frames a
+    step, zero-padded at the end -> (ceil(T / k), N, k * width)."""
+    if k == 1:
+        return x
+    t = g.op("Shape", [x], start=0, end=1)
+    kk = _ints(g, "k", [k])
+    pad = g.op("Mod", [g.op("Sub", [kk, g.op("Mod", [t, kk])]), kk])
+    pads = g.op("Concat", [_ints(g, "zeros", [0, 0, 0]), pad, _ints(g, "zeros", [0, 0])], axis=0)
+    x = g.op("Pad", [x, pads])
+    n = g.op("Shape", [x], start=1, end=2)
+    shape = g.op("Concat", [_ints(g, "steps_k", [-1, k]), n, _ints(g, "f", [width])], axis=0)
+    x = g.op("Reshape", [x, shape])  # (T / k, k, N, F)
+    x = g.op("Transpose", [x], perm=[0, 2, 1, 3])
+    return g.op("Reshape", [x, _ints(g, "shape", [0, 0, k * width])])
+
+
 def speech_graph(model: nn.Module) -> onnx.ModelProto:
-    """The graph of a :class:`~lstmkit.tasks.speech.model.SpeechModel` (module docstring)."""
+    """The graph of a :class:`~lstmkit.tasks.speech.model.SpeechModel` or
+    :class:`~lstmkit.tasks.speech.model.SpeechEnsemble` (module docstring); an ensemble's
+    ``logits`` are the log of its members' mean probabilities, as its ``forward``."""
     g = Graph()
-    c, k = model.config, model.config.subsample
-    n_mels = model.rnn.input_size // k
-    x, steps = "feats", "lengths"
-    if k > 1:  # stack_frames: k frames a step, zero-padded at the end; lengths ceil(/ k)
-        t = g.op("Shape", ["feats"], start=0, end=1)
-        kk = _ints(g, "k", [k])
-        pad = g.op("Mod", [g.op("Sub", [kk, g.op("Mod", [t, kk])]), kk])
-        pads = g.op("Concat", [_ints(g, "zeros", [0, 0, 0]), pad, _ints(g, "zeros", [0, 0])],
-                    axis=0)  # fmt: skip
-        x = g.op("Pad", ["feats", pads])
-        n = g.op("Shape", ["feats"], start=1, end=2)
-        shape = g.op("Concat", [_ints(g, "steps_k", [-1, k]), n, _ints(g, "f", [n_mels])], axis=0)
-        x = g.op("Reshape", [x, shape])  # (T / k, k, N, F)
-        x = g.op("Transpose", [x], perm=[0, 2, 1, 3])
-        x = g.op("Reshape", [x, _ints(g, "shape", [0, 0, k * n_mels])])
+    c, k, n_mels = model.config, model.config.subsample, model.n_mels
+    members = list(getattr(model, "members", [model]))
+    steps = "lengths"
+    if k > 1:  # stack_frames: lengths ceil(/ k)
         steps = g.op("Div", [g.op("Add", ["lengths", g.const("k1", np.array(k - 1, np.int64))]),
                              g.const("k", np.array(k, np.int64))])  # fmt: skip
     g.op("Identity", [steps], ["steps"])
+    seq_lens = g.op("Cast", ["steps"], to=TensorProto.INT32)
     inputs = [_info("feats", F32, ["T", "N", n_mels]), _info("lengths", I64, ["N"])]
     outputs = []
     states = None
-    layers = model.rnn.num_layers
+    first = members[0]
+    layers, h = first.rnn.num_layers, first.rnn.hidden_size
     if speech_streams(model):
-        h = model.rnn.hidden_size
         inputs += [_info("h0", F32, [layers, "N", h]), _info("c0", F32, [layers, "N", h])]
         states = [(_layer_state(g, "h0", k_, 1), _layer_state(g, "c0", k_, 1))
                   for k_ in range(layers)]  # fmt: skip
-    out, finals = lstm_layers(g, model.rnn, x, g.op("Cast", ["steps"], to=TensorProto.INT32),
-                              states)  # fmt: skip
-    if model.head_kind == "ctc":
-        g.op("LogSoftmax", [_linear(g, out, model.out)], ["log_probs"], axis=-1)
-        outputs.append(_info("log_probs", F32, ["T2", "N", model.out.out_features]))
+    heads = []
+    for member in members:
+        x, width = "feats", n_mels
+        if member.conv is not None:
+            x, width = _frequency_conv(g, member.conv, x), member.conv.out_features
+        out, finals = lstm_layers(g, member.rnn, _stack(g, x, k, width), seq_lens, states)
+        if member.head_kind == "ctc":
+            heads.append(g.op("LogSoftmax", [_linear(g, out, member.out)], axis=-1))
+        else:
+            pooling = SimpleNamespace(parts=c.pooling.split("+"))
+            pooled = _pooling(g, pooling, out, _mask(g, out, "steps"), "")
+            heads.append(_linear(g, pooled, member.out))
+    classes = first.out.out_features
+    if first.head_kind == "ctc":
+        g.op("Identity", heads, ["log_probs"])
+        outputs.append(_info("log_probs", F32, ["T2", "N", classes]))
     else:
-        pooling = SimpleNamespace(parts=c.pooling.split("+"))
-        pooled = _pooling(g, pooling, out, _mask(g, out, "steps"), "")
-        g.op("Identity", [_linear(g, pooled, model.out)], ["logits"])
-        outputs.append(_info("logits", F32, ["N", model.out.out_features]))
+        if len(heads) == 1:
+            g.op("Identity", heads, ["logits"])
+        else:  # log(mean softmax): average_probabilities
+            axes = _ints(g, "axes", [0])
+            logs = [g.op("Unsqueeze", [g.op("LogSoftmax", [y], axis=-1), axes]) for y in heads]
+            total = g.op("ReduceLogSumExp", [g.op("Concat", logs, axis=0)], axes=[0], keepdims=0)
+            log_k = g.const("log_members", np.array(math.log(len(heads)), np.float32))
+            g.op("Sub", [total, log_k], ["logits"])
+        outputs.append(_info("logits", F32, ["N", classes]))
     outputs.append(_info("steps", I64, ["N"]))
     if states is not None:
         _stack_states(g, finals, 0, "h_n")
         _stack_states(g, finals, 1, "c_n")
-        h = model.rnn.hidden_size
         outputs += [_info("h_n", F32, [layers, "N", h]), _info("c_n", F32, [layers, "N", h])]
     return g.model("lstmkit-speech", inputs, outputs)
 
@@ -309,10 +347,10 @@ def random_feeds(task: str, model: nn.Module, part: str, batch: int, steps: int,
         z = rng.normal(0, 1, (batch, model.input_size)).astype(np.float32)
         return {"z": z, "phase": rng.integers(0, model.season, batch).astype(np.int64)}
     if task == "speech":
-        n_mels = model.rnn.input_size // model.config.subsample
+        n_mels = model.n_mels
         feeds = {"feats": rng.normal(0, 1, (steps, batch, n_mels)).astype(np.float32),
                  "lengths": lengths}  # fmt: skip
-        if speech_streams(model):
+        if speech_streams(model):  # a single unidirectional CTC model, never an ensemble
             shape = (model.rnn.num_layers, batch, model.rnn.hidden_size)
             feeds["h0"] = rng.normal(0, 0.5, shape).astype(np.float32)
             feeds["c0"] = rng.normal(0, 0.5, shape).astype(np.float32)
@@ -345,16 +383,16 @@ def eager_feeds(task: str, model: nn.Module, part: str,
         members = torch.stack(model.forward_members(t["z"], t["phase"]))
         return {"quantiles": model(t["z"], t["phase"]).numpy(), "members": members.numpy()}
     if task == "speech":
-        if speech_streams(model):
-            out, steps, (h, c) = model.encode(t["feats"], t["lengths"], (t["h0"], t["c0"]))
-            extra = {"h_n": h.numpy(), "c_n": c.numpy()}
-        else:
-            out, steps, _ = model.encode(t["feats"], t["lengths"])
-            extra = {}
+        name = "log_probs" if model.head_kind == "ctc" else "logits"
+        if not speech_streams(model):  # forward (an ensemble too), in eval mode
+            out, steps = model(t["feats"], t["lengths"])
+            return {name: out.numpy(), "steps": steps.numpy()}
+        out, steps, (h, c) = model.encode(t["feats"], t["lengths"], (t["h0"], t["c0"]))
+        extra = {"h_n": h.numpy(), "c_n": c.numpy()}
         if model.head_kind == "ctc":
-            extra["log_probs"] = model.out(out).log_softmax(-1).numpy()
+            extra[name] = model.out(out).log_softmax(-1).numpy()
         else:
-            extra["logits"] = model.out(model.pool(out, steps)).numpy()
+            extra[name] = model.out(model.pool(out, steps)).numpy()
         return {**extra, "steps": steps.numpy()}
     from lstmkit.tasks.translate.model import DecoderState, Memory
 

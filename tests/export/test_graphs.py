@@ -21,7 +21,7 @@ from lstmkit.export.onnx import export_graph, export_graphs, max_difference
 from lstmkit.export.runtime import OrtForecaster, OrtSeq2Seq, OrtSpeech, part_path, session
 from lstmkit.tasks import run
 from lstmkit.tasks.forecast.model import Forecaster, ForecastModelConfig
-from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig
+from lstmkit.tasks.speech.model import SpeechEnsemble, SpeechModel, SpeechModelConfig
 from lstmkit.tasks.translate.decode import beam_search, greedy
 from lstmkit.tasks.translate.model import EncoderVariant, Seq2Seq, TranslateModelConfig
 from tests.serve.fixtures import QUIET, _train
@@ -86,25 +86,52 @@ def test_forecast_graph_matches_eager(kw, tmp_path):
 @pytest.mark.parametrize(
     "kw",
     [{}, {"bidirectional": False, "num_layers": 2}, {"subsample": 3, "pooling": "max"},
-     {"subsample": 2, "bidirectional": False, "layer_norm": True}],
-    ids=["bi", "uni-2-layers", "subsample-3", "uni-subsample-2-layer-norm"],
+     {"subsample": 2, "bidirectional": False, "layer_norm": True},
+     {"conv_channels": 3, "num_layers": 2}, {"conv_channels": 2, "bidirectional": False}],
+    ids=["bi", "uni-2-layers", "subsample-3", "uni-subsample-2-layer-norm", "conv-2-layers",
+         "conv-uni"],
 )  # fmt: skip
 def test_speech_graph_matches_eager(head, kw, tmp_path):
     torch.manual_seed(0)
-    model = SpeechModel(5, 10, head, SpeechModelConfig(hidden_size=6, **kw)).eval()
+    n_mels = 9 if kw.get("conv_channels") else 5  # the convolution pools 9 bands to 2
+    model = SpeechModel(n_mels, 10, head, SpeechModelConfig(hidden_size=6, **kw)).eval()
     _perturb(model)
-    path = save(export_graph("speech", model), tmp_path / "s.onnx")
+    graph = export_graph("speech", model)
+    assert ("Conv" in {n.op_type for n in graph.graph.node}) == bool(kw.get("conv_channels"))
+    path = save(graph, tmp_path / "s.onnx")
     assert max_difference("speech", model, session(path)) <= TOL
     names = {i.name for i in session(path).get_inputs()}
     assert ("h0" in names) == (not model.config.bidirectional)
     ort = OrtSpeech(path, eager=model)
     for t, lengths in ((1, [1]), (17, [17, 4, 9]), (16, [3, 16])):  # odd and even lengths
-        feats, lengths = torch.randn(t, len(lengths), 5), torch.tensor(lengths)
+        feats, lengths = torch.randn(t, len(lengths), n_mels), torch.tensor(lengths)
         with torch.no_grad():
             expected, steps = model(feats, lengths)
         got, got_steps = ort(feats, lengths)
         assert got_steps.tolist() == steps.tolist()
         assert got.shape == expected.shape and (got - expected).abs().max() <= TOL
+
+
+def test_speech_ensemble_graph_matches_eager(tmp_path):
+    torch.manual_seed(0)
+    config = SpeechModelConfig(hidden_size=6, conv_channels=2, members=3, pooling="max")
+    model = SpeechEnsemble(8, 10, config).eval()
+    graph = export_graph("speech", model)
+    ops = Counter(n.op_type for n in graph.graph.node)
+    assert ops["LSTM"] == 3 * config.num_layers and ops["ReduceLogSumExp"] == 1
+    path = save(graph, tmp_path / "e.onnx")
+    assert max_difference("speech", model, session(path)) <= TOL
+    ort = OrtSpeech(path, eager=model)
+    feats, lengths = torch.randn(13, 3, 8), torch.tensor([13, 5, 8])
+    with torch.no_grad():
+        expected, _ = model(feats, lengths)
+        members, _ = model.forward_members(feats, lengths)
+    got, _ = ort(feats, lengths)
+    assert (got - expected).abs().max() <= TOL
+    # the output is the mean of the members' probabilities, not of their logits
+    mean_probs = torch.stack([m.softmax(-1) for m in members]).mean(0)
+    assert (got.exp() - mean_probs).abs().max() <= TOL
+    assert (got.exp() - torch.stack(members).mean(0).softmax(-1)).abs().max() > 1e-3
 
 
 def test_speech_step_graph_streams_as_eager(tmp_path):
@@ -190,7 +217,9 @@ def test_translate_feeds_cover_every_output():
 @pytest.fixture(scope="module")
 def dirs(one_thread, tmp_path_factory):
     root = tmp_path_factory.mktemp("graphs")
-    speech = {"model": {"hidden_size": 12, "num_layers": 1}, "train": {**QUIET, "max_steps": 2}}
+    # the fsdd-digits preset's kind of model: a frequency convolution, an ensemble
+    speech = {"model": {"hidden_size": 12, "num_layers": 1, "conv_channels": 2, "members": 2},
+              "train": {**QUIET, "max_steps": 2}}  # fmt: skip
     translate = {"data": {"vocab_size": 300}, "decode": {"beam": 2},
                  "model": {"emb_size": 16, "enc_hidden": 16, "dec_hidden": 24},
                  "train": {**QUIET, "max_steps": 3}}  # fmt: skip

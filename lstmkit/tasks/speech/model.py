@@ -14,6 +14,10 @@ the frequency convolutions of CLDNN acoustic models (Sainath et al. 2015). Pooli
 makes the features less sensitive to a speaker's formant shifts; each frame is convolved
 alone, so a chunked stream still equals the one-shot output.
 
+``members`` > 1 (isolated digits) trains that many independently initialised models side
+by side on the same batches, each on its own loss, and averages their class probabilities: a
+deep ensemble (Lakshminarayanan et al. 2017; :class:`SpeechEnsemble`).
+
 Frame stacking (``subsample`` k) joins k consecutive frames into one LSTM step (T' =
 ceil(T / k)): k times fewer recurrent steps, which is most of the cost, at a 10k ms step.
 A unidirectional model can run in chunks with its state carried (:meth:`SpeechModel.step`).
@@ -21,6 +25,7 @@ A unidirectional model can run in chunks with its state carried (:meth:`SpeechMo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +51,8 @@ class SpeechModelConfig:
         layer_norm: layer-normalised LSTM (:class:`lstmkit.nn.LSTM`'s variant). Default: off
         conv_channels: channels of the per-frame frequency convolution in front of the LSTM
             (:class:`FrequencyConv`); 0 = none. Default: 0
+        members: independently initialised models averaged (:class:`SpeechEnsemble`; the
+            ``classify`` head only). Default: 1
     """
 
     hidden_size: int = 128
@@ -56,11 +63,12 @@ class SpeechModelConfig:
     pooling: str = "max+mean"
     layer_norm: bool = False
     conv_channels: int = 0
+    members: int = 1
 
     def __post_init__(self) -> None:
         if self.conv_channels < 0:
             raise ValueError(f"model.conv_channels must be >= 0, got {self.conv_channels}")
-        check_positive(self, "model", ("hidden_size", "num_layers", "subsample"))
+        check_positive(self, "model", ("hidden_size", "num_layers", "subsample", "members"))
         check_fraction(self, "model", ("dropout",))
         if self.pooling not in POOLINGS:
             raise ValueError(
@@ -102,7 +110,7 @@ class FrequencyConv(nn.Module):
             nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
         )  # fmt: skip
-        self.out_features = channels * (n_mels // 4)
+        self.n_mels, self.out_features = n_mels, channels * (n_mels // 4)
 
     def forward(self, feats: Tensor) -> Tensor:
         t, n, f = feats.shape
@@ -127,7 +135,7 @@ class SpeechModel(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
-        self.config, self.head_kind = config, head
+        self.config, self.head_kind, self.n_mels = config, head, n_mels
         c = config
         self.conv = FrequencyConv(n_mels, c.conv_channels) if c.conv_channels else None
         features = self.conv.out_features if self.conv is not None else n_mels
@@ -186,3 +194,52 @@ class SpeechModel(nn.Module):
         x, _ = stack_frames(self.front(feats), lengths, self.config.subsample)
         out, state = self.rnn(x, state)
         return self.out(out).log_softmax(-1), state
+
+
+class SpeechEnsemble(nn.Module):
+    """``config.members`` independently initialised :class:`SpeechModel` classifiers whose
+    class probabilities are averaged.
+
+    Inputs: feats (T, N, n_mels), lengths (N,). Outputs: the log of the members' mean
+    probabilities (N, C), which a softmax, an argmax or a cross-entropy reads as logits, and
+    the step lengths. :meth:`forward_members` gives each member's logits: training sums
+    the members' own losses, so each learns as it would alone.
+
+    Example::
+
+        >>> ens = SpeechEnsemble(40, 10, SpeechModelConfig(hidden_size=8, members=3))
+        >>> logits, steps = ens(torch.randn(30, 2, 40), torch.tensor([30, 21]))
+        >>> logits.shape, logits.exp().sum(-1).allclose(torch.ones(2))
+        (torch.Size([2, 10]), True)
+    """
+
+    head_kind = "classify"
+
+    def __init__(self, n_mels: int, num_classes: int, config: SpeechModelConfig) -> None:
+        super().__init__()
+        self.config, self.n_mels = config, n_mels
+        self.members = nn.ModuleList(
+            SpeechModel(n_mels, num_classes, "classify", config) for _ in range(config.members)
+        )
+
+    def forward_members(self, feats: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Each member's logits (N, C) and the step lengths."""
+        outs = [m(feats, lengths) for m in self.members]
+        return [logits for logits, _ in outs], outs[0][1]
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        logits, steps = self.forward_members(feats, lengths)
+        return average_probabilities(logits), steps
+
+    def check_streamable(self) -> None:
+        self.members[0].check_streamable()
+
+
+def average_probabilities(logits: list[Tensor]) -> Tensor:
+    """log(mean_k softmax(logits_k)) over members k, computed in log space.
+
+    >>> average_probabilities([torch.tensor([0.0, 0.0]), torch.tensor([0.0, 1e9])]).exp()
+    tensor([0.2500, 0.7500])
+    """
+    stacked = torch.stack([x.float().log_softmax(-1) for x in logits])
+    return stacked.logsumexp(0) - math.log(len(logits))

@@ -48,13 +48,16 @@ def plot_file(predictor, wav: str | Path, out_dir: str | Path) -> list[Path]:
             result = predictor.transcribe_audio(audio, str(wav))
             title = f"transcript: {result['transcript'] or '(empty)'}"
         else:
-            stacked, _ = stack_frames(model.front(x), lengths, config.model.subsample)
-            _, _, gates = model.rnn(stacked, return_gates=True)
-            forget = gates.f[: model.rnn.num_directions, 0].mean(-1).cpu().numpy()  # (D, T')
+            members = getattr(model, "members", [model])  # an ensemble: its first member's
+            first = members[0]
+            stacked, _ = stack_frames(first.front(x), lengths, config.model.subsample)
+            _, _, gates = first.rnn(stacked, return_gates=True)
+            forget = gates.f[: first.rnn.num_directions, 0].mean(-1).cpu().numpy()  # (D, T')
             times = (np.arange(forget.shape[1]) + 0.5) * step
             for d, row in enumerate(forget):
                 axes[2].plot(times, row, label=("forward", "backward")[d])
-            axes[2].set_ylabel("forget gate (mean)")
+            which = f", member 1 of {len(members)}" if len(members) > 1 else ""
+            axes[2].set_ylabel(f"forget gate (mean{which})")
             axes[2].legend(fontsize=8)
             p = out[0].softmax(-1).cpu().numpy()
             title = f"digit {int(p.argmax())} (p = {p.max():.3f})"

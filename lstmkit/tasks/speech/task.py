@@ -50,7 +50,12 @@ from lstmkit.tasks.speech.batches import (
     isolated_items,
 )
 from lstmkit.tasks.speech.decode import collapse, edit_distance, prefix_beam_search
-from lstmkit.tasks.speech.model import SpeechModel, SpeechModelConfig
+from lstmkit.tasks.speech.model import (
+    SpeechEnsemble,
+    SpeechModel,
+    SpeechModelConfig,
+    average_probabilities,
+)
 from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
 from lstmkit.train.config import check_positive
 
@@ -141,6 +146,9 @@ class SpeechConfig:
         if self.label_smoothing and self.task_kind == "connected":
             raise ValueError("label_smoothing applies to task_kind digits (cross-entropy), "
                              "not connected (CTC)")  # fmt: skip
+        if self.model.members > 1 and self.task_kind == "connected":
+            raise ValueError("model.members > 1 applies to task_kind digits (averaged class "
+                             "probabilities), not connected (CTC)")  # fmt: skip
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be best or last, got {self.keep!r}")
         if self.task_kind not in KINDS:
@@ -181,9 +189,18 @@ def split_targets(batch: Batch) -> list[list[int]]:
 
 def isolated_step(model: nn.Module, batch: Batch, state: Any = None,
                   label_smoothing: float = 0.0) -> StepOutput:  # fmt: skip
+    """Cross-entropy and accuracy; an ensemble's loss is the mean of its members' own (each
+    learns as it would alone) and its accuracy that of the averaged probabilities."""
     batch = _to(batch, next(model.parameters()).device)
-    logits, _ = model(batch.feats, batch.lengths)
-    loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
+    if isinstance(model, SpeechEnsemble):
+        members, _ = model.forward_members(batch.feats, batch.lengths)
+        loss = torch.stack([F.cross_entropy(x.float(), batch.targets,
+                                            label_smoothing=label_smoothing)
+                            for x in members]).mean()  # fmt: skip
+        logits = average_probabilities(members)
+    else:
+        logits, _ = model(batch.feats, batch.lengths)
+        loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
     accuracy = (logits.argmax(-1) == batch.targets).float().mean()
     return StepOutput(loss, batch.targets.numel(), {"accuracy": float(accuracy)})
 
@@ -346,7 +363,9 @@ def make_score_data(config: SpeechConfig, split: str, source: Any, items: list[I
     return ScoreData(split, str(source), items, batches, config.ctc, config.decode.beam_width)
 
 
-def build_model(config: SpeechConfig) -> SpeechModel:
+def build_model(config: SpeechConfig) -> SpeechModel | SpeechEnsemble:
+    if config.model.members > 1:
+        return SpeechEnsemble(config.features.n_mels, NUM_DIGITS, config.model)
     head = "ctc" if config.ctc else "classify"
     return SpeechModel(config.features.n_mels, NUM_DIGITS, head, config.model)
 

@@ -22,6 +22,7 @@ from lstmkit.tasks.speech.batches import (
 )
 from lstmkit.tasks.speech.model import (
     FrequencyConv,
+    SpeechEnsemble,
     SpeechModel,
     SpeechModelConfig,
     stack_frames,
@@ -295,6 +296,8 @@ def test_connected_scores_by_hand():
         ({"features": {"n_mels": 0}}, "n_mels"),
         ({"model": {"hidden": 3}}, "unknown key"),
         ({"model": {"conv_channels": -1}}, "conv_channels must be >= 0"),
+        ({"model": {"members": 0}}, "model.members must be positive"),
+        ({"task_kind": "connected", "model": {"members": 2}}, "members > 1 applies to task_kind"),
     ],
 )
 def test_config_errors(data, message):
@@ -370,3 +373,32 @@ def test_label_smoothing_step_against_the_formula_and_its_config_errors():
         load_config({"label_smoothing": 1.0})
     with pytest.raises(ValueError, match="label_smoothing applies to task_kind digits"):
         load_config({"task_kind": "connected", "label_smoothing": 0.1})
+
+
+def test_ensemble_step_averages_the_members_losses_and_probabilities():
+    torch.manual_seed(0)
+    config = load_config({"model": {"hidden_size": 6, "num_layers": 1, "members": 3},
+                          "features": {"n_mels": 5}, "label_smoothing": 0.1})  # fmt: skip
+    model = task.build_model(config).double().eval()  # no dropout: the same answers twice
+    assert isinstance(model, SpeechEnsemble) and len(model.members) == 3
+    assert all(k.startswith("members.") for k in model.state_dict())
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(12, 4, 5, generator=g, dtype=torch.float64)
+    batch = Batch(feats, torch.tensor([12, 7, 9, 3]), torch.tensor([4, 0, 9, 2]),
+                  torch.ones(4).long())  # fmt: skip
+    out = task.SpeechTask().step_fn(config)(model, batch)
+    with torch.no_grad():
+        alone = [m(feats, batch.lengths)[0] for m in model.members]
+        mean_probs = torch.stack([x.softmax(-1) for x in alone]).mean(0)
+        ensemble, _ = model(feats, batch.lengths)
+    losses = [torch.nn.functional.cross_entropy(x, batch.targets, label_smoothing=0.1)
+              for x in alone]  # fmt: skip
+    # each member learns on its own loss: the mean of theirs, not the averaged prediction's
+    assert abs(float(out.loss.detach()) - float(torch.stack(losses).mean())) <= 1e-6
+    assert (ensemble.exp() - mean_probs).abs().max() <= 1e-6
+    accuracy = float((mean_probs.argmax(-1) == batch.targets).double().mean())
+    assert out.metrics["accuracy"] == pytest.approx(accuracy)
+    # the members start apart: different weights, different answers
+    assert (alone[0] - alone[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="streaming needs a unidirectional CTC model"):
+        model.check_streamable()

@@ -184,3 +184,22 @@ def test_transcribe_errors_name_the_file(digits_model, tmp_path):
     with pytest.warns(UserWarning, match="silent"):
         rc, stdout, _ = run(["speech", "transcribe", "--model", str(out), str(silent)])
     assert rc == 0 and stdout == f"{silent}\t\n"
+
+
+def test_ensemble_trains_transcribes_evaluates_and_plots(wavs, tmp_path):
+    out = tmp_path / "ensemble"
+    args = ["--model.members", "2", "--model.conv_channels", "2", "--max-steps", "4", *TINY]
+    rc, stdout, _ = run(["speech", "train", "--out", str(out), *args])
+    assert rc == 0 and "confusion matrix" in stdout
+    weights = load_file(out / "model.safetensors")
+    assert {k.split(".")[1] for k in weights} == {"0", "1"}  # members.0.*, members.1.*
+    results = json.loads((out / "results.json").read_text())
+    rc, _, _ = run(["speech", "evaluate", "--model", str(out), "--json", str(tmp_path / "e.json")])
+    assert rc == 0
+    assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == results["accuracy"]
+    rc, stdout, _ = run(["speech", "transcribe", "--model", str(out), wavs[1],
+                         "--json", str(tmp_path / "t.json")])  # fmt: skip
+    (row,) = json.loads((tmp_path / "t.json").read_text())
+    assert rc == 0 and stdout.startswith(f"{wavs[1]}\t") and 0.1 <= row["confidence"] <= 1.0
+    rc, stdout, _ = run(["speech", "plot", "--model", str(out), wavs[1], "--out", str(tmp_path)])
+    assert rc == 0 and (tmp_path / "7_nicolas_6.png").stat().st_size > 10_000
