@@ -20,6 +20,7 @@ Several machines (run on each; ``--node_rank`` 0..nnodes-1, the address of node 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,11 +80,17 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 class ShardedBatches:
     """This process's share of every global batch of ``data``: ``shard(batch, rank,
     world_size)`` for each, so N processes train on the same batches as one (the trainer
-    weights each share by its size). ``set_epoch`` and ``len`` pass through."""
+    weights each share by its size). ``set_epoch`` and ``len`` pass through.
+
+    ``rows(batch)``: the examples in a global batch. One with fewer than ``world_size`` (an
+    epoch's short last batch) would leave some process an empty share; every process skips
+    it alike, rank 0 warns with the count (``skipped``), and an epoch with no batch left is
+    an error."""
 
     def __init__(self, data: Any, shard: Callable[[Any, int, int], Any], rank: int,
-                 world_size: int) -> None:  # fmt: skip
+                 world_size: int, rows: Callable[[Any], int]) -> None:  # fmt: skip
         self.data, self.shard, self.rank, self.world_size = data, shard, rank, world_size
+        self.rows, self.skipped = rows, 0
 
     def set_epoch(self, epoch: int) -> None:
         for obj in (self.data, getattr(self.data, "batch_sampler", None)):
@@ -95,8 +102,22 @@ class ShardedBatches:
         return len(self.data)
 
     def __iter__(self):
+        shared = 0
         for batch in self.data:
+            n = self.rows(batch)
+            if n < self.world_size:
+                self.skipped += 1
+                if self.rank == 0:
+                    warnings.warn(f"a global batch of {n} example(s) is smaller than the "
+                                  f"{self.world_size} processes: every process skips it "
+                                  f"({self.skipped} skipped so far)", stacklevel=2)  # fmt: skip
+                continue
+            shared += 1
             yield self.shard(batch, self.rank, self.world_size)
+        if not shared:
+            raise ValueError(f"no batch of this epoch has at least one example for each of the "
+                             f"{self.world_size} processes: use a larger batch size or fewer "
+                             "processes")  # fmt: skip
 
 
 def loader(

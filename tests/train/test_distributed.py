@@ -1,5 +1,6 @@
 """DDP through torchrun (2 CPU processes, gloo) equals one process over the same global batches."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -44,3 +45,25 @@ def test_two_processes_match_one(tmp_path):
     # rank 0 alone wrote the log: one row per step
     rows = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 8
+
+
+def test_sharded_batches_skip_a_batch_too_small_for_every_process_alike():
+    from lstmkit.train.distributed import ShardedBatches
+
+    batches = [torch.arange(5), torch.arange(2), torch.arange(3)]  # 3 processes
+    shard = lambda b, rank, world: b[rank::world]  # noqa: E731
+    shares = {}
+    for rank in range(3):
+        sharded = ShardedBatches(batches, shard, rank, 3, rows=len)
+        with pytest.warns(UserWarning) if rank == 0 else contextlib.nullcontext() as caught:
+            shares[rank] = [s.tolist() for s in sharded]
+        assert sharded.skipped == 1 and len(sharded) == 3
+        if rank == 0:
+            (warning,) = caught
+            assert str(warning.message) == (
+                "a global batch of 2 example(s) is smaller than the 3 processes: every process "
+                "skips it (1 skipped so far)")  # fmt: skip
+    assert shares == {0: [[0, 3], [0]], 1: [[1, 4], [1]], 2: [[2], [2]]}
+    with pytest.raises(ValueError, match="no batch of this epoch has at least one example for "
+                                         "each of the 3 processes"):  # fmt: skip
+        list(ShardedBatches([torch.arange(2)], shard, 1, 3, rows=len))

@@ -271,7 +271,8 @@ class LMTask:
             train_ids.to(run.device), data.batch_size, data.bptt, data.variable_bptt, seed
         )
         if run.world_size > 1:
-            train_batches = ShardedBatches(train_batches, shard, run.rank, run.world_size)
+            rows = lambda b: b.x.shape[1]  # noqa: E731  (its streams)
+            train_batches = ShardedBatches(train_batches, shard, run.rank, run.world_size, rows)
         val_batches = BPTTBatches(val_ids.to(run.device), data.eval_batch_size, data.bptt)
         source = str(data.path) if data.path is not None else data.source
         return Built(

@@ -405,7 +405,8 @@ class SentimentTask:
         seed, pad = config.train.seed, tokenizer.pad_id
         train_data = loader(train_enc, data.batch_size, True, seed, pad)
         if run.world_size > 1:
-            train_data = ShardedBatches(train_data, shard, run.rank, run.world_size)
+            train_data = ShardedBatches(train_data, shard, run.rank, run.world_size,
+                                        rows=lambda b: b.labels.numel())  # fmt: skip
         artifacts: dict[str, Any] = {"vocab_size": tokenizer.vocab_size,
                                      "tokenizer": "tokenizer.json"}  # fmt: skip
         if config.model.pretrained is not None:  # the encoder's architecture, so that the

@@ -676,3 +676,26 @@ def test_config_errors(tmp_path, capsys):
         [*argv, "--model.hiden_size", "8"], capsys
     )
     assert not (tmp_path / "m").exists()
+
+
+def test_each_process_reads_its_streams_and_too_few_streams_are_an_error(tmp_path):
+    from lstmkit.tasks.base import RunContext
+
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 40)
+    data = {"path": str(text), "batch_size": 5, "bptt": 8}
+    for name in ("one", "two", "x"):
+        (tmp_path / name).mkdir()  # as the run makes the model directory
+    config = task.load_config({"data": data})
+    one = task.LMTask().build(config, RunContext(out_dir=tmp_path / "one"))
+    second = task.LMTask().build(config, RunContext(out_dir=tmp_path / "two", rank=1,
+                                                    world_size=2))  # fmt: skip
+    whole, share = next(iter(one.train_data)), next(iter(second.train_data))
+    assert torch.equal(share.x, whole.x[:, 1::2]) and torch.equal(share.y, whole.y[:, 1::2])
+    narrow = task.load_config({"data": {**data, "batch_size": 1}})
+    alone = task.LMTask().build(narrow, RunContext(out_dir=tmp_path / "x", rank=0, world_size=2))
+    with (
+        pytest.warns(UserWarning, match="a global batch of 1 example"),
+        pytest.raises(ValueError, match="no batch of this epoch has at least one example"),
+    ):
+        list(alone.train_data)
