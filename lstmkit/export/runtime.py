@@ -210,8 +210,9 @@ def part_path(out: str | Path, part: str) -> Path:
 
 
 def quantize_int8(source: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantization of ``source`` (weights of LSTM and MatMul ops stored as
-    int8, activations quantized on the fly) written to ``out``."""
+    """Dynamic int8 quantization of ``source`` (weights of LSTM and MatMul ops and embedding
+    tables read by Gather stored as int8, activations quantized on the fly) written to
+    ``out``."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -221,7 +222,7 @@ def quantize_int8(source: str | Path, out: str | Path) -> Path:
     root.setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization
     try:
         quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["LSTM", "MatMul"])  # fmt: skip
+                         op_types_to_quantize=["LSTM", "MatMul", "Gather"])  # fmt: skip
     finally:
         root.setLevel(level)
     return Path(out)

@@ -121,8 +121,14 @@ def test_export_command_fp32_and_int8(model_dirs, tmp_path):
     rc, out = run_cli(["export", "--model", str(imdb), "--out", str(tmp_path / "s8.onnx"),
                        "--quantize", "int8"])  # fmt: skip
     assert rc == 0
-    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "s8.onnx")).graph.node)
+    graph = onnx.load(str(tmp_path / "s8.onnx")).graph
+    ops = Counter(n.op_type for n in graph.node)
     assert ops["DynamicQuantizeLSTM"] == 1 and ops["MatMulInteger"] == 1 and not ops["LSTM"]
+    # the embedding table, most of the weights, is stored in 8 bits and dequantized per lookup
+    (table,) = [t for t in graph.initializer if t.name.endswith("_quantized") and len(t.dims) == 2
+                and t.dims[1] == 16]  # fmt: skip
+    assert table.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    assert ops["DequantizeLinear"] == 1
     lines = out.splitlines()
     assert float(lines[1].rsplit(" ", 1)[1]) <= 0.05  # int8 rounding, measured not hidden
     int8 = float(lines[3].rsplit(" ", 1)[1])
