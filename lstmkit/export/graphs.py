@@ -36,7 +36,16 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from lstmkit.export.onnx import Graph, _gates, _linear, _mask, _np, _pooling, lstm_layers
+from lstmkit.export.onnx import (
+    Graph,
+    _gates,
+    _head,
+    _linear,
+    _mask,
+    _np,
+    _pooling,
+    lstm_layers,
+)
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -115,13 +124,9 @@ def speech_streams(model: nn.Module) -> bool:
 
 def _frequency_conv(g: Graph, conv: nn.Module, feats: str) -> str:
     """:class:`~lstmkit.tasks.speech.model.FrequencyConv`: each frame's bands (T, N, F) as one
-    (T*N, 1, F) row through Conv -> Relu -> MaxPool twice -> (T, N, C * (F // 4))."""
+    (T*N, 1, F) row through its layers -> (T, N, C * (F // 4))."""
     x = g.op("Reshape", [feats, _ints(g, "rows", [-1, 1, conv.n_mels])])
-    for layer in (conv.layers[0], conv.layers[3]):
-        pad = layer.padding[0]
-        x = g.op("Conv", [x, g.const("conv_w", _np(layer.weight)), g.const("conv_b",
-                 _np(layer.bias))], pads=[pad, pad])  # fmt: skip
-        x = g.op("MaxPool", [g.op("Relu", [x])], kernel_shape=[2], strides=[2])
+    x = _head(g, x, conv.layers)
     shape = g.op("Concat", [g.op("Shape", [feats], start=0, end=2),
                             _ints(g, "width", [conv.out_features])], axis=0)  # fmt: skip
     return g.op("Reshape", [x, shape])
@@ -148,9 +153,11 @@ def speech_graph(model: nn.Module) -> onnx.ModelProto:
     """The graph of a :class:`~lstmkit.tasks.speech.model.SpeechModel` or
     :class:`~lstmkit.tasks.speech.model.SpeechEnsemble` (module docstring); an ensemble's
     ``logits`` are the log of its members' mean probabilities, as its ``forward``."""
+    from lstmkit.tasks.speech.model import members_of
+
     g = Graph()
     c, k, n_mels = model.config, model.config.subsample, model.n_mels
-    members = list(getattr(model, "members", [model]))
+    members = members_of(model)
     steps = "lengths"
     if k > 1:  # stack_frames: lengths ceil(/ k)
         steps = g.op("Div", [g.op("Add", ["lengths", g.const("k1", np.array(k - 1, np.int64))]),

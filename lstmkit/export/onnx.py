@@ -143,13 +143,30 @@ def _linear(g: Graph, x: str, layer: nn.Linear) -> str:
 
 
 def _head(g: Graph, x: str, head: nn.Sequential) -> str:
+    """``head``'s layers in order: Linear, ReLU, Dropout (the identity at inference), and the
+    Conv1d (zero padding of equal ends) and MaxPool1d (no padding) of a frame convolution."""
     for module in head:
         if isinstance(module, nn.Linear):
             x = _linear(g, x, module)
         elif isinstance(module, nn.ReLU):
             x = g.op("Relu", [x])
-        elif not isinstance(module, nn.Dropout):  # dropout is the identity at inference
-            raise ValueError(f"no ONNX export for a {type(module).__name__} in the head")
+        elif (
+            isinstance(module, nn.Conv1d)
+            and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str)
+        ):
+            weights = [g.const("conv_w", _np(module.weight))]
+            if module.bias is not None:
+                weights.append(g.const("conv_b", _np(module.bias)))
+            x = g.op("Conv", [x, *weights], pads=[*module.padding] * 2,
+                     strides=[*module.stride], dilations=[*module.dilation],
+                     group=module.groups)  # fmt: skip
+        elif isinstance(module, nn.MaxPool1d) and module.padding == 0 and module.dilation == 1 \
+                and not module.ceil_mode:  # fmt: skip
+            x = g.op("MaxPool", [x], kernel_shape=[module.kernel_size],
+                     strides=[module.stride])  # fmt: skip
+        elif not isinstance(module, nn.Dropout):
+            raise ValueError(f"no ONNX export for the layer {module}")
     return x
 
 

@@ -130,7 +130,9 @@ class OrtSpeech(OrtModule):
             raise ValueError("OrtSpeech needs the eager model (its configuration)")
         self.session = session(path, threads)
         self.config, self.head_kind = eager.config, eager.head_kind
-        first = getattr(eager, "members", [eager])[0]  # an ensemble's members are alike
+        from lstmkit.tasks.speech.model import members_of
+
+        first = members_of(eager)[0]  # an ensemble's members are alike
         self.layers, self.hidden = first.rnn.num_layers, first.rnn.hidden_size
         self.streams = any(i.name == "h0" for i in self.session.get_inputs())
         self.first = "log_probs" if self.head_kind == "ctc" else "logits"

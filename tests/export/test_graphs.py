@@ -112,6 +112,15 @@ def test_speech_graph_matches_eager(head, kw, tmp_path):
         assert got.shape == expected.shape and (got - expected).abs().max() <= TOL
 
 
+def test_frame_convolutions_the_graph_cannot_express_are_refused():
+    from lstmkit.export.onnx import Graph, _head
+
+    for layer in (torch.nn.MaxPool1d(2, ceil_mode=True), torch.nn.Conv1d(1, 2, 3, padding="same"),
+                  torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"no ONNX export for the layer (MaxPool1d|Conv1d)\("):
+            _head(Graph(), "x", torch.nn.Sequential(layer))
+
+
 def test_speech_ensemble_graph_matches_eager(tmp_path):
     torch.manual_seed(0)
     config = SpeechModelConfig(hidden_size=6, conv_channels=2, members=3, pooling="max")

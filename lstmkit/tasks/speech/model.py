@@ -235,6 +235,11 @@ class SpeechEnsemble(nn.Module):
         self.members[0].check_streamable()
 
 
+def members_of(model: nn.Module) -> list[SpeechModel]:
+    """The :class:`SpeechModel` s of ``model``: an ensemble's members, or the model alone."""
+    return list(model.members) if isinstance(model, SpeechEnsemble) else [model]
+
+
 def average_probabilities(logits: list[Tensor]) -> Tensor:
     """log(mean_k softmax(logits_k)) over members k, computed in log space.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lstmkit.tasks.speech.model import stack_frames
+from lstmkit.tasks.speech.model import members_of, stack_frames
 
 
 def plot_file(predictor, wav: str | Path, out_dir: str | Path) -> list[Path]:
@@ -48,7 +48,7 @@ def plot_file(predictor, wav: str | Path, out_dir: str | Path) -> list[Path]:
             result = predictor.transcribe_audio(audio, str(wav))
             title = f"transcript: {result['transcript'] or '(empty)'}"
         else:
-            members = getattr(model, "members", [model])  # an ensemble: its first member's
+            members = members_of(model)  # an ensemble: its first member's gates
             first = members[0]
             stacked, _ = stack_frames(first.front(x), lengths, config.model.subsample)
             _, _, gates = first.rnn(stacked, return_gates=True)
