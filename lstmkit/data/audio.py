@@ -38,7 +38,7 @@ SILENCE_PEAK = 1e-3  # -60 dBFS: below this nothing a microphone picks up is spe
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 0.01  # more samples than this at full scale: the recording is clipped
 LOG_FLOOR = 1e-6
-NORMALIZE = ("utterance", "global", "none")
+NORMALIZE = ("utterance", "gain", "global", "none")
 
 
 @dataclass
@@ -51,9 +51,10 @@ class FeatureConfig:
         n_fft: FFT size (>= the window's samples). Default: 256
         n_mels: mel bands. Default: 40
         fmin, fmax: the filterbank's range in Hz (``fmax`` 0: half the rate). Default: 20, 0
-        normalize: ``utterance`` (mean/variance per band over each utterance), ``global``
-            (the training set's statistics, stored with the model: what streaming needs) or
-            ``none``. Default: ``utterance``
+        normalize: ``utterance`` (mean/variance per band over each utterance), ``gain``
+            (one mean/variance over all of an utterance's bands and frames: its level
+            removed, its spectral shape kept), ``global`` (the training set's statistics,
+            stored with the model: what streaming needs) or ``none``. Default: ``utterance``
         trim_db: cut the leading and trailing frames quieter than the loudest frame by more
             than this many dB (RMS per window) before anything else, in training and
             transcription alike: recordings trimmed tighter or looser than the training ones
@@ -274,11 +275,16 @@ def trim_silence(audio: np.ndarray, top_db: float, win: int, hop: int) -> np.nda
 
 
 def normalize(feats: Tensor, how: str, stats: Tensor | None = None) -> Tensor:
-    """``feats`` (T, F) with zero mean and unit variance per band: over the utterance
-    (``utterance``), with ``stats`` (2, F) = (mean, std) (``global``), or unchanged."""
-    if how == "utterance":
-        mean = feats.mean(0, keepdim=True)
-        std = feats.std(0, unbiased=False, keepdim=True)
+    """``feats`` (T, F) with zero mean and unit variance per band over the utterance
+    (``utterance``), over all its bands at once (``gain``), with ``stats`` (2, F) = (mean,
+    std) (``global``), or unchanged.
+
+    Per band, a word that is one vowel (a short "two") loses its spectral envelope to the
+    mean; ``gain`` subtracts one number from every band, so only the level goes."""
+    if how in ("utterance", "gain"):
+        dims = 0 if how == "utterance" else (0, 1)
+        mean = feats.mean(dims, keepdim=True)
+        std = feats.std(dims, unbiased=False, keepdim=True)
         return (feats - mean) / (std + 1e-5)
     if how == "global":
         if stats is None:

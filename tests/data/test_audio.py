@@ -157,6 +157,15 @@ def test_normalisation_per_utterance_and_global():
     stats = torch.stack([torch.full((40,), 7.0), torch.full((40,), 3.0)])
     torch.testing.assert_close(normalize(feats, "global", stats), (feats - 7) / (3 + 1e-5))
     assert normalize(feats, "none") is feats
+    # gain: one mean and std over the whole utterance, so the bands keep their differences
+    shaped = feats + torch.arange(40.0)
+    gained = normalize(shaped, "gain")
+    assert abs(float(gained.mean())) < 1e-5 and abs(float(gained.std(unbiased=False)) - 1) < 1e-3
+    torch.testing.assert_close(
+        gained, (shaped - shaped.mean()) / (shaped.std(unbiased=False) + 1e-5)
+    )
+    spread = gained.mean(0)
+    assert float(spread[-1] - spread[0]) > 1.0  # the envelope survives; per band it would not
     with pytest.raises(ValueError, match="statistics"):
         normalize(feats, "global")
 

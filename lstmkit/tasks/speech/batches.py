@@ -112,6 +112,13 @@ class Batch(NamedTuple):
     target_lengths: Tensor
 
 
+class MemberBatches(NamedTuple):
+    """One training step of an ensemble whose members read their own data: ``batches[k]``
+    is member k's :class:`Batch`."""
+
+    batches: tuple[Batch, ...]
+
+
 def isolated_items(recordings: list[Recording]) -> list[Item]:
     return [Item(r.audio, (r.digit,), r.speaker, r.name) for r in recordings]
 
@@ -263,3 +270,29 @@ class SpeechBatches:
                 rngs = [np.random.default_rng([self.seed, self.epoch, b, j])
                         for j in range(len(chosen))]  # fmt: skip
                 yield self.featurizer.batch(chosen, self.augment, rngs)
+
+
+class PerMemberBatches:
+    """The training batches of an ensemble whose members read their own data: member k's
+    come from a :class:`SpeechBatches` seeded ``seed + k`` (its own shuffle and augmentation,
+    so member 0 sees what a run seeded ``seed`` would), zipped into :class:`MemberBatches`.
+    The members see the same examples each epoch, in their own order."""
+
+    def __init__(self, members: int, source: Callable[[int], list[Item]],
+                 featurizer: Featurizer, batch_size: int, seed: int,
+                 augment: AugmentConfig | None) -> None:  # fmt: skip
+        self.streams = [
+            SpeechBatches(source, featurizer, batch_size, seed + k, augment, shuffle=True)
+            for k in range(members)
+        ]  # fmt: skip
+
+    def set_epoch(self, epoch: int) -> None:
+        for stream in self.streams:
+            stream.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.streams[0])
+
+    def __iter__(self) -> Iterator[MemberBatches]:
+        for batches in zip(*self.streams, strict=True):
+            yield MemberBatches(batches)

@@ -45,6 +45,8 @@ from lstmkit.tasks.speech.batches import (
     Batch,
     Featurizer,
     Item,
+    MemberBatches,
+    PerMemberBatches,
     SpeechBatches,
     connected_items,
     isolated_items,
@@ -55,6 +57,7 @@ from lstmkit.tasks.speech.model import (
     SpeechModel,
     SpeechModelConfig,
     average_probabilities,
+    members_of,
 )
 from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
 from lstmkit.train.config import check_positive
@@ -79,6 +82,10 @@ class SpeechDataConfig:
         gap_ms: range of the silence between digits. Default: (100, 400)
         noise_dbfs: white noise of this RMS level in every connected utterance (``None``:
             none). Default: ``None``
+        per_member: with ``model.members`` > 1, member k trains on its own batches,
+            shuffled and augmented with seed + k, as a run of that seed would (members that
+            share the batches made the same mistakes: RESULTS.md); each step then costs
+            ``members`` times the featurisation. Default: ``False``
     """
 
     path: str | None = None
@@ -91,6 +98,7 @@ class SpeechDataConfig:
     max_digits: int = 7
     gap_ms: tuple[float, float] = (100.0, 400.0)
     noise_dbfs: float | None = None
+    per_member: bool = False
 
     def __post_init__(self) -> None:
         check_positive(self, "data", ("batch_size", "eval_batch_size", "train_utterances",
@@ -149,6 +157,9 @@ class SpeechConfig:
         if self.model.members > 1 and self.task_kind == "connected":
             raise ValueError("model.members > 1 applies to task_kind digits (averaged class "
                              "probabilities), not connected (CTC)")  # fmt: skip
+        if self.data.per_member and self.model.members < 2:
+            raise ValueError("data.per_member needs model.members > 1 (the members' own "
+                             f"batches), got model.members {self.model.members}")  # fmt: skip
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be best or last, got {self.keep!r}")
         if self.task_kind not in KINDS:
@@ -187,10 +198,13 @@ def split_targets(batch: Batch) -> list[list[int]]:
     return rows
 
 
-def isolated_step(model: nn.Module, batch: Batch, state: Any = None,
+def isolated_step(model: nn.Module, batch: Batch | MemberBatches, state: Any = None,
                   label_smoothing: float = 0.0) -> StepOutput:  # fmt: skip
     """Cross-entropy and accuracy; an ensemble's loss is the mean of its members' own (each
-    learns as it would alone) and its accuracy that of the averaged probabilities."""
+    learns as it would alone) and its accuracy that of the averaged probabilities (members
+    on their own batches, :class:`MemberBatches`: the mean of the members' accuracies)."""
+    if isinstance(batch, MemberBatches):
+        return per_member_step(model, batch, label_smoothing)
     batch = _to(batch, next(model.parameters()).device)
     if isinstance(model, SpeechEnsemble):
         members, _ = model.forward_members(batch.feats, batch.lengths)
@@ -203,6 +217,26 @@ def isolated_step(model: nn.Module, batch: Batch, state: Any = None,
         loss = F.cross_entropy(logits.float(), batch.targets, label_smoothing=label_smoothing)
     accuracy = (logits.argmax(-1) == batch.targets).float().mean()
     return StepOutput(loss, batch.targets.numel(), {"accuracy": float(accuracy)})
+
+
+def per_member_step(model: nn.Module, batch: MemberBatches,
+                    label_smoothing: float) -> StepOutput:  # fmt: skip
+    """Member k of the ensemble on ``batch.batches[k]``: the mean of the members' losses and
+    accuracies."""
+    if not isinstance(model, SpeechEnsemble) or len(model.members) != len(batch.batches):
+        got = len(members_of(model))
+        raise ValueError(f"{len(batch.batches)} members' batches for a model of {got} member(s)")
+    device = next(model.parameters()).device
+    losses, hits = [], []
+    for member, own in zip(model.members, batch.batches):
+        own = _to(own, device)
+        logits, _ = member(own.feats, own.lengths)
+        losses.append(F.cross_entropy(logits.float(), own.targets,
+                                      label_smoothing=label_smoothing))  # fmt: skip
+        hits.append((logits.argmax(-1) == own.targets).float().mean())
+    accuracy = torch.stack(hits).mean()
+    return StepOutput(torch.stack(losses).mean(), batch.batches[0].targets.numel(),
+                      {"accuracy": float(accuracy)})  # fmt: skip
 
 
 def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
@@ -397,8 +431,12 @@ class SpeechTask:
             fixed = isolated_items(train_recs)
             source_fn = lambda epoch: fixed  # noqa: E731
             val_items = isolated_items(val_recs)
-        train_data = SpeechBatches(source_fn, featurizer, data.batch_size, seed, config.augment,
-                                   shuffle=True)  # fmt: skip
+        if data.per_member:
+            train_data = PerMemberBatches(config.model.members, source_fn, featurizer,
+                                          data.batch_size, seed, config.augment)  # fmt: skip
+        else:
+            train_data = SpeechBatches(source_fn, featurizer, data.batch_size, seed,
+                                       config.augment, shuffle=True)  # fmt: skip
         score_data = make_score_data(config, "val", source, val_items, stats)
         speakers = sorted({r.speaker for r in train_recs})
         what = (f"{data.train_utterances} connected utterances per epoch, {len(val_items)} for "
@@ -499,7 +537,7 @@ class SpeechPredictor(Predictor):
         """Raise a ValueError unless this model can run chunk by chunk: a unidirectional CTC
         model whose features look at no whole utterance (no per-utterance normalisation, no
         trimming of the ends)."""
-        if self.config.features.normalize == "utterance":
+        if self.config.features.normalize in ("utterance", "gain"):
             raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
                              "needs features.normalize global or none")  # fmt: skip
         if self.config.features.trim_db:

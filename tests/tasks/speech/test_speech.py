@@ -16,6 +16,8 @@ from lstmkit.tasks.speech.batches import (
     Batch,
     Featurizer,
     Item,
+    MemberBatches,
+    PerMemberBatches,
     SpeechBatches,
     collate,
     stretch,
@@ -298,6 +300,7 @@ def test_connected_scores_by_hand():
         ({"model": {"conv_channels": -1}}, "conv_channels must be >= 0"),
         ({"model": {"members": 0}}, "model.members must be positive"),
         ({"task_kind": "connected", "model": {"members": 2}}, "members > 1 applies to task_kind"),
+        ({"data": {"per_member": True}}, "data.per_member needs model.members > 1"),
     ],
 )
 def test_config_errors(data, message):
@@ -336,9 +339,10 @@ def test_stream_equals_one_shot(tmp_path, subsample, conv, chunk_ms):
 
 def test_streaming_refuses_models_that_read_the_whole_utterance(tmp_path):
     predictor = streaming_predictor(tmp_path, 1)
-    predictor.config.features.normalize = "utterance"
-    with pytest.raises(ValueError, match="normalises each utterance"):
-        list(predictor.stream(np.zeros(800, np.float32), 100))
+    for how in ("utterance", "gain"):
+        predictor.config.features.normalize = how
+        with pytest.raises(ValueError, match="normalises each utterance"):
+            list(predictor.stream(np.zeros(800, np.float32), 100))
     predictor.config.features.normalize = "global"
     predictor.config.features.trim_db = 20.0
     with pytest.raises(ValueError, match="trim_db"):
@@ -402,3 +406,49 @@ def test_ensemble_step_averages_the_members_losses_and_probabilities():
     assert (alone[0] - alone[1]).abs().max() > 1e-3
     with pytest.raises(ValueError, match="streaming needs a unidirectional CTC model"):
         model.check_streamable()
+
+
+def test_per_member_batches_are_the_runs_of_seeds_seed_plus_k():
+    items = tone_items(20, 0)
+    featurizer = Featurizer(FeatureConfig(), None, ctc=False)
+    aug = AugmentConfig(noise_prob=1.0, time_masks=1, freq_masks=1)
+    joint = PerMemberBatches(3, lambda e: items, featurizer, 8, 5, aug)
+    joint.set_epoch(2)
+    assert len(joint) == 3
+    steps = list(joint)
+    assert len(steps) == 3 and all(len(step.batches) == 3 for step in steps)
+    for k in range(3):  # member k reads exactly what a run seeded 5 + k reads
+        alone = SpeechBatches(lambda e: items, featurizer, 8, 5 + k, aug, shuffle=True)
+        alone.set_epoch(2)
+        for step, batch in zip(steps, alone, strict=True):
+            torch.testing.assert_close(step.batches[k].feats, batch.feats)
+            assert torch.equal(step.batches[k].targets, batch.targets)
+    # the members' batches differ: their own shuffle and augmentation
+    one, two = steps[0].batches[:2]
+    assert one.feats.shape != two.feats.shape or not torch.equal(one.feats, two.feats)
+
+
+def test_per_member_step_trains_each_member_on_its_own_batch():
+    torch.manual_seed(0)
+    config = load_config({"model": {"hidden_size": 6, "num_layers": 1, "members": 2},
+                          "features": {"n_mels": 5}, "data": {"per_member": True}})  # fmt: skip
+    model = task.build_model(config).double().eval()
+    g = torch.Generator().manual_seed(4)
+    own = [Batch(torch.randn(10, 3, 5, generator=g, dtype=torch.float64),
+                 torch.tensor([10, 6, 8]), torch.tensor(t), torch.ones(3).long())
+           for t in ([1, 2, 3], [7, 7, 0])]  # fmt: skip
+    with torch.no_grad():  # member 0's batch labelled with its own answers: accuracy 1
+        first = model.members[0](own[0].feats, own[0].lengths)[0].argmax(-1)
+    own[0] = own[0]._replace(targets=first)
+    out = task.SpeechTask().step_fn(config)(model, MemberBatches(tuple(own)))
+    with torch.no_grad():
+        logits = [m(b.feats, b.lengths)[0] for m, b in zip(model.members, own)]
+    losses = [torch.nn.functional.cross_entropy(x, b.targets) for x, b in zip(logits, own)]
+    assert abs(float(out.loss.detach()) - float(torch.stack(losses).mean())) <= 1e-6
+    hits = [float((x.argmax(-1) == b.targets).double().mean()) for x, b in zip(logits, own)]
+    assert hits[0] == 1.0 and out.metrics["accuracy"] == pytest.approx(sum(hits) / 2)
+    assert out.size == 3
+    out.loss.backward()  # every member gets a gradient from its own batch alone
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="3 members' batches for a model of 2"):
+        task.SpeechTask().step_fn(config)(model, MemberBatches((own[0], own[1], own[0])))

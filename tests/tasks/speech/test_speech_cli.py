@@ -108,6 +108,19 @@ def test_resume_continues_exactly(tmp_path):
     assert ra["steps"] == rb["steps"] == 10 and ra["accuracy"] == rb["accuracy"]
 
 
+def test_per_member_ensemble_resumes_exactly(tmp_path):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    args = ["--train.epochs", "2", "--model.members", "2", "--data.per_member", "true", *TINY]
+    assert run(["speech", "train", "--out", str(straight), *args])[0] == 0
+    assert run(["speech", "train", "--out", str(cut), "--max-steps", "7", *args])[0] == 0
+    assert run(["speech", "train", "--out", str(cut), "--resume", *args])[0] == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert {k.split(".")[1] for k in a} == {"0", "1"}
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((straight / "config.json").read_text())
+    assert config["config"]["data"]["per_member"] is True
+
+
 def test_keep_last_with_ema_saves_the_final_average(tmp_path):
     out = tmp_path / "last"
     args = ["--train.epochs", "3", "--train.ema", "0.9", "--keep", "last", *TINY]
