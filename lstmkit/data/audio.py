@@ -54,7 +54,9 @@ class FeatureConfig:
         normalize: ``utterance`` (mean/variance per band over each utterance), ``gain``
             (one mean/variance over all of an utterance's bands and frames: its level
             removed, its spectral shape kept), ``global`` (the training set's statistics,
-            stored with the model: what streaming needs) or ``none``. Default: ``utterance``
+            stored with the model: what streaming needs) or ``none``; several joined by
+            ``+`` (``utterance+global``) give each frame as that many views side by side,
+            ``n_mels`` values each (:attr:`width`). Default: ``utterance``
         trim_db: cut the leading and trailing frames quieter than the loudest frame by more
             than this many dB (RMS per window) before anything else, in training and
             transcription alike: recordings trimmed tighter or looser than the training ones
@@ -91,10 +93,32 @@ class FeatureConfig:
             )
         if self.trim_db < 0:
             raise ValueError(f"features.trim_db must be >= 0 (0: off), got {self.trim_db}")
-        if self.normalize not in NORMALIZE:
+        views = self.views
+        if any(v not in NORMALIZE for v in views) or len(set(views)) < len(views):
             raise ValueError(
-                f"features.normalize must be one of {', '.join(NORMALIZE)}; got {self.normalize!r}"
+                f"features.normalize must be one of {', '.join(NORMALIZE)}, or several of them "
+                f"joined by '+' (each once); got {self.normalize!r}"
             )
+
+    @property
+    def views(self) -> list[str]:
+        """The normalisations of ``normalize``, one view of every frame each."""
+        return self.normalize.split("+")
+
+    @property
+    def width(self) -> int:
+        """Values per feature frame: ``n_mels`` for each view."""
+        return self.n_mels * len(self.views)
+
+    @property
+    def needs_stats(self) -> bool:
+        """Whether a view is normalised by the training set's statistics (``global``)."""
+        return "global" in self.views
+
+    @property
+    def whole_utterance(self) -> bool:
+        """Whether a view needs the whole utterance (``utterance``, ``gain``): no streaming."""
+        return any(v in ("utterance", "gain") for v in self.views)
 
     @property
     def win_length(self) -> int:
@@ -250,7 +274,7 @@ class FeatureExtractor:
         return trim_silence(audio, self.config.trim_db, self.win, self.hop)
 
     def __call__(self, audio: np.ndarray | Tensor, stats: Tensor | None = None) -> Tensor:
-        """Normalised log-mel features (T, n_mels) of ``audio`` (S,), trimmed first when
+        """Normalised log-mel features (T, width) of ``audio`` (S,), trimmed first when
         ``trim_db`` is set; ``stats`` (2, n_mels), mean and std, for ``normalize: global``."""
         return normalize(self.frames(self.trim(np.asarray(audio))), self.config.normalize, stats)
 
@@ -280,7 +304,10 @@ def normalize(feats: Tensor, how: str, stats: Tensor | None = None) -> Tensor:
     std) (``global``), or unchanged.
 
     Per band, a word that is one vowel (a short "two") loses its spectral envelope to the
-    mean; ``gain`` subtracts one number from every band, so only the level goes."""
+    mean; ``gain`` subtracts one number from every band, so only the level goes. Several
+    joined by ``+``: each normalisation of ``feats``, concatenated (T, F * views)."""
+    if "+" in how:
+        return torch.cat([normalize(feats, part, stats) for part in how.split("+")], -1)
     if how in ("utterance", "gain"):
         dims = 0 if how == "utterance" else (0, 1)
         mean = feats.mean(dims, keepdim=True)

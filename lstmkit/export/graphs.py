@@ -8,11 +8,11 @@ Graphs (dims named by letter are dynamic):
   member's unsorted output (what training and validation scoring read). The ES-RNN hybrid's
   smoothing, which reads the raw history of a known series, stays outside the graph, as it
   stays outside :meth:`Forecaster.forward`.
-* speech (:func:`speech_graph`): ``feats`` (T, N, n_mels) log-mel frames, ``lengths`` (N,)
-  int64 -> ``log_probs`` (T', N, C+1) (CTC) or ``logits`` (N, C) (isolated words), and
-  ``steps`` (N,) the frame counts after subsampling. A unidirectional model also takes the
-  state ``h0``, ``c0`` (layers, N, H) and returns ``h_n``, ``c_n``: the streaming step
-  graph (one chunk in, its outputs and the state to carry out).
+* speech (:func:`speech_graph`): ``feats`` (T, N, V * n_mels) log-mel frames (V views of
+  each, ``features.normalize``), ``lengths`` (N,) int64 -> ``log_probs`` (T', N, C+1)
+  (CTC) or ``logits`` (N, C) (isolated words), and ``steps`` (N,) the frame counts after
+  subsampling. A unidirectional model also takes the state ``h0``, ``c0`` (layers, N, H)
+  and returns ``h_n``, ``c_n``: the streaming step graph (one chunk in, its outputs and the state to carry out).
 * translate (:func:`translate_graphs`): two graphs, as decoding runs:
 
   - ``encoder``: ``src`` (N, S) int64, ``lengths`` (N,) int64 -> the
@@ -124,8 +124,8 @@ def speech_streams(model: nn.Module) -> bool:
 
 def _frequency_conv(g: Graph, conv: nn.Module, feats: str) -> str:
     """:class:`~lstmkit.tasks.speech.model.FrequencyConv`: each frame's bands (T, N, F) as one
-    (T*N, 1, F) row through its layers -> (T, N, C * (F // 4))."""
-    x = g.op("Reshape", [feats, _ints(g, "rows", [-1, 1, conv.n_mels])])
+    (T*N, V, F) row (V views) through its layers -> (T, N, C * (F // 4))."""
+    x = g.op("Reshape", [feats, _ints(g, "rows", [-1, conv.views, conv.n_mels])])
     x = _head(g, x, conv.layers)
     shape = g.op("Concat", [g.op("Shape", [feats], start=0, end=2),
                             _ints(g, "width", [conv.out_features])], axis=0)  # fmt: skip
@@ -156,7 +156,7 @@ def speech_graph(model: nn.Module) -> onnx.ModelProto:
     from lstmkit.tasks.speech.model import members_of
 
     g = Graph()
-    c, k, n_mels = model.config, model.config.subsample, model.n_mels
+    c, k, width_in = model.config, model.config.subsample, model.in_features
     members = members_of(model)
     steps = "lengths"
     if k > 1:  # stack_frames: lengths ceil(/ k)
@@ -164,7 +164,7 @@ def speech_graph(model: nn.Module) -> onnx.ModelProto:
                              g.const("k", np.array(k, np.int64))])  # fmt: skip
     g.op("Identity", [steps], ["steps"])
     seq_lens = g.op("Cast", ["steps"], to=TensorProto.INT32)
-    inputs = [_info("feats", F32, ["T", "N", n_mels]), _info("lengths", I64, ["N"])]
+    inputs = [_info("feats", F32, ["T", "N", width_in]), _info("lengths", I64, ["N"])]
     outputs = []
     states = None
     first = members[0]
@@ -175,7 +175,7 @@ def speech_graph(model: nn.Module) -> onnx.ModelProto:
                   for k_ in range(layers)]  # fmt: skip
     heads = []
     for member in members:
-        x, width = "feats", n_mels
+        x, width = "feats", width_in
         if member.conv is not None:
             x, width = _frequency_conv(g, member.conv, x), member.conv.out_features
         out, finals = lstm_layers(g, member.rnn, _stack(g, x, k, width), seq_lens, states)
@@ -354,8 +354,8 @@ def random_feeds(task: str, model: nn.Module, part: str, batch: int, steps: int,
         z = rng.normal(0, 1, (batch, model.input_size)).astype(np.float32)
         return {"z": z, "phase": rng.integers(0, model.season, batch).astype(np.int64)}
     if task == "speech":
-        n_mels = model.n_mels
-        feeds = {"feats": rng.normal(0, 1, (steps, batch, n_mels)).astype(np.float32),
+        width = model.in_features
+        feeds = {"feats": rng.normal(0, 1, (steps, batch, width)).astype(np.float32),
                  "lengths": lengths}  # fmt: skip
         if speech_streams(model):  # a single unidirectional CTC model, never an ensemble
             shape = (model.rnn.num_layers, batch, model.rnn.hidden_size)

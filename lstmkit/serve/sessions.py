@@ -143,8 +143,8 @@ class SpeechStepper:
             predictor.check_streamable()
         except ValueError as e:
             raise RequestError(422, "name", str(e)) from None
-        n_mels = predictor.config.features.n_mels
-        return SpeechState(FrameStream(predictor.featurizer.extractor), torch.zeros(0, n_mels))
+        width = predictor.config.features.width
+        return SpeechState(FrameStream(predictor.featurizer.extractor), torch.zeros(0, width))
 
     @torch.no_grad()
     def step(

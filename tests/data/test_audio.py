@@ -168,6 +168,15 @@ def test_normalisation_per_utterance_and_global():
     assert float(spread[-1] - spread[0]) > 1.0  # the envelope survives; per band it would not
     with pytest.raises(ValueError, match="statistics"):
         normalize(feats, "global")
+    # views joined by "+": each normalisation, side by side
+    both = normalize(shaped, "utterance+global", stats)
+    assert both.shape == (50, 80)
+    torch.testing.assert_close(both[:, :40], normalize(shaped, "utterance"))
+    torch.testing.assert_close(both[:, 40:], normalize(shaped, "global", stats))
+    config = FeatureConfig(n_mels=24, normalize="gain+global")
+    assert config.views == ["gain", "global"] and config.width == 48
+    assert config.needs_stats and config.whole_utterance
+    assert not FeatureConfig(normalize="global+none").whole_utterance
 
 
 def test_feature_config_errors():

@@ -112,6 +112,23 @@ def test_speech_graph_matches_eager(head, kw, tmp_path):
         assert got.shape == expected.shape and (got - expected).abs().max() <= TOL
 
 
+@pytest.mark.parametrize("conv", [0, 3])
+def test_speech_graph_of_two_feature_views_matches_eager(conv, tmp_path):
+    torch.manual_seed(0)
+    config = SpeechModelConfig(hidden_size=6, conv_channels=conv, members=2 if conv else 1)
+    model = (SpeechEnsemble(9, 10, config, views=2) if conv
+             else SpeechModel(9, 10, "classify", config, views=2)).eval()  # fmt: skip
+    graph = export_graph("speech", model)
+    (feats_info,) = [i for i in graph.graph.input if i.name == "feats"]
+    assert feats_info.type.tensor_type.shape.dim[2].dim_value == 18  # two views of 9 bands
+    ort = OrtSpeech(save(graph, tmp_path / "v.onnx"), eager=model)
+    feats, lengths = torch.randn(11, 2, 18), torch.tensor([11, 6])
+    with torch.no_grad():
+        expected, _ = model(feats, lengths)
+    got, _ = ort(feats, lengths)
+    assert (got - expected).abs().max() <= TOL
+
+
 def test_frame_convolutions_the_graph_cannot_express_are_refused():
     from lstmkit.export.onnx import Graph, _head
 
@@ -226,8 +243,10 @@ def test_translate_feeds_cover_every_output():
 @pytest.fixture(scope="module")
 def dirs(one_thread, tmp_path_factory):
     root = tmp_path_factory.mktemp("graphs")
-    # the fsdd-digits preset's kind of model: a frequency convolution, an ensemble
+    # the fsdd-digits preset's kind of model: a frequency convolution over two feature views
+    # (one needs the training set's statistics), here also an ensemble
     speech = {"model": {"hidden_size": 12, "num_layers": 1, "conv_channels": 2, "members": 2},
+              "features": {"normalize": "utterance+global"},
               "train": {**QUIET, "max_steps": 2}}  # fmt: skip
     translate = {"data": {"vocab_size": 300}, "decode": {"beam": 2},
                  "model": {"emb_size": 16, "enc_hidden": 16, "dec_hidden": 24},

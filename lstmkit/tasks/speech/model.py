@@ -98,23 +98,25 @@ def stack_frames(feats: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor
 class FrequencyConv(nn.Module):
     """Each frame's bands through Conv1d(k=5) -> ReLU -> MaxPool(2), twice.
 
-    Inputs: feats (T, N, F). Outputs: (T, N, C * (F // 4)), C = ``channels``; every frame is
-    processed alone (no context across time), so padding and chunking do not change it.
+    Inputs: feats (T, N, V * F): ``views`` normalisations of F = ``n_mels`` bands side by side
+    (``features.normalize`` ``utterance+global``), the convolution's input channels.
+    Outputs: (T, N, C * (F // 4)), C = ``channels``; every frame is processed alone (no
+    context across time), so padding and chunking do not change it.
     """
 
-    def __init__(self, n_mels: int, channels: int) -> None:
+    def __init__(self, n_mels: int, channels: int, views: int = 1) -> None:
         super().__init__()
         if n_mels < 4:
             raise ValueError(f"model.conv_channels needs at least 4 mel bands, got {n_mels}")
         self.layers = nn.Sequential(
-            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(views, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
         )  # fmt: skip
-        self.n_mels, self.out_features = n_mels, channels * (n_mels // 4)
+        self.n_mels, self.views, self.out_features = n_mels, views, channels * (n_mels // 4)
 
     def forward(self, feats: Tensor) -> Tensor:
-        t, n, f = feats.shape
-        out = self.layers(feats.reshape(t * n, 1, f))  # (T*N, C, F // 4)
+        t, n, _ = feats.shape
+        out = self.layers(feats.reshape(t * n, self.views, self.n_mels))  # (T*N, C, F // 4)
         return out.reshape(t, n, self.out_features)
 
 
@@ -126,19 +128,21 @@ def valid_mask(lengths: Tensor, steps: int) -> Tensor:
 class SpeechModel(nn.Module):
     """Log-mel frames to logits (``classify``) or CTC log-probabilities (``ctc``).
 
-    Inputs: feats (T, N, n_mels), lengths (N,). Outputs: ``classify``: logits (N, C) and
-    the step lengths; ``ctc``: log-probabilities (T', N, C + 1), blank 0, and lengths (N,).
+    Inputs: feats (T, N, in_features), lengths (N,); ``in_features`` = ``views`` * ``n_mels``
+    (each frame normalised ``views`` ways, side by side). Outputs: ``classify``: logits (N, C)
+    and the step lengths; ``ctc``: log-probabilities (T', N, C + 1), blank 0, and lengths (N,).
     """
 
     def __init__(self, n_mels: int, num_classes: int, head: str,
-                 config: SpeechModelConfig) -> None:  # fmt: skip
+                 config: SpeechModelConfig, views: int = 1) -> None:  # fmt: skip
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
         self.config, self.head_kind, self.n_mels = config, head, n_mels
+        self.in_features = n_mels * views
         c = config
-        self.conv = FrequencyConv(n_mels, c.conv_channels) if c.conv_channels else None
-        features = self.conv.out_features if self.conv is not None else n_mels
+        self.conv = FrequencyConv(n_mels, c.conv_channels, views) if c.conv_channels else None
+        features = self.conv.out_features if self.conv is not None else self.in_features
         self.rnn = LSTM(
             features * c.subsample, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
             dropout=c.dropout if c.num_layers > 1 else 0.0, layer_norm=c.layer_norm,
@@ -184,7 +188,7 @@ class SpeechModel(nn.Module):
                              "false, task_kind connected)")  # fmt: skip
 
     def step(self, feats: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """A chunk of one stream: feats (T, 1, n_mels) with T a multiple of ``subsample``
+        """A chunk of one stream: feats (T, 1, in_features) with T a multiple of ``subsample``
         -> CTC log-probabilities (T / subsample, 1, C + 1) and the state to carry.
         Only for a unidirectional CTC model (a bidirectional one needs the whole input)."""
         self.check_streamable()
@@ -200,7 +204,7 @@ class SpeechEnsemble(nn.Module):
     """``config.members`` independently initialised :class:`SpeechModel` classifiers whose
     class probabilities are averaged.
 
-    Inputs: feats (T, N, n_mels), lengths (N,). Outputs: the log of the members' mean
+    Inputs: feats (T, N, in_features), lengths (N,). Outputs: the log of the members' mean
     probabilities (N, C), which a softmax, an argmax or a cross-entropy reads as logits, and
     the step lengths. :meth:`forward_members` gives each member's logits: training sums
     the members' own losses, so each learns as it would alone.
@@ -215,12 +219,14 @@ class SpeechEnsemble(nn.Module):
 
     head_kind = "classify"
 
-    def __init__(self, n_mels: int, num_classes: int, config: SpeechModelConfig) -> None:
+    def __init__(self, n_mels: int, num_classes: int, config: SpeechModelConfig,
+                 views: int = 1) -> None:  # fmt: skip
         super().__init__()
-        self.config, self.n_mels = config, n_mels
+        self.config, self.n_mels, self.in_features = config, n_mels, n_mels * views
         self.members = nn.ModuleList(
-            SpeechModel(n_mels, num_classes, "classify", config) for _ in range(config.members)
-        )
+            SpeechModel(n_mels, num_classes, "classify", config, views)
+            for _ in range(config.members)
+        )  # fmt: skip
 
     def forward_members(self, feats: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """Each member's logits (N, C) and the step lengths."""

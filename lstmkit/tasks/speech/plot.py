@@ -32,8 +32,9 @@ def plot_file(predictor, wav: str | Path, out_dir: str | Path) -> list[Path]:
     axes = figure.subplots(3, 1, sharex=True)
     axes[0].plot(np.arange(audio.size) / rate, audio, lw=0.5, color="0.2")
     axes[0].set_ylabel("waveform")
-    extent = (0.0, feats.shape[0] * hop, 0, feats.shape[1])
-    axes[1].imshow(feats.T.numpy(), aspect="auto", origin="lower", extent=extent, cmap="magma")
+    bands = feats[:, : config.features.n_mels]  # the first view of several (normalize a+b)
+    extent = (0.0, feats.shape[0] * hop, 0, bands.shape[1])
+    axes[1].imshow(bands.T.numpy(), aspect="auto", origin="lower", extent=extent, cmap="magma")
     axes[1].set_ylabel("log-mel band")
     with torch.no_grad():
         out, steps = model(x, lengths)

@@ -398,10 +398,11 @@ def make_score_data(config: SpeechConfig, split: str, source: Any, items: list[I
 
 
 def build_model(config: SpeechConfig) -> SpeechModel | SpeechEnsemble:
+    views = len(config.features.views)
     if config.model.members > 1:
-        return SpeechEnsemble(config.features.n_mels, NUM_DIGITS, config.model)
+        return SpeechEnsemble(config.features.n_mels, NUM_DIGITS, config.model, views)
     head = "ctc" if config.ctc else "classify"
-    return SpeechModel(config.features.n_mels, NUM_DIGITS, head, config.model)
+    return SpeechModel(config.features.n_mels, NUM_DIGITS, head, config.model, views)
 
 
 class SpeechTask:
@@ -419,7 +420,7 @@ class SpeechTask:
         val_recs = load_recordings(source, "val", rate)
         extractor = FeatureExtractor(config.features)
         stats = None
-        if config.features.normalize == "global":
+        if config.features.needs_stats:
             stats = global_stats([extractor.frames(extractor.trim(r.audio)) for r in train_recs])
         featurizer = Featurizer(config.features, stats, config.ctc)
         seed = config.train.seed
@@ -485,7 +486,7 @@ class SpeechTask:
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(model_dir, self, require=("labels",))
-        if config.features.normalize == "global" and "feature_stats" not in artifacts:
+        if config.features.needs_stats and "feature_stats" not in artifacts:
             raise ValueError(f"{model_dir}/config.json: global normalisation without "
                              '"feature_stats" in its artifacts')  # fmt: skip
         model = load_model(lambda: build_model(config), model_dir)
@@ -537,7 +538,7 @@ class SpeechPredictor(Predictor):
         """Raise a ValueError unless this model can run chunk by chunk: a unidirectional CTC
         model whose features look at no whole utterance (no per-utterance normalisation, no
         trimming of the ends)."""
-        if self.config.features.normalize in ("utterance", "gain"):
+        if self.config.features.whole_utterance:
             raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
                              "needs features.normalize global or none")  # fmt: skip
         if self.config.features.trim_db:
@@ -554,7 +555,7 @@ class SpeechPredictor(Predictor):
         chunk = max(1, int(round(self.config.features.sample_rate * chunk_ms / 1000)))
         frames = FrameStream(self.featurizer.extractor)
         k = self.config.model.subsample
-        pending = torch.zeros(0, self.config.features.n_mels)
+        pending = torch.zeros(0, self.config.features.width)
         state = None
         for start in range(0, max(audio.size, 1), chunk):
             new = frames.push(audio[start : start + chunk])

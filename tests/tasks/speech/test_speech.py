@@ -104,6 +104,23 @@ def test_frequency_conv_is_two_conv_relu_pool_layers_per_frame():
         FrequencyConv(3, 2)
 
 
+def test_two_feature_views_are_the_convolutions_input_channels():
+    torch.manual_seed(0)
+    two = FrequencyConv(8, 3, views=2).double()
+    assert two.layers[0].weight.shape == (3, 2, 5)
+    x = torch.randn(5, 2, 16, dtype=torch.float64)  # (T, N, 2 views x 8 bands)
+    # the same as a Conv1d over the frame's (view, band) grid, channels = views
+    rows = two.layers(x.reshape(10, 2, 8)).reshape(5, 2, 6)
+    torch.testing.assert_close(two(x), rows)
+    # each view reaches the output: perturbing the second view's bands changes it
+    y = x.clone()
+    y[..., 8:] += 1.0
+    assert not torch.allclose(two(y), two(x))
+    config = SpeechModelConfig(hidden_size=4, num_layers=1, conv_channels=0)
+    plain = SpeechModel(8, 10, "classify", config, views=2)
+    assert plain.in_features == 16 and plain.rnn.input_size == 16 * config.subsample
+
+
 def test_pooling_is_max_and_mean_over_valid_steps():
     model = tiny("classify")
     out = torch.randn(4, 2, 3, dtype=torch.float64)
@@ -301,6 +318,8 @@ def test_connected_scores_by_hand():
         ({"model": {"members": 0}}, "model.members must be positive"),
         ({"task_kind": "connected", "model": {"members": 2}}, "members > 1 applies to task_kind"),
         ({"data": {"per_member": True}}, "data.per_member needs model.members > 1"),
+        ({"features": {"normalize": "utterance+utterance"}}, "each once"),
+        ({"features": {"normalize": "utterance+cmvn"}}, "joined by"),
     ],
 )
 def test_config_errors(data, message):
@@ -339,7 +358,7 @@ def test_stream_equals_one_shot(tmp_path, subsample, conv, chunk_ms):
 
 def test_streaming_refuses_models_that_read_the_whole_utterance(tmp_path):
     predictor = streaming_predictor(tmp_path, 1)
-    for how in ("utterance", "gain"):
+    for how in ("utterance", "gain", "global+utterance"):
         predictor.config.features.normalize = how
         with pytest.raises(ValueError, match="normalises each utterance"):
             list(predictor.stream(np.zeros(800, np.float32), 100))

@@ -201,7 +201,8 @@ def test_transcribe_errors_name_the_file(digits_model, tmp_path):
 
 def test_ensemble_trains_transcribes_evaluates_and_plots(wavs, tmp_path):
     out = tmp_path / "ensemble"
-    args = ["--model.members", "2", "--model.conv_channels", "2", "--max-steps", "4", *TINY]
+    args = ["--model.members", "2", "--model.conv_channels", "2", "--max-steps", "4",
+            "--features.normalize", "utterance+global", *TINY]  # fmt: skip
     rc, stdout, _ = run(["speech", "train", "--out", str(out), *args])
     assert rc == 0 and "confusion matrix" in stdout
     weights = load_file(out / "model.safetensors")
