@@ -12,7 +12,8 @@ Graphs (dims named by letter are dynamic):
   each, ``features.normalize``), ``lengths`` (N,) int64 -> ``log_probs`` (T', N, C+1)
   (CTC) or ``logits`` (N, C) (isolated words), and ``steps`` (N,) the frame counts after
   subsampling. A unidirectional model also takes the state ``h0``, ``c0`` (layers, N, H)
-  and returns ``h_n``, ``c_n``: the streaming step graph (one chunk in, its outputs and the state to carry out).
+  and returns ``h_n``, ``c_n``: the streaming step graph (one chunk in, its outputs and the
+  state to carry out).
 * translate (:func:`translate_graphs`): two graphs, as decoding runs:
 
   - ``encoder``: ``src`` (N, S) int64, ``lengths`` (N,) int64 -> the
