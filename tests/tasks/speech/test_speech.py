@@ -327,9 +327,9 @@ def test_config_errors(data, message):
         load_config(data)
 
 
-def streaming_predictor(tmp_path, subsample: int, conv: int = 0):
+def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str = "global"):
     config = load_config({
-        "task_kind": "connected", "features": {"normalize": "global"},
+        "task_kind": "connected", "features": {"normalize": normalize},
         "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": False,
                   "subsample": subsample, "dropout": 0.0, "conv_channels": conv},
     })  # fmt: skip
@@ -342,10 +342,13 @@ def streaming_predictor(tmp_path, subsample: int, conv: int = 0):
     return SpeechPredictor("speech", config, model, artifacts, tmp_path)
 
 
-@pytest.mark.parametrize("subsample,conv", [(1, 0), (3, 0), (3, 4)])
+@pytest.mark.parametrize(
+    "subsample,conv,normalize",
+    [(1, 0, "global"), (3, 0, "global"), (3, 4, "global"), (2, 4, "global+none")],
+)
 @pytest.mark.parametrize("chunk_ms", [10, 37, 200, 5000])
-def test_stream_equals_one_shot(tmp_path, subsample, conv, chunk_ms):
-    predictor = streaming_predictor(tmp_path, subsample, conv)
+def test_stream_equals_one_shot(tmp_path, subsample, conv, normalize, chunk_ms):
+    predictor = streaming_predictor(tmp_path, subsample, conv, normalize)
     audio = tone_items(1, 3)[0].audio
     batch = predictor.featurizer.batch([Item(audio, (0,), "", "x")])
     with torch.no_grad():
