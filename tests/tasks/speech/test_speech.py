@@ -209,6 +209,20 @@ def test_time_masks_are_capped_by_the_fraction_of_the_utterance():
     assert masked[0] <= 2 and masked[1] > 12  # int(0.1 * 24) = 2 frames at most
 
 
+def test_frequency_masks_cover_the_same_bands_in_every_view():
+    audio = tone_items(1, 0)[0].audio[:2000]
+    featurizer = Featurizer(FeatureConfig(n_mels=20, normalize="utterance+none"), None, False)
+    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, time_masks=0, freq_masks=1,
+                        freq_mask_bands=6)  # fmt: skip
+    widths = []
+    for k in range(30):
+        feats = featurizer.augmented(audio, aug, np.random.default_rng(k))
+        zero = (feats == 0).all(0)  # (40,): the masked columns
+        assert torch.equal(zero[:20], zero[20:])  # band b masked in both views or in neither
+        widths.append(int(zero[:20].sum()))
+    assert max(widths) == 6 and min(widths) == 0  # widths drawn from 0-6 mel bands
+
+
 def test_crop_cuts_at_most_its_fraction_from_the_ends():
     audio = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # 98 frames uncut
     featurizer = Featurizer(FeatureConfig(), None, ctc=False)
