@@ -226,17 +226,11 @@ def per_member_step(model: nn.Module, batch: MemberBatches,
     if not isinstance(model, SpeechEnsemble) or len(model.members) != len(batch.batches):
         got = len(members_of(model))
         raise ValueError(f"{len(batch.batches)} members' batches for a model of {got} member(s)")
-    device = next(model.parameters()).device
-    losses, hits = [], []
-    for member, own in zip(model.members, batch.batches):
-        own = _to(own, device)
-        logits, _ = member(own.feats, own.lengths)
-        losses.append(F.cross_entropy(logits.float(), own.targets,
-                                      label_smoothing=label_smoothing))  # fmt: skip
-        hits.append((logits.argmax(-1) == own.targets).float().mean())
-    accuracy = torch.stack(hits).mean()
-    return StepOutput(torch.stack(losses).mean(), batch.batches[0].targets.numel(),
-                      {"accuracy": float(accuracy)})  # fmt: skip
+    outs = [isolated_step(member, own, label_smoothing=label_smoothing)
+            for member, own in zip(model.members, batch.batches)]  # fmt: skip
+    accuracy = sum(out.metrics["accuracy"] for out in outs) / len(outs)
+    return StepOutput(torch.stack([out.loss for out in outs]).mean(), outs[0].size,
+                      {"accuracy": accuracy})  # fmt: skip
 
 
 def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
