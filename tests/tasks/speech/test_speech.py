@@ -484,7 +484,12 @@ def test_per_member_step_trains_each_member_on_its_own_batch():
     hits = [float((x.argmax(-1) == b.targets).double().mean()) for x, b in zip(logits, own)]
     assert hits[0] == 1.0 and out.metrics["accuracy"] == pytest.approx(sum(hits) / 2)
     assert out.size == 3
-    out.loss.backward()  # every member gets a gradient from its own batch alone
-    assert all(p.grad is not None for p in model.parameters())
+    out.loss.backward()  # member k's gradient: its own batch's loss over the 2 members
+    for member, batch in zip(model.members, own):
+        params = list(member.parameters())
+        loss = torch.nn.functional.cross_entropy(member(batch.feats, batch.lengths)[0],
+                                                 batch.targets) / 2  # fmt: skip
+        for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):
+            torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="3 members' batches for a model of 2"):
         task.SpeechTask().step_fn(config)(model, MemberBatches((own[0], own[1], own[0])))
