@@ -173,7 +173,7 @@ class Featurizer:
         low, high = aug.tempo
         if low != high:
             feats = stretch(feats, math.exp(rng.uniform(math.log(low), math.log(high))))
-        t, f = feats.shape[0], self.config.n_mels
+        t, f = feats.shape
         widest = min(aug.time_mask_frames, int(aug.time_mask_fraction * t))
         for _ in range(aug.time_masks):
             width = int(rng.integers(widest + 1))
@@ -182,9 +182,12 @@ class Featurizer:
                 feats[start : start + width] = 0.0
         for _ in range(aug.freq_masks):
             width = int(rng.integers(aug.freq_mask_bands + 1))
-            if 0 < width < f:  # the same mel bands in every view of the frame
+            # over all of a frame's values: with two views (normalize a+b) a mask mostly hides
+            # bands of one view and leaves them in the other; masking the same bands in both
+            # scored lower (RESULTS.md, fifteenth session)
+            if 0 < width < f:
                 start = int(rng.integers(f - width + 1))
-                feats.view(t, -1, f)[:, :, start : start + width] = 0.0
+                feats[:, start : start + width] = 0.0
         return feats
 
     def batch(self, items: list[Item], aug: AugmentConfig | None = None,
