@@ -135,19 +135,25 @@ def _validation_field(loc: tuple[Any, ...]) -> str:
 
 class BodyLimit:
     """ASGI middleware: a body over ``limit`` bytes is refused with 413 before the app
-    reads it (by its Content-Length, or by counting a chunked body)."""
+    reads it (by its Content-Length, or by counting a chunked body).
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    The rest of a refused body is read and discarded (never kept) before the 413 is sent,
+    up to ``drain`` bytes: a client that writes its whole body before reading the answer
+    (``Connection: close``, as Python's urllib sends) would otherwise have the connection
+    reset under it. A body longer still gets the 413 and ``Connection: close``. A client
+    waiting for ``100 Continue`` gets the 413 at once (it has not sent the body)."""
+
+    def __init__(self, app: Any, limit: int, drain: int = 64 << 20) -> None:
+        self.app, self.limit, self.drain = app, limit, drain
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = _error(413, "body", f"the request body is over {self.limit} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await too_big(scope, receive, send)
+            waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+            return await self.refuse(scope, receive, send, 0, more=True, drain=not waiting)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -155,10 +161,10 @@ class BodyLimit:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                return await too_big(scope, receive, send)
-            chunks.append(chunk)
             more = message.get("more_body", False)
+            if size > self.limit:
+                return await self.refuse(scope, receive, send, size, more)
+            chunks.append(chunk)
         body, sent = b"".join(chunks), False
 
         async def replay() -> dict:
@@ -169,6 +175,20 @@ class BodyLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    async def refuse(self, scope: dict, receive: Any, send: Any, read: int, more: bool,
+                     drain: bool = True) -> None:  # fmt: skip
+        """Discard the rest of the body (``read`` bytes of it read so far), then answer 413."""
+        while more and drain and read <= self.drain:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            read += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        response = _error(413, "body", f"the request body is over {self.limit} bytes")
+        if more:
+            response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
 
 def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None,

@@ -115,6 +115,70 @@ def test_bad_bodies(client):
     error(client.put("/healthz"), 405, "method")
 
 
+OVER_LIMIT = {"status": 413, "field": "body", "message": "the request body is over 1048576 bytes"}
+
+
+def test_an_oversize_body_is_413_with_or_without_its_length(client):
+    url, headers = "/v1/models/imdb/predict", {"content-type": "application/json"}
+    sized = client.post(url, content=b"x" * 10_000_000, headers=headers)
+    chunked = client.post(url, content=iter([b"x" * 65536] * 160), headers=headers)  # 10 MiB
+    for r in (sized, chunked):
+        assert r.status_code == 413 and r.json() == {"error": OVER_LIMIT}, r.text
+    assert "content-length" not in chunked.request.headers
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    fits = client.post(url, content=iter([b'{"inputs": ', b'["Great."]}']), headers=headers)
+    assert fits.status_code == 200 and len(fits.json()["outputs"]) == 1
+
+
+def run_body_limit(chunks, headers=(), drain=64 << 20):
+    """The 413 middleware alone, fed ``chunks`` (made one at a time): what it answered, how
+    many chunks it read, and the most memory allocated meanwhile."""
+    import asyncio
+    import tracemalloc
+
+    from lstmkit.serve.app import BodyLimit
+
+    async def app(scope, receive, send):
+        raise AssertionError("an oversize body reached the app")
+
+    chunks, read, sent = iter(chunks), [0], []
+
+    async def receive():
+        chunk = next(chunks, None)
+        read[0] += chunk is not None
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": list(headers)}
+    tracemalloc.start()
+    try:
+        asyncio.run(BodyLimit(app, limit=1 << 20, drain=drain)(scope, receive, send))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    start, body = sent
+    return start["status"], dict(start["headers"]), json.loads(body["body"]), read[0], peak
+
+
+def test_an_oversize_body_is_discarded_as_it_comes():
+    # 64 MiB in 64 KiB chunks: all read (the client may write it all before reading the
+    # answer), none kept: the peak is the 1 MiB limit and a few chunks, not the body
+    status, headers, body, read, peak = run_body_limit(bytes(1 << 16) for _ in range(1024))
+    assert (status, body, read) == (413, {"error": OVER_LIMIT}, 1024)
+    assert b"connection" not in headers  # the body was read to its end: the connection is fine
+    assert peak < 2 << 20, peak
+    # past `drain` bytes the rest is left unread and the connection closed after the 413
+    status, headers, body, read, _ = run_body_limit((bytes(1 << 20) for _ in range(64)),
+                                                    drain=8 << 20)  # fmt: skip
+    assert (status, body, read, headers[b"connection"]) == (413, {"error": OVER_LIMIT}, 9, b"close")
+    # a declared length over the limit: a client waiting for 100 Continue is answered unread
+    declared = [(b"content-length", b"10000000"), (b"expect", b"100-continue")]
+    status, headers, body, read, _ = run_body_limit([b"x" * 1000], headers=declared)
+    assert (status, body, read, headers[b"connection"]) == (413, {"error": OVER_LIMIT}, 0, b"close")
+
+
 def test_task_endpoints_on_the_wrong_task(client):
     error(client.post("/v1/models/imdb/generate", json={"prompt": "a"}), 404, "name",
           "(sentiment) has no text generation")  # fmt: skip

@@ -80,6 +80,37 @@ def test_the_process_serves_and_stops(server):
     assert page.status_code == 200 and "<title>lstmkit</title>" in page.text
 
 
+def test_an_oversize_body_gets_413_over_the_socket(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    expected = {"error": {"status": 413, "field": "body",
+                          "message": "the request body is over 1048576 bytes"}}  # fmt: skip
+    url = f"{server}/v1/models/imdb/predict"
+    # urllib sends Connection: close and writes the whole 10 MB before reading the answer
+    request = urllib.request.Request(url, data=b"x" * 10_000_000,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 413 and json.loads(refused.value.read()) == expected
+    # chunked, no Content-Length: 160 chunks of 64 KiB, all written before reading
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(
+            b"POST /v1/models/imdb/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for _ in range(160):
+            s.sendall(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and json.loads(body) == expected
+
+
 def test_a_bad_model_directory_fails_start_up(tmp_path):
     proc = start_server("--model", str(tmp_path), port=free_port())
     _, err = proc.communicate(timeout=60)
