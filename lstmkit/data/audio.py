@@ -11,9 +11,18 @@ transcript and a warning).
 :func:`log_mel` turns samples into features (T, n_mels): Hann-windowed frames of
 ``window_ms`` every ``hop_ms`` (no centring, so a stream of chunks gives the same frames as
 the whole file, see :class:`FrameStream`), the power spectrum of an ``n_fft``-point FFT,
-an HTK-mel triangular filterbank, ``log(mel + 1e-6)``; then :func:`normalize` (per
-utterance: zero mean and unit variance per mel band over time; or global statistics).
-The settings are a :class:`FeatureConfig`, stored in the model directory.
+an HTK-mel triangular filterbank, ``log(mel + 1e-6)`` or, with ``floor_dbfs`` set,
+``log(max(mel, floor))`` where ``floor`` is each band's mean energy of white noise at that
+level (:func:`noise_floor`); then :func:`normalize` (per utterance: zero mean and unit
+variance per mel band over time; or global statistics). The settings are a
+:class:`FeatureConfig`, stored in the model directory.
+
+Why a floor: audio with gaps of digital silence (exact zeros, as in concatenated, padded or
+VAD-trimmed files) gives ``log(1e-6)`` = -13.8 there, 4-6 nats below the frames of even a
+-60 dBFS noise floor and below anything a microphone records, and per-utterance
+normalisation then moves every other frame too. A floor at a fixed level treats zeros and
+a noise floor under it alike; it is per frame and band, so a stream of chunks gives the
+same frames as the whole signal.
 """
 
 from __future__ import annotations
@@ -61,6 +70,14 @@ class FeatureConfig:
             than this many dB (RMS per window) before anything else, in training and
             transcription alike: recordings trimmed tighter or looser than the training ones
             look the same (0: off; whole utterances only, not streaming). Default: 0
+        floor_dbfs: floor each band's mel energy at the mean energy that white noise of
+            this RMS level (dB below full scale, e.g. -60) has in that band, before the log:
+            ``log(max(mel, floor))``. Digital silence (exact zeros) then gives exactly the
+            floor's frames, and a noise floor below this level nearly the same, instead of
+            ``log(1e-6)``, far below any recorded silence. A fixed level, per frame: it
+            streams. In ``[-200, 0)``; ``None``: ``log(mel + 1e-6)`` (the features of models
+            trained before this setting existed, which load and behave as they did).
+            Default: ``None``
     """
 
     sample_rate: int = 8000
@@ -72,6 +89,7 @@ class FeatureConfig:
     fmax: float = 0.0
     normalize: str = "utterance"
     trim_db: float = 0.0
+    floor_dbfs: float | None = None
 
     def __post_init__(self) -> None:
         check_positive(self, "features", ("sample_rate", "window_ms", "hop_ms", "n_fft", "n_mels"))
@@ -93,6 +111,9 @@ class FeatureConfig:
             )
         if self.trim_db < 0:
             raise ValueError(f"features.trim_db must be >= 0 (0: off), got {self.trim_db}")
+        if self.floor_dbfs is not None and not -200 <= self.floor_dbfs < 0:
+            raise ValueError(f"features.floor_dbfs must be in [-200, 0) dB below full scale, or "
+                             f"none; got {self.floor_dbfs}")  # fmt: skip
         views = self.views
         if any(v not in NORMALIZE for v in views) or len(set(views)) < len(views):
             raise ValueError(
@@ -242,10 +263,25 @@ def mel_filterbank(n_fft: int, rate: int, n_mels: int, fmin: float, fmax: float)
     return torch.from_numpy(bank.T.astype(np.float32))
 
 
+def noise_floor(dbfs: float, window: Tensor, bank: Tensor) -> Tensor:
+    """The mean mel energy (n_mels,) of white noise of RMS level ``dbfs`` (variance
+    ``s2 = 10 ** (dbfs / 10)``) framed by ``window`` and summed by ``bank`` (F, n_mels): every
+    FFT bin's mean power is ``s2 * sum(window ** 2)``, so band m's is that times
+    ``bank[:, m].sum()``.
+
+    >>> w = torch.hann_window(200, periodic=True)
+    >>> bank = mel_filterbank(256, 8000, 40, 20.0, 4000.0)
+    >>> round(float(noise_floor(-60.0, w, bank)[0] / bank[:, 0].sum()), 9)  # 1e-6 * 75
+    7.5e-05
+    """
+    power = 10.0 ** (dbfs / 10.0) * float((window.double() ** 2).sum())
+    return (power * bank.double().sum(0)).float()
+
+
 class FeatureExtractor:
-    """Samples -> log-mel frames for one :class:`FeatureConfig` (window and filterbank made
-    once). ``n_frames(S) = 1 + (S - win) // hop`` for ``S >= win``; a shorter signal is
-    zero-padded to one frame."""
+    """Samples -> log-mel frames for one :class:`FeatureConfig` (window, filterbank and
+    floor made once). ``n_frames(S) = 1 + (S - win) // hop`` for ``S >= win``; a shorter
+    signal is zero-padded to one frame."""
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
@@ -254,19 +290,24 @@ class FeatureExtractor:
         fmax = config.fmax or config.sample_rate / 2
         self.bank = mel_filterbank(config.n_fft, config.sample_rate, config.n_mels,
                                    config.fmin, fmax)  # fmt: skip
+        self.floor = (None if config.floor_dbfs is None
+                      else noise_floor(config.floor_dbfs, self.window, self.bank))  # fmt: skip
 
     def n_frames(self, samples: int) -> int:
         return 1 + max(samples - self.win, 0) // self.hop
 
     def frames(self, audio: np.ndarray | Tensor) -> Tensor:
         """Unnormalised log-mel (T, n_mels) of whole frames only (no padding past the end
-        except for a signal shorter than one window)."""
+        except for a signal shorter than one window), floored (``floor_dbfs``) or with
+        1e-6 added."""
         x = torch.as_tensor(audio, dtype=torch.float32)
         if x.numel() < self.win:
             x = torch.nn.functional.pad(x, (0, self.win - x.numel()))
         framed = x.unfold(0, self.win, self.hop) * self.window  # (T, win)
         power = torch.fft.rfft(framed, n=self.config.n_fft).abs().pow(2)  # (T, n_fft/2+1)
-        return torch.log(power @ self.bank + LOG_FLOOR)
+        if self.floor is None:
+            return torch.log(power @ self.bank + LOG_FLOOR)
+        return torch.log(torch.maximum(power @ self.bank, self.floor))
 
     def trim(self, audio: np.ndarray) -> np.ndarray:
         """``audio`` without its leading and trailing windows more than ``trim_db`` below

@@ -9,8 +9,10 @@ copy in ``../shared`` holds 5-49 only), so lstmkit validates on 5-9 and trains o
 :func:`load_recordings` reads a ``recordings/`` folder (or the folder holding it, or a
 ``.tar.gz`` of such files, like the sample bundled with lstmkit). :func:`connected_utterance`
 is the public generator of connected-digit utterances: 2-7 recordings of one speaker joined
-by 100-400 ms of silence (seeded; optional low-level white noise), returned with their digit
-labels and each digit's segment, so anyone can build the same test conditions.
+by 100-400 ms of silence (seeded; optional low-level white noise, at one level or at one
+drawn per utterance from several, "none" among them), returned with their digit labels and
+each digit's segment, so anyone can build the same test conditions. The noise is drawn
+last, so one seed gives the same utterance with and without it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class Connected:
     segments: tuple[tuple[int, int], ...]
     speaker: str
     names: tuple[str, ...]
+    noise_dbfs: float | None = None
+
+
+NoiseLevels = float | Sequence[float | None] | None
 
 
 def parse_name(name: str) -> tuple[int, str, int] | None:
@@ -128,12 +134,15 @@ def connected_utterance(
     min_digits: int = 2,
     max_digits: int = 7,
     gap_ms: tuple[float, float] = (100.0, 400.0),
-    noise_dbfs: float | None = None,
+    noise_dbfs: NoiseLevels = None,
     rate: int = 8000,
 ) -> Connected:
     """One utterance: a speaker drawn at random, ``min_digits``-``max_digits`` of their
     recordings (with replacement) joined by silences drawn uniformly from ``gap_ms``;
-    ``noise_dbfs`` adds white noise of that RMS level (e.g. -50) to the whole utterance.
+    ``noise_dbfs`` adds white noise of that RMS level (e.g. -50) to the whole utterance, and
+    a list of levels (``None`` among them for none) one drawn uniformly per utterance, after
+    everything else (the same ``rng`` gives the same digits and gaps whatever the level).
+    ``Connected.noise_dbfs`` is the level added (``None``: none; the gaps are exact zeros).
 
     >>> rec = [Recording(f"{d}_a_10.wav", d, "a", 10, np.ones(100, np.float32)) for d in range(10)]
     >>> u = connected_utterance(rec, np.random.default_rng(0))
@@ -144,6 +153,7 @@ def connected_utterance(
         raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
     if not 0 <= gap_ms[0] <= gap_ms[1]:
         raise ValueError(f"gap_ms must be (low, high) with 0 <= low <= high, got {gap_ms}")
+    levels = noise_levels(noise_dbfs)
     speakers = by_speaker(recordings)
     if not speakers:
         raise ValueError("no recordings to build connected utterances from")
@@ -163,11 +173,33 @@ def connected_utterance(
         segments.append((position, position + rec.audio.size))
         position += rec.audio.size
     audio = np.concatenate(parts).astype(np.float32)
-    if noise_dbfs is not None:
-        level = 10 ** (noise_dbfs / 20)
+    dbfs = levels[int(rng.integers(len(levels)))] if len(levels) > 1 else levels[0]
+    if dbfs is not None:
+        level = 10 ** (dbfs / 20)
         audio = audio + rng.standard_normal(audio.size).astype(np.float32) * np.float32(level)
     return Connected(audio, tuple(r.digit for r in picks), tuple(segments), speaker,
-                     tuple(r.name for r in picks))  # fmt: skip
+                     tuple(r.name for r in picks), dbfs)  # fmt: skip
+
+
+def noise_levels(noise_dbfs: NoiseLevels) -> list[float | None]:
+    """``noise_dbfs`` as a list of levels (``None``: none); each must be below 0 dBFS.
+
+    >>> noise_levels(-60), noise_levels(None), noise_levels([-60, None])
+    ([-60.0], [None], [-60.0, None])
+    """
+    if noise_dbfs is None or isinstance(noise_dbfs, (int, float)):
+        levels = [noise_dbfs]
+    else:
+        levels = list(noise_dbfs)
+        if not levels:
+            raise ValueError("noise_dbfs: an empty list of levels (give none for no noise)")
+    out = []
+    for v in levels:
+        if v is not None and not (isinstance(v, (int, float)) and v < 0):
+            raise ValueError(f"noise_dbfs levels must be negative (dB below full scale) or "
+                             f"None, got {v!r}")  # fmt: skip
+        out.append(None if v is None else float(v))
+    return out
 
 
 def connected_utterances(recordings: Sequence[Recording], n: int, seed: int,

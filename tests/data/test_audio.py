@@ -1,6 +1,6 @@
 """WAV reading on files the tests write (rates, channels, sample formats, bad files), the
-mel filterbank and log-mel features against hand computations, normalisation, streaming
-frames."""
+mel filterbank and log-mel features against hand computations, the noise floor (golden
+values, white noise at its level), normalisation, streaming frames with and without it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lstmkit.data.audio import (
     is_silent,
     mel_filterbank,
     mel_to_hz,
+    noise_floor,
     normalize,
     read_wav,
     resample,
@@ -142,6 +143,64 @@ def test_log_mel_equals_a_hand_computation():
     np.testing.assert_allclose(got[1].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_exact_zeros_give_the_floor_and_old_configs_keep_log_1e_minus_6():
+    # white noise of variance s2 has mean power s2 * sum(w^2) = s2 * 75 in every bin (periodic
+    # Hann of 200 samples: sum(w^2) = 3 * 200 / 8); band m sums bank[:, m]
+    ex = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none", floor_dbfs=-60))
+    sums = ex.bank.double().sum(0)
+    np.testing.assert_allclose(sums.numpy(), [12.88796, 18.73756, 27.27205, 39.69553], rtol=1e-5)
+    golden = [-6.94173, -6.56749, -6.19216, -5.81678]  # log(1e-6 * 75 * sums)
+    np.testing.assert_allclose(torch.log(1e-6 * 75 * sums).numpy(), golden, atol=1e-5)
+    zeros = ex.frames(np.zeros(1000, np.float32))
+    assert zeros.shape == (11, 4) and bool(torch.isfinite(zeros).all())
+    np.testing.assert_allclose(zeros.numpy(), np.tile(golden, (11, 1)), atol=1e-5)
+    assert torch.equal(zeros, torch.log(ex.floor).expand(11, 4))  # exactly the floor
+    # -40 dBFS: 20 dB higher, every band 20 * ln(10) / 10 = 4.605 nats up
+    up = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none", floor_dbfs=-40))
+    torch.testing.assert_close(up.frames(np.zeros(400, np.float32)) - zeros[:3],
+                               torch.full((3, 4), 2 * np.log(10)), atol=1e-5, rtol=0)  # fmt: skip
+    # no floor_dbfs (every model directory written before it): log(mel + 1e-6)
+    old = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none"))
+    assert old.floor is None and FeatureConfig().floor_dbfs is None
+    torch.testing.assert_close(old.frames(np.zeros(1000, np.float32)),
+                               torch.full((11, 4), np.log(1e-6), dtype=torch.float32))  # fmt: skip
+
+
+def test_floored_log_mel_of_a_tiny_signal_golden_and_by_hand():
+    # 25 ms of zeros, then a 1 kHz tone at 0.01 (-43 dBFS RMS): three frames
+    ex = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none", floor_dbfs=-60))
+    t = np.arange(200) / 8000
+    audio = np.r_[np.zeros(200), 0.01 * np.sin(2 * np.pi * 1000 * t)].astype(np.float32)
+    got = ex.frames(audio)
+    floor = [-6.9417, -6.5675, -6.1922, -5.8168]
+    golden = [floor,  # all zeros
+              [-5.9049, -2.4497, -3.5166, floor[3]],  # the tone's first 120 samples
+              [floor[0], -1.0397, -2.1263, floor[3]]]  # fmt: skip
+    np.testing.assert_allclose(got.numpy(), golden, atol=2e-4)
+    window = np.hanning(201)[:200]
+    bank = ex.bank.numpy().astype(np.float64)
+    level = 1e-6 * (window**2).sum() * bank.sum(0)
+    for k in range(3):
+        power = np.abs(np.fft.rfft(audio[80 * k : 80 * k + 200] * window, 256)) ** 2
+        np.testing.assert_allclose(got[k].numpy(), np.log(np.maximum(power @ bank, level)),
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+def test_the_floor_is_the_mean_mel_energy_of_white_noise_at_its_level():
+    # white noise at -60 dBFS, unfloored (-200 dBFS): its mean energy per band is the -60 floor
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(80_000) * 1e-3).astype(np.float32)
+    ex = FeatureExtractor(FeatureConfig(normalize="none", floor_dbfs=-200))
+    mean = ex.frames(noise).double().exp().mean(0)  # 998 frames
+    want = noise_floor(-60.0, ex.window, ex.bank).double()
+    ratio = (mean / want).numpy()
+    assert ratio.min() > 0.8 and ratio.max() < 1.2 and abs(ratio.mean() - 1) < 0.03
+    # at a -60 floor half or more of a band's values of -60 dBFS noise are the floor's
+    floored = FeatureExtractor(FeatureConfig(normalize="none", floor_dbfs=-60)).frames(noise)
+    at_floor = (floored == torch.log(want.float())).double().mean(0)
+    assert float(at_floor.min()) > 0.3 and float(at_floor.max()) < 0.9
+
+
 def test_a_tone_lights_the_band_of_its_frequency():
     ex = FeatureExtractor(FeatureConfig(normalize="none"))
     feats = ex(tone(1000, 8000, 0.5))
@@ -190,6 +249,9 @@ def test_feature_config_errors():
         FeatureConfig(normalize="cmvn")
     with pytest.raises(ValueError, match="trim_db"):
         FeatureConfig(trim_db=-1)
+    for bad in (0.0, 6.0, -250.0, float("nan")):
+        with pytest.raises(ValueError, match=r"features.floor_dbfs must be in \[-200, 0\)"):
+            FeatureConfig(floor_dbfs=bad)
 
 
 def test_trim_keeps_the_windows_within_top_db_of_the_loudest():
@@ -209,14 +271,18 @@ def test_trim_keeps_the_windows_within_top_db_of_the_loudest():
     assert trim_silence(np.zeros(1000, np.float32), 20, 200, 80).size > 0  # all quiet: kept
 
 
+@pytest.mark.parametrize("floor_dbfs", [None, -60.0])
 @pytest.mark.parametrize("chunk", [1, 79, 80, 333, 4000])
-def test_frame_stream_gives_the_frames_of_the_whole_signal(chunk):
-    ex = FeatureExtractor(FeatureConfig())
+def test_frame_stream_gives_the_frames_of_the_whole_signal(chunk, floor_dbfs):
+    ex = FeatureExtractor(FeatureConfig(floor_dbfs=floor_dbfs))
     audio = np.random.default_rng(1).standard_normal(3001).astype(np.float32)
+    audio[1000:1700] = 0.0  # a gap of digital silence: frames at the floor
     stream = FrameStream(ex)
     parts = [stream.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)]
     got = torch.cat([*parts, stream.flush()])
     torch.testing.assert_close(got, ex.frames(audio), atol=1e-4, rtol=1e-5)
+    if floor_dbfs is not None:  # the 6 frames within the gap (starts 1040-1440) are the floor
+        assert int((got == torch.log(ex.floor)).all(1).sum()) == 6
 
 
 def test_frame_stream_of_a_signal_shorter_than_a_window():

@@ -1,5 +1,6 @@
 """FSDD: file names, the split by index, loading folders and archives (the bundled sample),
-and the connected-utterance generator: its labels match its segments, gaps and seeding."""
+and the connected-utterance generator: its labels match its segments, gaps and seeding, and
+its noise: one level, or one drawn per utterance from a list with none among them."""
 
 from __future__ import annotations
 
@@ -130,6 +131,40 @@ def test_connected_is_seeded_and_noise_has_its_level():
     assert rms_db == pytest.approx(-40.0, abs=0.2)
 
 
+def test_noise_levels_drawn_per_utterance_with_and_without_a_floor():
+    silent = [Recording(f"{d}_a_10.wav", d, "a", 10, np.zeros(4000, np.float32)) for d in range(10)]
+    mixed = connected_utterances(silent, 60, seed=5, noise_dbfs=[-40.0, None])
+    assert connected_utterances(silent, 60, seed=5, noise_dbfs=[-40.0, None])[7].noise_dbfs == (
+        mixed[7].noise_dbfs
+    )  # seeded
+    levels = [u.noise_dbfs for u in mixed]
+    assert set(levels) == {-40.0, None} and 15 <= levels.count(None) <= 45
+    for u in mixed:
+        if u.noise_dbfs is None:
+            assert not u.audio.any()  # digital silence, exact zeros throughout
+        else:
+            rms_db = 20 * np.log10(np.sqrt(np.mean(u.audio.astype(np.float64) ** 2)))
+            assert rms_db == pytest.approx(-40.0, abs=0.5)
+    # the level is drawn last: the same digits, gaps and lengths as without any noise
+    for u, clean in zip(mixed, connected_utterances(silent, 60, seed=5)):
+        assert (u.digits, u.segments, u.names) == (clean.digits, clean.segments, clean.names)
+        assert clean.noise_dbfs is None
+    # speech-like recordings: with noise the utterance is the clean one plus the noise
+    loud = connected_utterances(recordings(), 20, seed=2, noise_dbfs=[-30.0, None])
+    for u, clean in zip(loud, connected_utterances(recordings(), 20, seed=2)):
+        if u.noise_dbfs is None:
+            np.testing.assert_array_equal(u.audio, clean.audio)
+        else:
+            noise = (u.audio - clean.audio).astype(np.float64)
+            assert 20 * np.log10(np.sqrt(np.mean(noise**2))) == pytest.approx(-30.0, abs=0.5)
+    assert {u.noise_dbfs for u in loud} == {-30.0, None}
+    # one level as a list is that level (no draw)
+    one = connected_utterances(recordings(), 3, seed=1, noise_dbfs=[-50.0])
+    for u, v in zip(one, connected_utterances(recordings(), 3, seed=1, noise_dbfs=-50.0)):
+        np.testing.assert_array_equal(u.audio, v.audio)
+        assert u.noise_dbfs == v.noise_dbfs == -50.0
+
+
 def test_connected_argument_errors():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="min_digits"):
@@ -138,3 +173,8 @@ def test_connected_argument_errors():
         connected_utterance(recordings(), rng, gap_ms=(300.0, 100.0))
     with pytest.raises(ValueError, match="no recordings"):
         connected_utterance([], rng)
+    with pytest.raises(ValueError, match="empty list of levels"):
+        connected_utterance(recordings(), rng, noise_dbfs=[])
+    for bad in ([-60.0, 3.0], 0.0, [float("nan")], ["loud"]):
+        with pytest.raises(ValueError, match="must be negative"):
+            connected_utterance(recordings(), rng, noise_dbfs=bad)

@@ -184,7 +184,7 @@ class Featurizer:
             width = int(rng.integers(aug.freq_mask_bands + 1))
             # over all of a frame's values: with two views (normalize a+b) a mask mostly hides
             # bands of one view and leaves them in the other; masking the same bands in both
-            # scored lower (RESULTS.md, fifteenth session)
+            # scored lower (RESULTS.md)
             if 0 < width < f:
                 start = int(rng.integers(f - width + 1))
                 feats[:, start : start + width] = 0.0

@@ -17,6 +17,7 @@ config, so the model directory reproduces them exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Iterator
@@ -80,8 +81,15 @@ class SpeechDataConfig:
         val_seed: seeds the validation utterances. Default: 1
         min_digits, max_digits: digits per connected utterance. Default: 2, 7
         gap_ms: range of the silence between digits. Default: (100, 400)
-        noise_dbfs: white noise of this RMS level in every connected utterance (``None``:
-            none). Default: ``None``
+        noise_dbfs: white noise of this RMS level (dB below full scale) in every connected
+            utterance (``None``: none, the gaps exact zeros), or a list of levels, one drawn
+            per utterance (``[-60, none]``: half with a -60 dBFS floor, half with digital
+            silence). Default: ``None``
+        val_noise_dbfs: the noise levels the validation utterances are scored at: the same
+            utterances (``val_seed``) at each level (``none``: digital silence); the first
+            gives the primary score (``wer``, the best epoch's pick uses them all) and
+            results.json has each under ``noise_floors``. Empty: one set, its levels as
+            ``noise_dbfs``. Default: empty
         per_member: with ``model.members`` > 1, member k trains on its own batches,
             shuffled and augmented with seed + k, as a run of that seed would (members that
             share the batches made the same mistakes: RESULTS.md); each step then costs
@@ -97,7 +105,8 @@ class SpeechDataConfig:
     min_digits: int = 2
     max_digits: int = 7
     gap_ms: tuple[float, float] = (100.0, 400.0)
-    noise_dbfs: float | None = None
+    noise_dbfs: float | tuple[float | None, ...] | None = None
+    val_noise_dbfs: tuple[float | None, ...] = ()
     per_member: bool = False
 
     def __post_init__(self) -> None:
@@ -109,9 +118,19 @@ class SpeechDataConfig:
         if len(self.gap_ms) != 2 or not 0 <= self.gap_ms[0] <= self.gap_ms[1]:
             raise ValueError(f"data.gap_ms must be [low, high] with 0 <= low <= high, got "
                              f"{list(self.gap_ms)}")  # fmt: skip
-        if self.noise_dbfs is not None and self.noise_dbfs >= 0:
-            raise ValueError(f"data.noise_dbfs must be negative (dB below full scale), got "
-                             f"{self.noise_dbfs}")  # fmt: skip
+        for name in ("noise_dbfs", "val_noise_dbfs"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+                setattr(self, name, value)
+            levels = value if isinstance(value, tuple) else (value,)
+            if name == "noise_dbfs" and not levels:
+                raise ValueError("data.noise_dbfs: an empty list (give none for no noise)")
+            if any(v is not None and not v < 0 for v in levels):
+                raise ValueError(f"data.{name} must be negative (dB below full scale) or none, "
+                                 f"got {value}")  # fmt: skip
+            if name == "val_noise_dbfs" and len(set(levels)) < len(levels):
+                raise ValueError(f"data.val_noise_dbfs: each level once, got {list(levels)}")
 
 
 @dataclass
@@ -251,7 +270,9 @@ def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
 
 class ScoreData(NamedTuple):
     """Utterances to score: ``split`` of ``source``, the ``items`` and their unaugmented
-    ``batches`` (in order), the task kind and the CTC beam width."""
+    ``batches`` (in order), the task kind, the CTC beam width and the ``noise_floors``:
+    (name, count) of consecutive sets of ``items``, the same utterances at each noise level
+    (empty: one set)."""
 
     split: str
     source: str
@@ -259,6 +280,12 @@ class ScoreData(NamedTuple):
     batches: SpeechBatches
     ctc: bool
     beam_width: int
+    noise_floors: tuple[tuple[str, int], ...] = ()
+
+
+def noise_name(dbfs: float | None) -> str:
+    """A noise level's name in results: ``-60 dBFS``, or ``none`` (digital silence)."""
+    return "none" if dbfs is None else f"{dbfs:g} dBFS"
 
 
 def transcript(digits: list[int] | tuple[int, ...]) -> str:
@@ -340,9 +367,15 @@ def format_report(result: dict[str, Any]) -> str:
         lines += ["  " + " ".join(f"{v:3d}" for v in row) for row in result["confusion_matrix"]]
         per = ", ".join(f"{s} {v['accuracy']:.4f}" for s, v in result["per_speaker"].items())
     else:
+        floors = result.get("noise_floors", {})
+        at = f" at noise {next(iter(floors))}" if floors else ""
         lines.append(f"WER {result['wer']:.4f}  CER {result['cer']:.4f}  utterance error rate "
                      f"{result['utterance_error_rate']:.4f} ({result['n']} utterances, "
-                     f"{result['words']} digits)")  # fmt: skip
+                     f"{result['words']} digits{at})")  # fmt: skip
+        for name, v in list(floors.items())[1:]:
+            lines.append(f"the same utterances at noise {name}: WER {v['wer']:.4f}  CER "
+                         f"{v['cer']:.4f}  utterance error rate "
+                         f"{v['utterance_error_rate']:.4f}")  # fmt: skip
         per = ", ".join(f"{s} {v['wer']:.4f}" for s, v in result["per_speaker"].items())
     lines.append(f"per speaker: {per}")
     for ex in result.get("examples", []):
@@ -352,16 +385,33 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SET_SCORES = ("wer", "cer", "utterance_error_rate", "words", "n")
+
+
 def score(model: nn.Module, data: ScoreData) -> dict[str, Any]:
+    """The scores of ``data``; with several ``noise_floors``, those of the first set at the
+    top level and each set's WER, CER, utterance error rate and counts under
+    ``noise_floors``."""
     outputs = []
     for batch in data.batches:
         outputs += predict_batch(model, batch, data.ctc, data.beam_width)
     digits = [d for d, _ in outputs]
-    result = (connected_scores(data.items, digits) if data.ctc
-              else isolated_scores(data.items, [d[0] for d in digits]))  # fmt: skip
+    items, floors = data.items, {}
+    start = 0
+    for name, count in data.noise_floors:
+        part = connected_scores(items[start : start + count], digits[start : start + count])
+        floors[name] = {k: part[k] for k in SET_SCORES}
+        start += count
+    if data.noise_floors:
+        first = data.noise_floors[0][1]
+        items, digits = items[:first], digits[:first]
+    result = (connected_scores(items, digits) if data.ctc
+              else isolated_scores(items, [d[0] for d in digits]))  # fmt: skip
+    if floors:
+        result["noise_floors"] = floors
     result["examples"] = [
         {"name": it.name, "reference": transcript(it.labels), "transcript": transcript(d)}
-        for it, d in zip(data.items[:EXAMPLES], digits)
+        for it, d in zip(items[:EXAMPLES], digits)
     ]
     return {"split": data.split, "data": data.source, **result}
 
@@ -374,21 +424,33 @@ def _stats(artifacts: dict[str, Any]) -> Tensor | None:
     return None if stats is None else torch.tensor(stats, dtype=torch.float32)
 
 
-def eval_items(config: SpeechConfig, source: str | Path | None, split: str) -> list[Item]:
+def eval_items(config: SpeechConfig, source: str | Path | None,
+               split: str) -> tuple[list[Item], tuple[tuple[str, int], ...]]:  # fmt: skip
+    """The items of ``split`` and their noise floors' sets (see :class:`ScoreData`): the
+    recordings (isolated), or ``val_utterances`` connected ones of the validation seed (the
+    test split's is ``val_seed + 1000``), once per level of ``data.val_noise_dbfs``."""
     recordings = load_recordings(source, split, config.features.sample_rate)
     if not config.ctc:
-        return isolated_items(recordings)
-    data = config.data
-    seed = data.val_seed if split == "val" else data.val_seed + 1000
-    return connected_items(recordings, data, config.features.sample_rate, data.val_utterances,
-                           (seed,))  # fmt: skip
+        return isolated_items(recordings), ()
+    data, rate = config.data, config.features.sample_rate
+    key = (data.val_seed if split == "val" else data.val_seed + 1000,)
+    if not data.val_noise_dbfs:
+        return connected_items(recordings, data, rate, data.val_utterances, key), ()
+    items, floors = [], []
+    for level in data.val_noise_dbfs:  # the noise is drawn last: the same utterances
+        at_level = dataclasses.replace(data, noise_dbfs=level)
+        items += connected_items(recordings, at_level, rate, data.val_utterances, key)
+        floors.append((noise_name(level), data.val_utterances))
+    return items, tuple(floors)
 
 
 def make_score_data(config: SpeechConfig, split: str, source: Any, items: list[Item],
-                    stats: Tensor | None) -> ScoreData:  # fmt: skip
+                    stats: Tensor | None,
+                    noise_floors: tuple[tuple[str, int], ...] = ()) -> ScoreData:  # fmt: skip
     featurizer = Featurizer(config.features, stats, config.ctc)
     batches = SpeechBatches(lambda epoch: items, featurizer, config.data.eval_batch_size, 0)
-    return ScoreData(split, str(source), items, batches, config.ctc, config.decode.beam_width)
+    return ScoreData(split, str(source), items, batches, config.ctc, config.decode.beam_width,
+                     noise_floors)  # fmt: skip
 
 
 def build_model(config: SpeechConfig) -> SpeechModel | SpeechEnsemble:
@@ -421,21 +483,23 @@ class SpeechTask:
         if config.ctc:
             n = data.train_utterances
             source_fn = lambda epoch: connected_items(train_recs, data, rate, n, (seed, epoch))  # noqa: E731
-            val_items = eval_items(config, source, "val")
+            val_items, floors = eval_items(config, source, "val")
         else:
             fixed = isolated_items(train_recs)
             source_fn = lambda epoch: fixed  # noqa: E731
-            val_items = isolated_items(val_recs)
+            val_items, floors = isolated_items(val_recs), ()
         if data.per_member:
             train_data = PerMemberBatches(config.model.members, source_fn, featurizer,
                                           data.batch_size, seed, config.augment)  # fmt: skip
         else:
             train_data = SpeechBatches(source_fn, featurizer, data.batch_size, seed,
                                        config.augment, shuffle=True)  # fmt: skip
-        score_data = make_score_data(config, "val", source, val_items, stats)
+        score_data = make_score_data(config, "val", source, val_items, stats, floors)
         speakers = sorted({r.speaker for r in train_recs})
+        levels = ", ".join(name for name, _ in floors)
+        at = f" ({data.val_utterances} at noise {levels})" if floors else ""
         what = (f"{data.train_utterances} connected utterances per epoch, {len(val_items)} for "
-                "validation") if config.ctc else "isolated digits"  # fmt: skip
+                f"validation{at}") if config.ctc else "isolated digits"  # fmt: skip
         print(f"{len(train_recs)} training and {len(val_recs)} validation recordings of "
               f"{len(speakers)} speakers ({', '.join(speakers)}); {what}")  # fmt: skip
         artifacts: dict[str, Any] = {"labels": [str(d) for d in range(NUM_DIGITS)]}
@@ -475,8 +539,8 @@ class SpeechTask:
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
         config = predictor.config
         source = path if path is not None else (config.data.path or SAMPLE)
-        items = eval_items(config, source, split)
-        return make_score_data(config, split, source, items, predictor.stats)
+        items, floors = eval_items(config, source, split)
+        return make_score_data(config, split, source, items, predictor.stats, floors)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(model_dir, self, require=("labels",))
@@ -489,6 +553,10 @@ class SpeechTask:
     def summary(self, results: dict[str, Any]) -> str:
         if "wer" in results:
             what = f"validation WER {results['wer']:.4f} on {results['n']} connected utterances"
+            floors = results.get("noise_floors", {})
+            if floors:
+                what += " (" + ", ".join(f"{v['wer']:.4f} at noise {name}"
+                                         for name, v in floors.items()) + ")"  # fmt: skip
         else:
             what = f"validation accuracy {results['accuracy']:.4f} on {results['n']} recordings"
         return (f"{format_report(results)}\n{what}, {results['steps']} steps in "

@@ -318,6 +318,14 @@ def test_connected_scores_by_hand():
         ({"data": {"max_digits": 1}}, "max_digits"),
         ({"data": {"gap_ms": [400, 100]}}, "gap_ms"),
         ({"data": {"noise_dbfs": 3}}, "noise_dbfs"),
+        ({"data": {"noise_dbfs": [-60, 3]}}, r"data.noise_dbfs must be negative .* or none"),
+        ({"data": {"noise_dbfs": []}}, "data.noise_dbfs: an empty list"),
+        ({"data": {"noise_dbfs": "loud"}}, "data.noise_dbfs must be float"),
+        ({"data": {"val_noise_dbfs": [0, "none"]}}, "data.val_noise_dbfs must be negative"),
+        ({"data": {"val_noise_dbfs": [-60, "none", -60]}}, "each level once"),
+        ({"data": {"val_noise_dbfs": -60}}, "data.val_noise_dbfs must be a list"),
+        ({"features": {"floor_dbfs": 0}}, r"features.floor_dbfs must be in \[-200, 0\)"),
+        ({"features": {"floor_dbfs": -300}}, r"features.floor_dbfs must be in \[-200, 0\)"),
         ({"augment": {"speeds": [3.0]}}, "speeds"),
         ({"augment": {"time_masks": -1}}, "time_masks"),
         ({"augment": {"time_mask_fraction": 0}}, "time_mask_fraction"),
@@ -344,9 +352,71 @@ def test_config_errors(data, message):
         load_config(data)
 
 
-def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str = "global"):
+def test_noise_levels_and_floor_from_yaml_and_the_command_line_forms():
+    config = load_config({"data": {"noise_dbfs": [-60, "none"], "val_noise_dbfs": "[-60, null]"},
+                          "features": {"floor_dbfs": "-60"}})  # fmt: skip
+    assert config.data.noise_dbfs == (-60.0, None) and config.data.val_noise_dbfs == (-60.0, None)
+    assert config.features.floor_dbfs == -60.0
+    plain = load_config({"data": {"noise_dbfs": -50}})
+    assert plain.data.noise_dbfs == -50.0 and plain.data.val_noise_dbfs == ()
+    assert plain.features.floor_dbfs is None  # the default: features as before the floor
+    assert load_config({"data": {"noise_dbfs": "none"}}).data.noise_dbfs is None
+
+
+def test_validation_is_the_same_utterances_at_each_noise_level():
+    config = load_config({"task_kind": "connected",
+                          "data": {"val_utterances": 6, "noise_dbfs": [-60, "none"],
+                                   "val_noise_dbfs": [-60, "none"]}})  # fmt: skip
+    items, floors = task.eval_items(config, None, "val")  # the bundled sample
+    assert floors == (("-60 dBFS", 6), ("none", 6)) and len(items) == 12
+    noisy, silent = items[:6], items[6:]
+    for a, b in zip(noisy, silent):
+        assert (a.labels, a.speaker, a.name, a.audio.size) == (b.labels, b.speaker, b.name,
+                                                               b.audio.size)  # fmt: skip
+        rms = np.sqrt(np.mean((a.audio - b.audio).astype(np.float64) ** 2))
+        assert 20 * np.log10(rms) == pytest.approx(-60.0, abs=0.5)
+    # digital silence: every gap between recordings is exact zeros (at least 100 ms of them)
+    assert all(int((it.audio == 0).sum()) >= 800 for it in silent)
+    assert not any(int((it.audio == 0).sum()) > 10 for it in noisy)
+    # without val_noise_dbfs: one set at the training levels (as every earlier config)
+    one = load_config({"task_kind": "connected", "data": {"val_utterances": 6, "noise_dbfs": -60}})
+    items1, floors1 = task.eval_items(one, None, "val")
+    assert floors1 == () and len(items1) == 6
+    for a, b in zip(items1, noisy):
+        np.testing.assert_array_equal(a.audio, b.audio)
+
+
+def test_scores_per_noise_floor(monkeypatch):
+    labels = [(3, 1), (4,), (1, 5, 9)] * 2  # the same three utterances at two levels
+    items = [Item(np.zeros(1), ref, "a", f"u{k}") for k, ref in enumerate(labels)]
+    hyps = [[3, 1], [4], [1, 5, 9], [3], [4], [1, 6, 9]]  # two errors in the second set
+    featurizer = Featurizer(FeatureConfig(), None, ctc=True)
+    batches = SpeechBatches(lambda epoch: items, featurizer, 2, 0)
+    outputs = iter([(h, 1.0) for h in hyps])
+    monkeypatch.setattr(task, "predict_batch", lambda model, batch, ctc, beam: [
+        next(outputs) for _ in range(batch.lengths.numel())])  # fmt: skip
+    data = task.ScoreData("val", "x", items, batches, True, 4, (("-60 dBFS", 3), ("none", 3)))
+    result = task.score(None, data)
+    assert result["wer"] == 0.0 and result["n"] == 3 and result["words"] == 6
+    assert [e["name"] for e in result["examples"]] == ["u0", "u1", "u2"]
+    floors = result["noise_floors"]
+    assert list(floors) == ["-60 dBFS", "none"]
+    assert floors["-60 dBFS"] == {"wer": 0.0, "cer": 0.0, "utterance_error_rate": 0.0,
+                                  "words": 6, "n": 3}  # fmt: skip
+    assert floors["none"]["wer"] == pytest.approx(2 / 6)  # a deletion and a substitution
+    assert floors["none"]["utterance_error_rate"] == pytest.approx(2 / 3)
+    report = task.format_report(result)
+    assert "(3 utterances, 6 digits at noise -60 dBFS)" in report
+    assert "the same utterances at noise none: WER 0.3333" in report
+    summary = task.TASK.summary({**result, "steps": 1, "seconds": 1.0})
+    assert "validation WER 0.0000 on 3 connected utterances (0.0000 at noise -60 dBFS, " \
+        "0.3333 at noise none)" in summary  # fmt: skip
+
+
+def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str = "global",
+                        floor_dbfs: float | None = None):  # fmt: skip
     config = load_config({
-        "task_kind": "connected", "features": {"normalize": normalize},
+        "task_kind": "connected", "features": {"normalize": normalize, "floor_dbfs": floor_dbfs},
         "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": False,
                   "subsample": subsample, "dropout": 0.0, "conv_channels": conv},
     })  # fmt: skip
@@ -360,13 +430,16 @@ def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str 
 
 
 @pytest.mark.parametrize(
-    "subsample,conv,normalize",
-    [(1, 0, "global"), (3, 0, "global"), (3, 4, "global"), (2, 4, "global+none")],
-)
+    "subsample,conv,normalize,floor_dbfs",
+    [(1, 0, "global", None), (3, 0, "global", None), (3, 4, "global", None),
+     (2, 4, "global+none", None), (3, 0, "global", -60.0), (2, 4, "global+none", -60.0)],
+)  # fmt: skip
 @pytest.mark.parametrize("chunk_ms", [10, 37, 200, 5000])
-def test_stream_equals_one_shot(tmp_path, subsample, conv, normalize, chunk_ms):
-    predictor = streaming_predictor(tmp_path, subsample, conv, normalize)
+def test_stream_equals_one_shot(tmp_path, subsample, conv, normalize, floor_dbfs, chunk_ms):
+    predictor = streaming_predictor(tmp_path, subsample, conv, normalize, floor_dbfs)
     audio = tone_items(1, 3)[0].audio
+    if floor_dbfs is not None:  # a gap of digital silence between two tones
+        audio = np.concatenate([audio, np.zeros(1500, np.float32), audio[:2000]])
     batch = predictor.featurizer.batch([Item(audio, (0,), "", "x")])
     with torch.no_grad():
         whole, steps = predictor.model(batch.feats, batch.lengths)

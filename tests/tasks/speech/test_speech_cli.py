@@ -1,6 +1,7 @@
 """The speech CLI end to end on the bundled FSDD sample with tiny models: train ->
-transcribe -> evaluate -> resume (exact) for isolated digits; connected digits with CTC,
-streaming transcription equal to one-shot; the bad-input errors of transcribe."""
+transcribe -> evaluate -> resume (exact) for isolated digits; connected digits with CTC
+(validated with and without a noise floor), streaming transcription equal to one-shot on
+audio with a gap of digital silence; the bad-input errors of transcribe."""
 
 from __future__ import annotations
 
@@ -146,9 +147,14 @@ def test_connected_ctc_and_streaming_round_trip(tmp_path, wavs):
         "--data.train_utterances", "24", "--data.val_utterances", "6", "--data.batch_size", "8",
         "--model.bidirectional", "false", "--features.normalize", "global",
     ])  # fmt: skip
-    assert rc == 0 and "24 connected utterances per epoch, 6 for validation" in stdout
+    # the preset scores the 6 validation utterances twice: at -60 dBFS and in digital silence
+    assert rc == 0 and ("24 connected utterances per epoch, 12 for validation (6 at noise "
+                        "-60 dBFS, none)") in stdout  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == 6 and results["wer"] >= 0 and "cer" in results
+    floors = results["noise_floors"]
+    assert list(floors) == ["-60 dBFS", "none"] and floors["none"]["n"] == 6
+    assert floors["-60 dBFS"]["wer"] == results["wer"] and floors["none"]["wer"] >= 0
     assert len(results["examples"]) == 5 and results["words"] >= 12
     config = json.loads((out / "config.json").read_text())
     assert len(config["artifacts"]["feature_stats"]) == 2  # mean and std per band
@@ -164,6 +170,8 @@ def test_connected_ctc_and_streaming_round_trip(tmp_path, wavs):
     assert rc == 0 and streamed == once
     rc, stdout, _ = run(["speech", "evaluate", "--model", str(out)])
     assert rc == 0 and "WER" in stdout and "6 utterances" in stdout
+    assert "the same utterances at noise none: WER" in stdout
+    assert config["config"]["features"]["floor_dbfs"] == -60.0  # the preset's floor, stored
     rc, stdout, _ = run(["speech", "plot", "--model", str(out), str(joined), "--out",
                          str(tmp_path / "plots")])  # fmt: skip
     assert rc == 0 and stdout.strip() == str(tmp_path / "plots" / "37.png")
