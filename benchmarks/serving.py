@@ -248,16 +248,12 @@ def sentiment_table(model: Path, concurrencies: list[int], requests: int, second
 def step_latency(model: Path, steps: int) -> dict[str, Any]:
     """p50/p99 of one session step (one character in) in-process on one thread (eager and
     ONNX Runtime) and over HTTP."""
-    import tempfile
 
     import httpx
-    import onnx
     import torch
 
-    from lstmkit.export.onnx import export_graph
-    from lstmkit.export.runtime import use_onnx
-    from lstmkit.serve.sessions import LMStepper
     from lstmkit.tasks import run
+    from lstmkit.tasks.export import use_graph
 
     torch.set_num_threads(1)
     text = (ROOT / "README.md").read_text()[:steps]
@@ -265,16 +261,13 @@ def step_latency(model: Path, steps: int) -> dict[str, Any]:
     for runtime in ("eager", "onnx"):
         predictor = run.load(model, "cpu")
         if runtime == "onnx":
-            tmp = tempfile.mkdtemp()
-            onnx.save(export_graph("lm", predictor.model), f"{tmp}/lm.onnx")
-            use_onnx(predictor, f"{tmp}/lm.onnx", threads=1)
-        stepper = LMStepper()
-        state = stepper.open(predictor)
+            use_graph(predictor, "onnx", threads=1)
+        state = predictor.open_stream()
         chars = [c for c in text if not predictor.tokenizer.unknown(c)]
         times = []
         for c in chars[: steps + 20]:
             t0 = time.perf_counter()
-            _, state = stepper.step(predictor, state, c, {"top_k": 5})
+            _, state = state.step(c, {"top_k": 5})
             times.append((time.perf_counter() - t0) * 1000)
         times = times[20:]  # warm-up
         out[f"in_process_{runtime}"] = {

@@ -38,13 +38,13 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ValueError(f"export takes no config overrides, got {' '.join(overrides)}")
     if args.format == "hub":
-        from lstmkit.export.hub import save_pretrained_dir
+        from lstmkit.tasks.hub import save_pretrained_dir
 
         if args.quantize:
             raise ValueError("--quantize applies to --format onnx")
         print(save_pretrained_dir(args.model, args.out))
         return 0
-    from lstmkit.export.runtime import export_onnx
+    from lstmkit.tasks.export import export_onnx
 
     result = export_onnx(args.model, args.out, args.quantize, evaluate=not args.no_eval)
     print(f"wrote {', '.join(result['files'])} ({result['bytes']:,} bytes)")

@@ -13,7 +13,6 @@ import sys
 
 from lstmkit import __version__
 from lstmkit.cli import deploy, lab, tasks, tools
-from lstmkit.export import card
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _overrides_well_formed(overrides, getattr(args, "task_name", None) if train else None):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     debug = args.debug or os.environ.get("LSTMKIT_DEBUG") == "1"
-    card.COMMAND = ["lstmkit", *(sys.argv[1:] if argv is None else argv)]  # for model cards
+    args.argv = ["lstmkit", *(sys.argv[1:] if argv is None else argv)]  # for model cards
     try:
         return args.func(args, overrides)
     except KeyboardInterrupt:
@@ -91,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"lstmkit: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        card.COMMAND = None
 
 
 if __name__ == "__main__":

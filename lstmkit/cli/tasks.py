@@ -53,7 +53,7 @@ def train_task(name: str, args: argparse.Namespace, overrides: list[str],
     if before is not None:
         before(args, config)
     results = run.train(task, config, args.out, resume=args.resume, device=args.device,
-                        overwrite=args.overwrite)  # fmt: skip
+                        overwrite=args.overwrite, command=args.argv)  # fmt: skip
     print(task.summary(results))
     print(f"model directory: {args.out}")
     return results

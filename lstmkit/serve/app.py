@@ -8,15 +8,18 @@ Endpoints (every model; ``{name}`` is the name it is served under)::
     POST /v1/models/{name}/sessions             open a stream -> {"session_id": ...}
     POST /v1/models/{name}/sessions/{id}/step   {"input": chunk} -> the output for it
     DELETE /v1/models/{name}/sessions/{id}      close it
-    POST /v1/models/{name}/generate             text generation, server-sent events (lm)
-    POST /v1/models/{name}/gates                a text's per-token gate activations (sentiment)
-    POST /v1/models/{name}/attention            a translation and its attention map (translate)
-    POST /v1/models/{name}/transcribe           WAV bytes -> transcript (speech)
+    POST /v1/models/{name}/generate             text generation, server-sent events
+    POST /v1/models/{name}/gates                a text's per-token gate activations
+    POST /v1/models/{name}/attention            a translation and its attention map
+    POST /v1/models/{name}/transcribe           WAV bytes -> transcript
     GET  /                                      the web page (lstmkit/serve/static)
+    GET  /docs                                  Swagger UI, from files shipped in the package
 
 ``predict`` is generic: the body's ``inputs`` go to the Predictor (micro-batched with other
 requests', :mod:`lstmkit.serve.batching`) and its outputs come back as they are, so a new
-task is served without a change here. Every refused request gets a 4xx JSON body
+task is served without a change here. The other endpoints are offered for the models whose
+Predictor has what they call: ``open_stream`` (sessions), ``generate_tokens``,
+``gate_inputs``, ``attention``, ``transcribe_audio``. Every refused request gets a 4xx JSON body
 ``{"error": {"status", "field", "message"}}`` naming the field at fault; a request still
 waiting after ``limits.timeout_s`` gets 504.
 """
@@ -31,7 +34,8 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,7 +44,7 @@ from lstmkit import __version__
 from lstmkit.serve.config import Limits, ServeConfig
 from lstmkit.serve.inputs import RequestError, check_inputs, check_max_new, check_text
 from lstmkit.serve.models import ServedModel
-from lstmkit.serve.sessions import STEPPERS, SessionStore
+from lstmkit.serve.sessions import SessionStore
 
 STATIC = Path(__file__).resolve().parent / "static"
 SEED_MAX = 2**31 - 1  # exact in every JSON parser (a float near 2**63 is not)
@@ -197,7 +201,8 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     config = config or ServeConfig()
     limits: Limits = config.limits
     store = sessions if sessions is not None else SessionStore(config.sessions)
-    app = FastAPI(title="lstmkit", version=__version__, description=__doc__.split("\n\n")[0])
+    app = FastAPI(title="lstmkit", version=__version__, description=__doc__.split("\n\n")[0],
+                  docs_url=None)  # fmt: skip
     app.state.models, app.state.sessions, app.state.config = models, store, config
 
     @app.exception_handler(RequestError)
@@ -263,21 +268,26 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         return {"models": out}
 
     def capabilities(served: ServedModel) -> list[str]:
-        caps = ["predict"] if served.task != "speech" else ["transcribe"]
-        if served.task in STEPPERS:
-            caps.append("sessions")
-        if served.task == "lm":
-            caps.append("generate")
-        if hasattr(served.predictor, "gate_inputs"):
-            caps.append("gates")
-        if hasattr(served.predictor, "attention"):
-            caps.append("attention")
+        p = served.predictor
+        # a model that reads audio takes it at /transcribe, not as JSON inputs
+        caps = ["transcribe"] if hasattr(p, "transcribe_audio") else ["predict"]
+        for cap, method in (("sessions", "open_stream"), ("generate", "generate_tokens"),
+                            ("gates", "gate_inputs"), ("attention", "attention")):  # fmt: skip
+            if hasattr(p, method):
+                caps.append(cap)
         return caps
+
+    async def stream_call(served: ServedModel, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` of a stream in the model's worker; a refused chunk is a 422."""
+        try:
+            return await in_worker(served, fn, *args)
+        except ValueError as e:
+            raise RequestError(422, getattr(e, "field", "input"), str(e)) from None
 
     @app.post("/v1/models/{name}/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(name: str, body: PredictRequest) -> Response:
         served = model(name)
-        check_inputs(served.task, body.inputs, limits)
+        check_inputs(served.predictor, body.inputs, limits)
         try:
             outputs = await asyncio.wait_for(served.batcher.predict(body.inputs), limits.timeout_s)
         except asyncio.TimeoutError:
@@ -296,18 +306,16 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
               responses=ERRORS)  # fmt: skip
     async def open_session(name: str) -> SessionOpened:
         served = model(name)
-        stepper = STEPPERS.get(served.task)
-        need(served, stepper is not None, "streaming sessions")
-        state = await in_worker(served, stepper.open, served.predictor)
-        session = store.create(name, state, stepper.nbytes(state), asyncio.Lock())
+        need(served, hasattr(served.predictor, "open_stream"), "streaming sessions")
+        stream = await stream_call(served, served.predictor.open_stream)
+        session = store.create(name, stream, stream.nbytes, asyncio.Lock())
         return SessionOpened(session_id=session.id, model=name,
                              idle_timeout_s=config.sessions.idle_timeout_s)  # fmt: skip
 
     @app.post("/v1/models/{name}/sessions/{session_id}/step", responses=ERRORS)
     async def step_session(name: str, session_id: str, body: StepRequest) -> dict[str, Any]:
         served = model(name)
-        stepper = STEPPERS.get(served.task)
-        need(served, stepper is not None, "streaming sessions")
+        need(served, hasattr(served.predictor, "open_stream"), "streaming sessions")
         if isinstance(body.input, str):
             check_text(body.input, "input", limits)
         elif len(body.input) > limits.max_numbers:
@@ -315,10 +323,8 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         session = store.get(name, session_id)
         options = {"top_k": body.top_k, "distribution": body.distribution, "final": body.final}
         async with session.lock:
-            output, state = await in_worker(
-                served, stepper.step, served.predictor, session.state, body.input, options
-            )
-            store.update(session, state, stepper.nbytes(state))
+            output, stream = await stream_call(served, session.state.step, body.input, options)
+            store.update(session, stream, stream.nbytes)
         return {"session_id": session.id, "step": session.steps, **output}
 
     @app.delete("/v1/models/{name}/sessions/{session_id}", status_code=204, responses=ERRORS)
@@ -334,16 +340,14 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         response_class=StreamingResponse,
     )  # fmt: skip
     async def generate_stream(name: str, body: GenerateRequest) -> StreamingResponse:
-        from lstmkit.tasks.lm.generate import generate
-
         served = model(name)
-        need(served, served.task == "lm", "text generation")
+        need(served, hasattr(served.predictor, "generate_tokens"), "text generation")
         check_text(body.prompt, "prompt", limits)
         check_max_new(body.max_new_tokens, "max_new_tokens", limits)
         p = served.predictor
-        tokens = generate(p.model, p.tokenizer, body.prompt, body.max_new_tokens,
-                          temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                          seed=body.seed)  # fmt: skip
+        tokens = p.generate_tokens(body.prompt, body.max_new_tokens,
+                                   temperature=body.temperature, top_k=body.top_k,
+                                   top_p=body.top_p, seed=body.seed)  # fmt: skip
         end = object()
         try:  # the first token before the 200: a refused prompt is a 422, not a broken stream
             first = await in_worker(served, next, tokens, end)
@@ -404,9 +408,9 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
         from lstmkit.data.audio import read_wav
 
         served = model(name)
-        need(served, served.task == "speech", "transcription")
+        need(served, hasattr(served.predictor, "transcribe_audio"), "transcription")
         data = await request.body()
-        rate = served.predictor.config.features.sample_rate
+        rate = served.predictor.sample_rate
         try:
             audio = read_wav("upload", rate, data=data)
         except ValueError as e:
@@ -420,6 +424,21 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig | None = None
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        # Swagger UI from static/swagger (swagger-ui-dist 5.36.0, Apache-2.0): no CDN, so
+        # the page works offline; no online validator either
+        root = request.scope.get("root_path", "").rstrip("/")
+        assets = f"{root}/static/swagger"
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="lstmkit - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)

@@ -3,9 +3,11 @@
 The server is generic over :class:`~lstmkit.tasks.base.Predictor`: an input is whatever the
 task's ``predict`` reads (a text, a prompt or a dict of generation options, a list of
 numbers, a list of steps). These checks bound its *size* for every task (characters,
-numbers, nesting) and add the few rules a task needs over HTTP (generation length for
-``lm``; no server-side file paths for ``speech``). Whether the content is right is the
-Predictor's own judgement: its ``ValueError`` becomes a 422 naming the input.
+numbers, nesting), bound what a Predictor says it would generate
+(:meth:`~lstmkit.tasks.base.Predictor.generation_length`) and ask the Predictor whether an
+input may come over HTTP at all (:meth:`~lstmkit.tasks.base.Predictor.check_input`).
+Whether the content is right is the Predictor's own judgement: its ``ValueError`` becomes a
+422 naming the input.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 from lstmkit.serve.config import Limits
 
-LM_DEFAULT_NEW = 200  # LMPredictor's max_new when an input does not say
 MAX_DEPTH = 4  # a lab sequence is a list of lists of numbers; deeper nesting is an attack
 
 
@@ -55,8 +56,8 @@ def _size(value: Any, where: str, limits: Limits, depth: int = 0) -> tuple[int, 
     return chars, numbers
 
 
-def check_inputs(task: str, inputs: list[Any], limits: Limits) -> None:
-    """Refuse ``inputs`` for a model of ``task`` that break a limit or a task rule."""
+def check_inputs(predictor: Any, inputs: list[Any], limits: Limits) -> None:
+    """Refuse ``inputs`` for ``predictor`` that break a limit or the Predictor's rule."""
     if not isinstance(inputs, list):
         raise RequestError(422, "inputs", "must be a list")
     if not inputs:
@@ -64,9 +65,6 @@ def check_inputs(task: str, inputs: list[Any], limits: Limits) -> None:
     if len(inputs) > limits.max_inputs:
         raise RequestError(413, "inputs", f"holds {len(inputs)} inputs; at most "
                            f"{limits.max_inputs} per request")  # fmt: skip
-    if task == "speech":
-        raise RequestError(422, "inputs", "a speech model reads WAV audio: POST the file's "
-                           "bytes to /v1/models/{name}/transcribe")  # fmt: skip
     for k, item in enumerate(inputs):
         where = f"inputs[{k}]"
         chars, _ = _size(item, where, limits)
@@ -74,9 +72,14 @@ def check_inputs(task: str, inputs: list[Any], limits: Limits) -> None:
             raise RequestError(413, where, f"has {chars} characters; at most {limits.max_chars}")
         if isinstance(item, str) and not item.strip():
             raise RequestError(422, where, "is empty")
-        if task == "lm":  # a prompt alone, or without max_new, gets the Predictor's default
-            given = item.get("max_new", LM_DEFAULT_NEW) if isinstance(item, dict) else None
-            check_max_new(LM_DEFAULT_NEW if given is None else given, f"{where}.max_new", limits)
+        try:
+            predictor.check_input(item)
+        except ValueError as e:
+            raise RequestError(422, where, str(e)) from None
+        generated = predictor.generation_length(item)
+        if generated is not None:
+            option, value = generated
+            check_max_new(value, f"{where}.{option}", limits)
 
 
 def check_max_new(value: Any, where: str, limits: Limits) -> None:

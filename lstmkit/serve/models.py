@@ -17,13 +17,10 @@ from typing import Any
 
 from lstmkit.serve.batching import MicroBatcher
 from lstmkit.serve.config import BatchConfig
+from lstmkit.tasks import TASKS, get_task
 from lstmkit.tasks.base import Predictor
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# the page's widget per task; a task not named here (future tasks) gets the generic one:
-# text or JSON in, the Predictor's JSON out
-WIDGETS = {"sentiment": "sentiment", "lm": "generate", "forecast": "forecast",
-           "speech": "speech", "translate": "translate"}  # fmt: skip
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -72,6 +69,13 @@ class ServedModel:
     def task(self) -> str:
         return self.predictor.task
 
+    def widget(self) -> str:
+        """The web page's widget the task declares; else the generic one (text or JSON in,
+        the Predictor's JSON out), also for a Predictor of no registered task."""
+        if self.task not in TASKS:
+            return "generic"
+        return getattr(get_task(self.task), "widget", "generic")
+
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` says: task, widget, config summary, scores."""
         model_dir = self.predictor.model_dir
@@ -81,7 +85,7 @@ class ServedModel:
         return {
             "name": self.name,
             "task": self.task,
-            "widget": WIDGETS.get(self.task, "generic"),
+            "widget": self.widget(),
             "config": raw.get("config", {}).get("model", {}),
             "metrics": _numbers(results),
             "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
@@ -116,6 +120,7 @@ def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None
     ``int8`` (the same, dynamically quantized); the graphs are exported at start-up into a
     temporary folder (:mod:`lstmkit.export`)."""
     from lstmkit.tasks import run
+    from lstmkit.tasks.export import use_graph
 
     if runtime not in RUNTIMES:
         raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -125,29 +130,8 @@ def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None
         try:
             predictor = run.load(path, device)
             if runtime != "eager":
-                _use_graph(predictor, runtime, threads)
+                use_graph(predictor, runtime, threads)
         except (ValueError, OSError) as e:  # one line, as every user error of the CLI
             raise ValueError(f"cannot serve model {name!r} from {path}: {e}") from None
         models[name] = ServedModel(name, predictor, batching, share)
     return models
-
-
-def _use_graph(predictor: Predictor, runtime: str, threads: int) -> None:
-    import tempfile
-
-    import onnx
-
-    from lstmkit.export.onnx import export_graphs
-    from lstmkit.export.runtime import part_path, quantize_int8, use_onnx
-
-    graphs = export_graphs(predictor.task, predictor.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        name = Path(tmp) / ("model.int8.onnx" if runtime == "int8" else "model.onnx")
-        for part, graph in graphs.items():
-            fp32 = Path(tmp) / f"fp32-{part or 'model'}.onnx"
-            onnx.save(graph, str(fp32))
-            if runtime == "int8":
-                quantize_int8(fp32, part_path(name, part))
-            else:
-                fp32.replace(part_path(name, part))
-        use_onnx(predictor, name, threads)  # the sessions hold the graphs in memory

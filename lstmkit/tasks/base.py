@@ -19,6 +19,18 @@ inherit from), registered by one line in :data:`lstmkit.tasks.TASKS`:
 - ``load(model_dir) -> Predictor``: the model, loaded once, predicting many times;
 - ``summary(results) -> str``: what ``train`` prints at the end.
 
+and, optionally, what makes it exportable and servable, each read only where it is used:
+
+- ``onnx``: an :class:`~lstmkit.export.runtime.OnnxExport` (its graphs, random feeds, the
+  eager answers to them, the onnxruntime module, the headline scores): ``lstmkit export``
+  and ``lstmkit serve --runtime onnx|int8``;
+- ``card``: a :class:`~lstmkit.tasks.card.TaskCard` for the model card (else a generic one);
+- ``widget``: the name of the web page's widget for its models (else ``generic``).
+
+A Predictor may likewise offer ``open_stream()`` (a :class:`Stream`: the server's
+stateful sessions) and the optional methods the server's extra endpoints look for
+(``generate_tokens``, ``gate_inputs``, ``attention``, ``transcribe_audio``).
+
 :mod:`lstmkit.tasks.run` does everything else (device, processes, the trainer, the model
 directory, ``results.json``). The smallest example is the toy regression task in
 ``tests/tasks/test_contract.py``.
@@ -131,6 +143,29 @@ class Task(Protocol):
     def summary(self, results: dict[str, Any]) -> str: ...
 
 
+class InputError(ValueError):
+    """A refused input, naming the ``field`` at fault (``input``, ``final``, ...)."""
+
+    def __init__(self, message: str, field: str = "input") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Stream(Protocol):
+    """An input read chunk by chunk with the state carried (:meth:`Predictor.open_stream`).
+
+    ``step(chunk, options)`` returns the output for the chunk and the stream after it; the
+    stream it is called on is left as it was, so a caller can drop a step (a refused chunk,
+    a memory bound) and keep the state before it. ``nbytes``: the state's size in memory.
+    A bad chunk raises :class:`InputError` (a ``ValueError``).
+    """
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def step(self, chunk: Any, options: dict[str, Any]) -> tuple[dict[str, Any], Stream]: ...
+
+
 class Predictor:
     """A trained model loaded once: ``predict(inputs)`` any number of times.
 
@@ -159,6 +194,16 @@ class Predictor:
 
     def parse_input(self, text: str) -> Any:
         return text
+
+    def check_input(self, item: Any) -> None:
+        """Refuse (with :class:`InputError`) an input that ``predict`` must not see over
+        HTTP; the server calls it for every input before batching. Default: any input."""
+
+    def generation_length(self, item: Any) -> tuple[str, Any] | None:
+        """The option of ``item`` that sets how many tokens ``predict`` generates and its
+        value, defaults filled in (e.g. ``("max_new", 200)``); ``None`` for a task that
+        generates nothing. The server bounds it."""
+        return None
 
     def format_output(self, item: Any, output: dict[str, Any]) -> str:
         return json.dumps(output)

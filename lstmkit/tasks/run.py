@@ -24,6 +24,7 @@ from lstmkit.tasks.base import (
     model_dir_config,
     read_model_dir,
 )
+from lstmkit.tasks.card import write_card
 from lstmkit.train import Callback, Trainer, distributed, to_dict
 from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, STATE_DIR, load_weights, write_json
 from lstmkit.train.precision import check_precision
@@ -114,11 +115,13 @@ def train(
     device: str | None = None,
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
+    command: list[str] | str | None = None,
 ) -> dict[str, Any]:
     """Train ``task`` (a task object or its registered name) with ``config``; write the model
     directory ``out_dir`` and its ``results.json`` (the task's scores of the kept weights,
     the steps and the wall time). ``callbacks`` are added to the task's own (e.g. a pruning
-    callback during tuning). Returns the results."""
+    callback during tuning); ``command`` is what the model card says made the model (the
+    CLI passes its command line). Returns the results."""
     start = time.monotonic()
     task = get_task(task) if isinstance(task, str) else task
     out_dir = Path(out_dir)
@@ -156,9 +159,7 @@ def train(
     }
     if dist.is_main:
         write_json(out_dir / RESULTS_FILE, results)
-        from lstmkit.export.card import write_card
-
-        write_card(out_dir)  # README.md: the model card
+        write_card(out_dir, command)  # README.md: the model card
     return results
 
 

@@ -16,14 +16,22 @@ import pytest
 import torch
 
 from lstmkit.cli.main import main
-from lstmkit.export.graphs import eager_feeds, random_feeds
-from lstmkit.export.onnx import export_graph, export_graphs, max_difference
-from lstmkit.export.runtime import OrtForecaster, OrtSeq2Seq, OrtSpeech, part_path, session
+from lstmkit.export.runtime import part_path, session
 from lstmkit.tasks import run
+from lstmkit.tasks.forecast.export import OrtForecaster
 from lstmkit.tasks.forecast.model import Forecaster, ForecastModelConfig
+from lstmkit.tasks.speech.export import OrtSpeech
 from lstmkit.tasks.speech.model import SpeechEnsemble, SpeechModel, SpeechModelConfig
 from lstmkit.tasks.translate.decode import beam_search, greedy
+from lstmkit.tasks.translate.export import OrtSeq2Seq
 from lstmkit.tasks.translate.model import EncoderVariant, Seq2Seq, TranslateModelConfig
+from tests.export.helpers import (
+    eager_outputs,
+    export_graph,
+    export_graphs,
+    max_difference,
+    random_feeds,
+)
 from tests.serve.fixtures import QUIET, _train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,12 +138,12 @@ def test_speech_graph_of_two_feature_views_matches_eager(conv, tmp_path):
 
 
 def test_frame_convolutions_the_graph_cannot_express_are_refused():
-    from lstmkit.export.onnx import Graph, _head
+    from lstmkit.export.graph import Graph, head
 
     for layer in (torch.nn.MaxPool1d(2, ceil_mode=True), torch.nn.Conv1d(1, 2, 3, padding="same"),
                   torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect")):  # fmt: skip
         with pytest.raises(ValueError, match=r"no ONNX export for the layer (MaxPool1d|Conv1d)\("):
-            _head(Graph(), "x", torch.nn.Sequential(layer))
+            head(Graph(), "x", torch.nn.Sequential(layer))
 
 
 def test_speech_ensemble_graph_matches_eager(tmp_path):
@@ -234,7 +242,7 @@ def test_translate_feeds_cover_every_output():
         ("decoder", {"log_probs", "weights", "h_out", "c_out", "feed_out"}),
     ):
         feeds = random_feeds("translate", model, part, batch=2, steps=4, seed=0)
-        assert set(eager_feeds("translate", model, part, feeds)) == outputs
+        assert set(eager_outputs("translate", model, part, feeds)) == outputs
 
 
 # -- trained directories: lstmkit export and serve --runtime onnx -------------------------------

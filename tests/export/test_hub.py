@@ -11,8 +11,8 @@ import pytest
 
 import lstmkit
 from lstmkit.cli.main import main
-from lstmkit.export.card import model_card
-from lstmkit.export.hub import LSTMKitModel
+from lstmkit.tasks.card import model_card
+from lstmkit.tasks.hub import LSTMKitModel
 from tests.serve.fixtures import CAT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,11 +51,16 @@ def test_a_python_run_says_so_and_every_task_has_a_card(model_dirs, tmp_path):
     assert f"| accuracy | {accuracy:.4f} |" in card
     assert "`lstmkit.tasks.run.train` from Python" in card and "maas2011imdb" in card
     assert "pipeline_tag: text-classification" in card and "datasets: [imdb]" in card
-    # a task lstmkit has no card text for (e.g. one added later) gets the generic card
+    # every registered task declares its card
     (tmp_path / "config.json").write_text(json.dumps({"task": "translate", "config": {}}))
     card = model_card(tmp_path, ["lstmkit", "translate", "train"])
-    assert "# " + tmp_path.name + ": an lstmkit translate model" in card
-    assert "```\nlstmkit translate train\n```" in card
+    assert "# " + tmp_path.name + ": an lstmkit sequence-to-sequence translator" in card
+    assert "pipeline_tag: translation" in card and "elliott2016multi30k" in card
+    # a task that declares no card (e.g. one registered from outside) gets the generic card
+    (tmp_path / "config.json").write_text(json.dumps({"task": "poetry", "config": {}}))
+    card = model_card(tmp_path, ["lstmkit", "poetry", "train"])
+    assert "# " + tmp_path.name + ": an lstmkit poetry model" in card
+    assert "```\nlstmkit poetry train\n```" in card
     assert "No `results.json`: the model has not been scored." in card
     assert "pipeline_tag" not in card and "## Limits" in card
 

@@ -14,7 +14,6 @@ from lstmkit.data.audio import read_wav
 from lstmkit.serve.app import create_app
 from lstmkit.serve.config import BatchConfig
 from lstmkit.serve.models import load_models
-from lstmkit.serve.sessions import SpeechStepper
 from lstmkit.tasks import run
 from lstmkit.tasks.speech.task import SAMPLE as FSDD_SAMPLE
 from tests.serve.fixtures import QUIET, _train
@@ -49,8 +48,7 @@ def audio(streaming_dir) -> np.ndarray:
 def test_chunks_equal_the_predictors_stream(streaming_dir, audio):
     predictor = run.load(streaming_dir)
     expected = torch.cat(list(predictor.stream(audio, 1000.0)))  # (T', C + 1)
-    stepper = SpeechStepper()
-    state = stepper.open(predictor)
+    state = predictor.open_stream()
     sizes = [1, 700, 55, 2000, 333]  # odd sizes: frames and steps straddle the chunks
     start, outputs = 0, []
     for k in range(10_000):
@@ -58,7 +56,7 @@ def test_chunks_equal_the_predictors_stream(streaming_dir, audio):
         chunk = audio[start : start + size]
         start += size
         final = start >= audio.size
-        out, state = stepper.step(predictor, state, chunk.tolist(), {"final": final})
+        out, state = state.step(chunk.tolist(), {"final": final})
         outputs.append(out)
         if final:
             break
@@ -90,10 +88,10 @@ def test_speech_sessions_over_http(streaming_dir, audio):
 
 
 def test_sessions_refuse_models_that_read_the_whole_utterance(streaming_dir):
-    from lstmkit.serve.inputs import RequestError
+    from lstmkit.tasks.base import InputError
 
     predictor = run.load(streaming_dir)
     predictor.config.features.trim_db = 20.0
-    with pytest.raises(RequestError, match="trim_db") as caught:
-        SpeechStepper().open(predictor)
-    assert caught.value.status == 422
+    with pytest.raises(InputError, match="trim_db") as caught:
+        predictor.open_stream()
+    assert caught.value.field == "name"

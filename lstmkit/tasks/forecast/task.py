@@ -27,9 +27,11 @@ from torch import Tensor, nn
 from lstmkit.data.series import M4_FREQUENCIES, Series, read_series
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.forecast import baselines as bl
+from lstmkit.tasks.forecast.card import CARD
 from lstmkit.tasks.forecast.esrnn import EPS, es_normalize
 from lstmkit.tasks.forecast.metrics import mase, mase_scale, owa, score_set, smape
 from lstmkit.tasks.forecast.model import Forecaster, ForecastModelConfig, chunk_size, pinball
+from lstmkit.tasks.forecast.stream import ForecastStream
 from lstmkit.tasks.forecast.windows import (
     TrainWindows,
     Windows,
@@ -316,6 +318,15 @@ class ForecastTask:
 
     name = "forecast"
     config_class = ForecastConfig
+    card = CARD
+    widget = "forecast"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.forecast.export`; imported when used)."""
+        from lstmkit.tasks.forecast.export import ONNX
+
+        return ONNX
 
     def build(self, config: ForecastConfig, run: RunContext) -> Built:
         d, s = config.data, sizes(config)
@@ -513,6 +524,10 @@ class ForecastPredictor(Predictor):
                 item["lower"], item["upper"] = row[:, 0].tolist(), row[:, -1].tolist()
             out.append(item)
         return out
+
+    def open_stream(self) -> ForecastStream:
+        """A series fed value by value (:class:`~lstmkit.tasks.forecast.stream.ForecastStream`)."""
+        return ForecastStream(self)
 
     def series_index(self, ids: list[str | None]) -> list[int] | None:
         """Each series' index among the ES-RNN hybrid's coefficients (-1: none, the mean)."""

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lstmkit.nn import GRU, LSTM, RNN, chrono_init_
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.lab.adding import SOLVED_ERROR, adding_batch
+from lstmkit.tasks.lab.card import CARD
 from lstmkit.tasks.lab.sequences import (
     COPY_ALPHABET,
     COPY_LENGTH,
@@ -339,6 +340,15 @@ class LabTask:
 
     name = "lab"
     config_class = LabConfig
+    card = CARD
+    widget = "generic"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.lab.export`; imported when used)."""
+        from lstmkit.tasks.lab.export import ONNX
+
+        return ONNX
 
     def build(self, config: LabConfig, run: RunContext) -> Built:
         data, seed = config.data, config.train.seed

@@ -18,6 +18,7 @@ character / ln 2.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +39,9 @@ from lstmkit.tasks.base import (
     load_tokenizer,
     read_config,
 )
+from lstmkit.tasks.lm.card import CARD
 from lstmkit.tasks.lm.generate import generate
+from lstmkit.tasks.lm.stream import LMStream
 from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, from_dict
 from lstmkit.train.config import check_positive
 from lstmkit.train.distributed import ShardedBatches
@@ -254,6 +257,15 @@ class LMTask:
 
     name = "lm"
     config_class = LMConfig
+    card = CARD
+    widget = "generate"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.lm.export`; imported when used)."""
+        from lstmkit.tasks.lm.export import ONNX
+
+        return ONNX
 
     def build(self, config: LMConfig, run: RunContext) -> Built:
         data = config.data
@@ -333,6 +345,9 @@ class LMTask:
 GENERATION = ("max_new", "temperature", "top_k", "top_p", "beam", "length_penalty", "seed")
 
 
+DEFAULT_NEW = 200  # tokens generated when an input does not say
+
+
 class LMPredictor(Predictor):
     """Continuations of prompts. Each input is a prompt, or a dict with ``prompt`` and any
     of ``max_new`` (default 200), ``temperature`` (1.0), ``top_k``, ``top_p``, ``beam``,
@@ -355,7 +370,7 @@ class LMPredictor(Predictor):
             if unknown:
                 raise ValueError(f"input {k + 1}: unknown option(s) {', '.join(unknown)}; "
                                  f"known: {', '.join(GENERATION)}")  # fmt: skip
-            options = {"max_new": 200, "seed": 0, **options}
+            options = {"max_new": DEFAULT_NEW, "seed": 0, **options}
             max_new = options.pop("max_new")
             text = "".join(generate(self.model, self.tokenizer, prompt, max_new, **options))
             out.append({"prompt": prompt, "text": text})
@@ -363,6 +378,19 @@ class LMPredictor(Predictor):
 
     def format_output(self, item: Any, output: dict[str, Any]) -> str:
         return output["prompt"] + output["text"]
+
+    def generation_length(self, item: Any) -> tuple[str, Any]:
+        given = item.get("max_new") if isinstance(item, dict) else None
+        return "max_new", DEFAULT_NEW if given is None else given
+
+    def generate_tokens(self, prompt: str, max_new: int, **options: Any) -> Iterator[str]:
+        """The continuation of ``prompt``, token by token (``temperature``, ``top_k``,
+        ``top_p``, ``seed``: :func:`~lstmkit.tasks.lm.generate.generate`'s)."""
+        return generate(self.model, self.tokenizer, prompt, max_new, **options)
+
+    def open_stream(self) -> LMStream:
+        """A stream of text read chunk by chunk (:class:`~lstmkit.tasks.lm.stream.LMStream`)."""
+        return LMStream(self)
 
 
 TASK = LMTask()

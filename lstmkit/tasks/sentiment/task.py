@@ -46,6 +46,7 @@ from lstmkit.tasks.base import (
     read_config,
     read_model_dir,
 )
+from lstmkit.tasks.sentiment.card import CARD
 from lstmkit.tasks.sentiment.model import (
     LMEncoder,
     RecurrentEncoder,
@@ -382,6 +383,15 @@ class SentimentTask:
 
     name = "sentiment"
     config_class = SentimentConfig
+    card = CARD
+    widget = "sentiment"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.sentiment.export`; imported when used)."""
+        from lstmkit.tasks.sentiment.export import ONNX
+
+        return ONNX
 
     def build(self, config: SentimentConfig, run: RunContext) -> Built:
         data = config.data

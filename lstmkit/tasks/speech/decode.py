@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from torch import Tensor
 
 NEG_INF = -math.inf
@@ -102,3 +103,17 @@ def edit_distance(ref: list, hyp: list) -> int:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[-1]
+
+
+def transcript(digits: list[int] | tuple[int, ...]) -> str:
+    """Digits as a transcript: ``[3, 1, 4]`` -> ``"3 1 4"``."""
+    return " ".join(str(d) for d in digits)
+
+
+def ctc_decode(log_probs: Tensor, beam_width: int) -> tuple[list[int], float]:
+    """Digits of one utterance's CTC log-probabilities (T', C+1) and a confidence: the
+    probability share of the best labelling among the beam's."""
+    beams = prefix_beam_search(log_probs.float().cpu().numpy(), max(beam_width, 2))
+    scores = torch.tensor([s for _, s in beams])
+    confidence = float(torch.softmax(scores, 0)[0])
+    return [c - 1 for c in beams[0][0]], confidence

@@ -33,14 +33,19 @@ from torch.nn import functional as F
 from lstmkit.data.audio import (
     FeatureConfig,
     FeatureExtractor,
-    FrameStream,
     global_stats,
     is_silent,
-    normalize,
     read_wav,
 )
 from lstmkit.data.fsdd import SAMPLE, load_recordings
-from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
+from lstmkit.tasks.base import (
+    Built,
+    InputError,
+    Predictor,
+    RunContext,
+    load_model,
+    read_config,
+)
 from lstmkit.tasks.speech.batches import (
     AugmentConfig,
     Batch,
@@ -52,7 +57,8 @@ from lstmkit.tasks.speech.batches import (
     connected_items,
     isolated_items,
 )
-from lstmkit.tasks.speech.decode import collapse, edit_distance, prefix_beam_search
+from lstmkit.tasks.speech.card import CARD
+from lstmkit.tasks.speech.decode import collapse, ctc_decode, edit_distance, transcript
 from lstmkit.tasks.speech.model import (
     SpeechEnsemble,
     SpeechModel,
@@ -60,6 +66,7 @@ from lstmkit.tasks.speech.model import (
     average_probabilities,
     members_of,
 )
+from lstmkit.tasks.speech.stream import SpeechStream
 from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
 from lstmkit.train.config import check_positive
 
@@ -288,20 +295,6 @@ def noise_name(dbfs: float | None) -> str:
     return "none" if dbfs is None else f"{dbfs:g} dBFS"
 
 
-def transcript(digits: list[int] | tuple[int, ...]) -> str:
-    """Digits as a transcript: ``[3, 1, 4]`` -> ``"3 1 4"``."""
-    return " ".join(str(d) for d in digits)
-
-
-def ctc_decode(log_probs: Tensor, beam_width: int) -> tuple[list[int], float]:
-    """Digits of one utterance's CTC log-probabilities (T', C+1) and a confidence: the
-    probability share of the best labelling among the beam's."""
-    beams = prefix_beam_search(log_probs.float().cpu().numpy(), max(beam_width, 2))
-    scores = torch.tensor([s for _, s in beams])
-    confidence = float(torch.softmax(scores, 0)[0])
-    return [c - 1 for c in beams[0][0]], confidence
-
-
 @torch.no_grad()
 def predict_batch(model: nn.Module, batch: Batch, ctc: bool,
                   beam_width: int) -> list[tuple[list[int], float]]:  # fmt: skip
@@ -466,6 +459,15 @@ class SpeechTask:
 
     name = "speech"
     config_class = SpeechConfig
+    card = CARD
+    widget = "speech"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.speech.export`; imported when used)."""
+        from lstmkit.tasks.speech.export import ONNX
+
+        return ONNX
 
     def build(self, config: SpeechConfig, run: RunContext) -> Built:
         if run.world_size > 1:  # its batches are made on the fly, not sharded
@@ -571,8 +573,13 @@ class SpeechPredictor(Predictor):
         self.stats = _stats(self.artifacts)
         self.featurizer = Featurizer(self.config.features, self.stats, self.config.ctc)
 
+    @property
+    def sample_rate(self) -> int:
+        """The rate (Hz) the model reads audio at."""
+        return self.config.features.sample_rate
+
     def read(self, path: str | Path) -> np.ndarray:
-        return read_wav(path, self.config.features.sample_rate)
+        return read_wav(path, self.sample_rate)
 
     @torch.no_grad()
     def transcribe_audio(self, audio: np.ndarray, name: str = "audio") -> dict[str, Any]:
@@ -596,6 +603,11 @@ class SpeechPredictor(Predictor):
     def format_output(self, item: str, output: dict[str, Any]) -> str:
         return f"{item}\t{output['transcript']}"
 
+    def check_input(self, item: Any) -> None:
+        # predict reads file paths: over HTTP the audio itself comes to /transcribe
+        raise InputError("a speech model reads WAV audio: POST the file's bytes to "
+                         "/v1/models/{name}/transcribe")  # fmt: skip
+
     def check_streamable(self) -> None:
         """Raise a ValueError unless this model can run chunk by chunk: a unidirectional CTC
         model whose features look at no whole utterance (no per-utterance normalisation, no
@@ -608,32 +620,22 @@ class SpeechPredictor(Predictor):
                              "streaming needs features.trim_db 0")  # fmt: skip
         self.model.check_streamable()
 
-    @torch.no_grad()
+    def open_stream(self) -> SpeechStream:
+        """A stream of samples read chunk by chunk (:class:`~lstmkit.tasks.speech.stream.
+        SpeechStream`); refused (``InputError``) unless :meth:`check_streamable`."""
+        return SpeechStream.open(self)
+
     def stream(self, audio: np.ndarray, chunk_ms: float) -> Iterator[Tensor]:
         """CTC log-probabilities (T', C+1) of ``audio`` fed ``chunk_ms`` at a time, the LSTM
-        state carried from chunk to chunk (a unidirectional CTC model with ``features.
-        normalize`` ``global`` or ``none``: nothing may look at the whole utterance)."""
+        state carried from chunk to chunk (:meth:`open_stream`'s stream)."""
         self.check_streamable()
         chunk = max(1, int(round(self.config.features.sample_rate * chunk_ms / 1000)))
-        frames = FrameStream(self.featurizer.extractor)
-        k = self.config.model.subsample
-        pending = torch.zeros(0, self.config.features.width)
-        state = None
+        stream = SpeechStream.open(self)
         for start in range(0, max(audio.size, 1), chunk):
-            new = frames.push(audio[start : start + chunk])
-            pending = torch.cat([pending, normalize(new, self.config.features.normalize,
-                                                    self.stats)])  # fmt: skip
-            ready = pending.shape[0] - pending.shape[0] % k
-            if ready:
-                out, state = self.model.step(pending[:ready, None].to(self.device), state)
-                pending = pending[ready:]
-                yield out[:, 0].cpu()
-        tail = torch.cat([pending, normalize(frames.flush(), self.config.features.normalize,
-                                             self.stats)])  # fmt: skip
-        if tail.shape[0]:  # the last frames, zero-padded to whole steps as in one pass
-            tail = torch.cat([tail, tail.new_zeros((-tail.shape[0]) % k, tail.shape[1])])
-            out, state = self.model.step(tail[:, None].to(self.device), state)
-            yield out[:, 0].cpu()
+            stream, outputs = stream.advance(audio[start : start + chunk])
+            yield from outputs
+        _, outputs = stream.advance(np.zeros(0, np.float32), final=True)
+        yield from outputs
 
     def transcribe_stream(self, audio: np.ndarray, chunk_ms: float,
                           name: str = "audio") -> dict[str, Any]:  # fmt: skip

@@ -39,6 +39,7 @@ from lstmkit.data.parallel import (
 )
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.translate.batches import Batch, PairBatches, truncate_pairs
+from lstmkit.tasks.translate.card import CARD
 from lstmkit.tasks.translate.decode import Hypothesis, beam_search, greedy
 from lstmkit.tasks.translate.model import Seq2Seq, TranslateModelConfig
 from lstmkit.train import Callback, ModelCheckpoint, StepOutput, TrainConfig
@@ -345,6 +346,15 @@ class TranslateTask:
 
     name = "translate"
     config_class = TranslateConfig
+    card = CARD
+    widget = "translate"  # the web page's widget (lstmkit/serve/static)
+
+    @property
+    def onnx(self) -> Any:
+        """The ONNX export (:mod:`lstmkit.tasks.translate.export`; imported when used)."""
+        from lstmkit.tasks.translate.export import ONNX
+
+        return ONNX
 
     def build(self, config: TranslateConfig, run: RunContext) -> Built:
         if run.world_size > 1:  # batches are not sharded

@@ -22,8 +22,8 @@ from typing import Any
 
 from huggingface_hub import ModelHubMixin
 
-from lstmkit.export.card import CARD_FILE, model_card
 from lstmkit.tasks.base import Predictor
+from lstmkit.tasks.card import CARD_FILE, model_card
 
 # written by training for itself (logs, exact-resume state), not needed to load a model
 TRAINING_ONLY = {"train_log.csv", "epoch_log.csv"}
