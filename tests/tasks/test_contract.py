@@ -7,14 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from lstmkit.cli.main import main
+from lstmkit.export.graph import F32, Graph, info, linear
+from lstmkit.export.runtime import OnnxExport, OrtModule, session
 from lstmkit.tasks import TASKS, get_task, register, run
-from lstmkit.tasks.base import Built, ModelDirError, Predictor, read_model_dir
+from lstmkit.tasks.base import Built, InputError, ModelDirError, Predictor, read_model_dir
+from lstmkit.tasks.card import LSTM_CITATION, TaskCard
 from lstmkit.train import StepOutput, TrainConfig, from_dict
 from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 
@@ -37,6 +41,28 @@ def batches(n: int, seed: int) -> list[Batch]:
     return [Batch(x, 2 * x + 1) for x in xs]
 
 
+@dataclass(frozen=True)
+class RunningMean:
+    """The toy's stream: y of each value sent, and of the mean of everything sent so far."""
+
+    predictor: "ToyPredictor"
+    total: float = 0.0
+    count: int = 0
+
+    @property
+    def nbytes(self):
+        return 16
+
+    def step(self, chunk, options):
+        if not isinstance(chunk, list) or not chunk:
+            raise InputError("must be a non-empty list of numbers")
+        total, count = self.total + sum(chunk), self.count + len(chunk)
+        (mean,) = self.predictor.predict([total / count])
+        return {"ys": self.predictor.predict(chunk), "mean": mean}, RunningMean(
+            self.predictor, total, count
+        )
+
+
 class ToyPredictor(Predictor):
     @torch.no_grad()
     def predict(self, inputs):
@@ -46,9 +72,58 @@ class ToyPredictor(Predictor):
     def parse_input(self, text):
         return float(text)
 
+    def check_input(self, item):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise InputError(f"must be a number, got {item!r}")
+
+    def open_stream(self):
+        return RunningMean(self)
+
+
+# the toy's ONNX export: x (N, 1) -> y (N, 1), a Linear layer in the graph builder's terms
+def toy_graphs(model):
+    g = Graph()
+    g.op("Identity", [linear(g, "x", model)], ["y"])
+    return {"": g.model("toy", [info("x", F32, ["N", 1])], [info("y", F32, ["N", 1])])}
+
+
+def toy_feeds(model, part, batch, steps, seed):
+    return {"x": np.random.default_rng(seed).normal(size=(batch, 1)).astype(np.float32)}
+
+
+@torch.no_grad()
+def toy_expected(model, part, feeds):
+    return {"y": model(torch.from_numpy(feeds["x"])).numpy()}
+
+
+class OrtToy(OrtModule):
+    def __init__(self, path, threads, eager):
+        super().__init__()
+        self.session = session(path, threads)
+
+    def forward(self, x):
+        return torch.from_numpy(self.session.run(["y"], {"x": x.numpy()})[0])
+
+
+def toy_scores(predictor):
+    return {"mse": TOY.score(predictor.model, TOY.eval_data(predictor, None, "val"))["mse"]}
+
+
+TOY_ONNX = OnnxExport(toy_graphs, toy_feeds, toy_expected, OrtToy, toy_scores)
+
 
 class ToyTask:
     name, config_class = "toy", ToyConfig
+    onnx = TOY_ONNX
+    card = TaskCard(
+        "toy regressor",
+        None,
+        "y = 2 x + 1 on normal x.",
+        LSTM_CITATION,
+        "Checking the task contract.",
+        "Knows one line.",
+        ("mse",),
+    )
 
     def build(self, config, run):
         data = batches(config.size, config.train.seed)
@@ -74,6 +149,7 @@ class ToyTask:
     def callbacks(self, config):
         return []
 
+    @torch.no_grad()
     def score(self, model, data):
         return {
             "mse": float(sum(nn.functional.mse_loss(model(b.x), b.y) for b in data) / len(data))
@@ -129,6 +205,44 @@ def test_toy_task_trains_evaluates_predicts_through_the_shared_code(toy, tmp_pat
     w, b = predictor.model.weight.item(), predictor.model.bias.item()
     assert predictor.predict([0.0, 1.0]) == [{"y": pytest.approx(b)}, {"y": pytest.approx(w + b)}]
     json.dumps(predictor.predict([3.0]))
+
+
+def test_toy_task_exports_serves_and_gets_a_card_with_no_line_of_export_or_serve(toy, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lstmkit.serve.app import create_app
+    from lstmkit.serve.config import BatchConfig
+    from lstmkit.serve.models import load_models
+    from lstmkit.tasks.export import export_onnx
+
+    run.train(toy, config(), tmp_path / "m", command=["lstmkit", "toy", "train"])
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "# m: an lstmkit toy regressor" in card and "```\nlstmkit toy train\n```" in card
+    assert "| mse |" in card and "Knows one line." in card
+    result = export_onnx(tmp_path / "m", tmp_path / "toy.onnx")
+    assert result["max_difference"] <= 1e-6
+    assert result["validation"]["onnx_change"]["mse"] == pytest.approx(0, abs=1e-6)
+    w, b = (p.item() for p in run.load(tmp_path / "m").model.parameters())
+    for runtime in ("eager", "onnx"):
+        models = load_models({"toy": tmp_path / "m"}, BatchConfig(), runtime=runtime)
+        assert isinstance(models["toy"].predictor.model, OrtToy) == (runtime == "onnx")
+        with TestClient(create_app(models)) as client:
+            (info_,) = client.get("/v1/models").json()["models"]
+            assert info_["widget"] == "generic" and info_["endpoints"] == ["predict", "sessions"]
+            r = client.post("/v1/models/toy/predict", json={"inputs": [0.0, 2.0]})
+            assert r.json()["outputs"] == [
+                {"y": pytest.approx(b, abs=1e-5)},
+                {"y": pytest.approx(2 * w + b, abs=1e-5)},
+            ]
+            r = client.post("/v1/models/toy/predict", json={"inputs": [1.0, "two"]})
+            assert r.status_code == 422 and r.json()["error"]["field"] == "inputs[1]"
+            assert "must be a number, got 'two'" in r.json()["error"]["message"]
+            sid = client.post("/v1/models/toy/sessions").json()["session_id"]
+            url = f"/v1/models/toy/sessions/{sid}/step"
+            client.post(url, json={"input": [1.0, 3.0]})
+            step = client.post(url, json={"input": [5.0]}).json()
+            assert step["step"] == 2 and step["mean"]["y"] == pytest.approx(3 * w + b, abs=1e-5)
+            assert client.post(url, json={"input": []}).status_code == 422
 
 
 def test_toy_task_resumes_bitwise(toy, tmp_path):
