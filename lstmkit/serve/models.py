@@ -8,7 +8,6 @@ message as ``lstmkit predict``.
 
 from __future__ import annotations
 
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 from lstmkit.serve.batching import MicroBatcher
 from lstmkit.serve.config import BatchConfig
 from lstmkit.tasks import TASKS, get_task
-from lstmkit.tasks.base import Predictor
+from lstmkit.tasks.base import ModelDir, Predictor
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -78,15 +77,13 @@ class ServedModel:
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` says: task, widget, config summary, scores."""
-        model_dir = self.predictor.model_dir
-        results_file = model_dir / "results.json"
-        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-        raw = json.loads((model_dir / "config.json").read_text())
+        model_dir = ModelDir(self.predictor.model_dir)
+        results, raw = model_dir.results(), model_dir.read()
         return {
             "name": self.name,
             "task": self.task,
             "widget": self.widget(),
-            "config": raw.get("config", {}).get("model", {}),
+            "config": raw["config"].get("model", {}),
             "metrics": _numbers(results),
             "parameters": sum(p.numel() for p in self.predictor.model.parameters()),
         }

@@ -57,12 +57,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from lstmkit import __version__
 from lstmkit.train import Callback
-from lstmkit.train.checkpoint import MODEL_FILE, load_weights
+from lstmkit.train.checkpoint import MODEL_FILE, load_weights, write_json
 from lstmkit.train.trainer import StepFn
+from lstmkit.version import __version__
 
 CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
 FORMAT = 1  # bumped when a model directory can no longer be read by older code
 
 
@@ -259,6 +260,40 @@ def read_model_dir(
     if missing:
         raise ModelDirError(f'{path}: "artifacts" lacks {", ".join(missing)}')
     return raw
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory (the layout in the module docstring): the one place its
+    ``config.json``, ``results.json`` and model card are written and read. The Trainer
+    writes only its own files into it (weights, logs, ``metrics.json``, resume state)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def read(self, task: str | None = None, require: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``config.json``, checked (:func:`read_model_dir`)."""
+        return read_model_dir(self.path, task, require)
+
+    def write_config(self, task: str, config: dict[str, Any], artifacts: dict[str, Any]) -> None:
+        write_json(self.path / CONFIG_FILE, model_dir_config(task, config, artifacts))
+
+    def results(self) -> dict[str, Any]:
+        """``results.json`` (empty before the model is scored)."""
+        path = self.path / RESULTS_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        write_json(self.path / RESULTS_FILE, results)
+
+    def write_card(self, command: list[str] | str | None = None) -> Path:
+        """``README.md``, the model card, from what the directory holds; ``command``: what
+        made the model, when known."""
+        from lstmkit.tasks.card import write_card
+
+        return write_card(self.path, command)
 
 
 def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:

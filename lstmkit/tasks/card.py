@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmkit.tasks import TASKS, get_task
+from lstmkit.tasks.base import CONFIG_FILE, ModelDir
 
 CARD_FILE = "README.md"
 
@@ -78,10 +79,9 @@ def _number(value: Any) -> str:
 def model_card(model_dir: str | Path, command: list[str] | str | None = None) -> str:
     """The card (Markdown with the Hub's YAML header) of ``model_dir``."""
     model_dir = Path(model_dir)
-    raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     task = raw["task"]
-    results_file = model_dir / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    results = ModelDir(model_dir).results()
     card = getattr(get_task(task), "card", None) if task in TASKS else None
     card = card or _generic(task)
     scalars = {k: v for k, v in results.items()

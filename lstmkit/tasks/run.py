@@ -18,18 +18,17 @@ import torch
 from lstmkit.tasks import get_task
 from lstmkit.tasks.base import (
     Built,
+    ModelDir,
     ModelDirError,
     Predictor,
     RunContext,
     model_dir_config,
     read_model_dir,
 )
-from lstmkit.tasks.card import write_card
 from lstmkit.train import Callback, Trainer, distributed, to_dict
-from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, STATE_DIR, load_weights, write_json
+from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, STATE_DIR, load_weights
 from lstmkit.train.precision import check_precision
 
-RESULTS_FILE = "results.json"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -141,6 +140,9 @@ def train(
             out_dir.rmdir()
         raise
     built.model.to(run.device)
+    model_dir = ModelDir(out_dir)
+    if dist.is_main:  # before the first step: an interrupted run can be resumed
+        model_dir.write_config(task.name, to_dict(config), built.artifacts)
     run_config = model_dir_config(task.name, to_dict(config), built.artifacts)
     trainer = _fit(task, config, built, out_dir, resume, run_config, list(callbacks))
     distributed.barrier()
@@ -158,8 +160,8 @@ def train(
         "device": _device_name(run.device),
     }
     if dist.is_main:
-        write_json(out_dir / RESULTS_FILE, results)
-        write_card(out_dir, command)  # README.md: the model card
+        model_dir.write_results(results)
+        model_dir.write_card(command)
     return results
 
 

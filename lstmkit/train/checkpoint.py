@@ -30,7 +30,6 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_DIR = "trainer_state"
@@ -54,18 +53,6 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"not found: {path}")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_run_config(model_dir: str | Path, task: str, what: str) -> dict[str, Any]:
-    """The ``config.json`` of a model directory written for ``task`` (``what`` names it in
-    the error when the directory holds another task's model)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model directory (no {CONFIG_FILE})")
-    raw = read_json(model_dir / CONFIG_FILE)
-    if raw.get("task") != task:
-        raise ValueError(f"{model_dir} holds a {raw.get('task')!r} model, not {what}")
-    return raw
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:

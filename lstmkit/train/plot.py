@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lstmkit.train.checkpoint import CONFIG_FILE, read_json
+from lstmkit.train.checkpoint import METRICS_FILE, read_json
 from lstmkit.train.logging import EPOCH_LOG, STEP_LOG
 
 STEP_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "clipped", "skipped")
@@ -113,9 +113,10 @@ def _epoch_ends(steps: dict[str, np.ndarray], epoch_numbers: np.ndarray) -> np.n
 
 
 def _clip_norm(model_dir: Path) -> float | None:
-    """The run's ``train.clip_norm`` from ``config.json``, to draw as the clipping threshold."""
-    path = model_dir / CONFIG_FILE
-    return read_json(path).get("train", {}).get("clip_norm") if path.is_file() else None
+    """The run's ``train.clip_norm`` (``metrics.json``, once training ended), to draw as the
+    clipping threshold."""
+    path = model_dir / METRICS_FILE
+    return read_json(path).get("clip_norm") if path.is_file() else None
 
 
 def _axes(ylabel: str) -> tuple[Figure, Axes]:

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from lstmkit.train import distributed
 from lstmkit.train.callbacks import Callback, ModelCheckpoint
 from lstmkit.train.checkpoint import (
-    CONFIG_FILE,
     METRICS_FILE,
     STATE_DIR,
     load_trainer_state,
@@ -181,8 +180,9 @@ class Trainer:
         callbacks: extra :class:`Callback` objects (a CSV logger is always added when
             ``out_dir`` is set, TensorBoard when installed, W&B when configured).
         out_dir: the model directory to write; ``None`` writes nothing.
-        run_config: the whole configuration (model, task, train sections) for
-            ``config.json``, enough to rebuild the model. Default: only the train section.
+        run_config: the whole configuration (model, task, train sections) the loggers record
+            as the run's (W&B). Default: only the train section. The model directory's
+            ``config.json`` is its owner's to write (:class:`lstmkit.tasks.base.ModelDir`).
     """
 
     def __init__(
@@ -253,7 +253,6 @@ class Trainer:
         run.callbacks = self._all_callbacks()
         if self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.out_dir / CONFIG_FILE, self.run_config)
         for callback in run.callbacks:
             callback.on_train_begin(self)
 
@@ -284,7 +283,10 @@ class Trainer:
         for callback in run.callbacks:
             callback.on_train_end(self, final)
         if self.out_dir is not None and self.is_main:
-            write_json(self.out_dir / METRICS_FILE, {**final, "history": run.history.epochs})
+            write_json(
+                self.out_dir / METRICS_FILE,
+                {**final, "clip_norm": cfg.clip_norm, "history": run.history.epochs},
+            )
         return run.history
 
     def _restore(self, run: _Run) -> None:

@@ -36,7 +36,7 @@ def _lines(figure):
 def logged(tmp_path):
     (tmp_path / "train_log.csv").write_text(STEP_LOG)
     (tmp_path / "epoch_log.csv").write_text(EPOCH_LOG)
-    (tmp_path / "config.json").write_text(json.dumps({"train": {"clip_norm": 1.0}}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"clip_norm": 1.0, "history": []}))
     return tmp_path
 
 
@@ -82,7 +82,7 @@ def test_figures_hold_the_logged_values(logged):
 
 def test_without_an_epoch_log_only_the_step_curves_are_drawn(logged):
     (logged / "epoch_log.csv").unlink()
-    (logged / "config.json").unlink()
+    (logged / "metrics.json").unlink()
     figures = log_figures(logged)
     assert set(_lines(figures["loss"])) == {"per step", "smoothed (0.9)"}
     assert "clip_norm" not in _lines(figures["grad_norm"])
