@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,6 +178,39 @@ def test_an_oversize_body_is_discarded_as_it_comes():
     declared = [(b"content-length", b"10000000"), (b"expect", b"100-continue")]
     status, headers, body, read, _ = run_body_limit([b"x" * 1000], headers=declared)
     assert (status, body, read, headers[b"connection"]) == (413, {"error": OVER_LIMIT}, 0, b"close")
+
+
+def test_the_docs_page_loads_nothing_from_elsewhere(client):
+    import re
+
+    from lstmkit.serve.app import STATIC
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert re.findall(r"https?://", page.text) == []
+    assert '"validatorUrl": null' in page.text  # no badge from the online validator
+    refs = re.findall(r'(?:href|src)="([^"]*)"', page.text)
+    assert refs == ["/static/swagger/swagger-ui.css", "/static/swagger/favicon-32x32.png",
+                    "/static/swagger/swagger-ui-bundle.js"]  # fmt: skip
+    assert "url: '/openapi.json'" in page.text
+    types = ["text/css; charset=utf-8", "image/png", "text/javascript; charset=utf-8"]
+    for ref, content_type in zip(refs, types):
+        asset = client.get(ref)
+        assert (asset.status_code, asset.headers["content-type"]) == (200, content_type), ref
+        assert asset.content == (STATIC / ref.removeprefix("/static/")).read_bytes()
+    assert "SwaggerUIBundle" in client.get(refs[2]).text
+
+
+def test_every_static_file_is_package_data():
+    import glob
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["lstmkit"]  # fmt: skip
+    shipped = {Path(f) for p in patterns for f in glob.glob(str(root / "lstmkit" / p))}
+    static = {f for f in (root / "lstmkit/serve/static").rglob("*") if f.is_file()}
+    assert len(static) >= 9 and static - shipped == set()
 
 
 def test_task_endpoints_on_the_wrong_task(client):
