@@ -51,7 +51,9 @@ class Graph:
             if isinstance(outputs, list)
             else [self.fresh(op_type.lower()) for _ in range(outputs)]
         )
-        self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
+        # named after its first output (unique), so a node can be picked out by name (e.g.
+        # kept in float by int8 quantization)
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=names[0], **attrs))
         return names[0] if len(names) == 1 else names
 
     def model(self, name: str, inputs: list, outputs: list) -> onnx.ModelProto:

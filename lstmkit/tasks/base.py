@@ -25,7 +25,9 @@ and, optionally, what makes it exportable and servable, each read only where it 
   eager answers to them, the onnxruntime module, the headline scores): ``lstmkit export``
   and ``lstmkit serve --runtime onnx|int8``;
 - ``card``: a :class:`~lstmkit.tasks.card.TaskCard` for the model card (else a generic one);
-- ``widget``: the name of the web page's widget for its models (else ``generic``).
+- ``widget``: the name of the web page's widget for its models (else ``generic``);
+- ``shards``: ``False`` for a task whose batches are not sharded across processes, which
+  :func:`lstmkit.tasks.run.train` then refuses to run under torchrun (else ``True``).
 
 A Predictor may likewise offer ``open_stream()`` (a :class:`Stream`: the server's
 stateful sessions) and the optional methods the server's extra endpoints look for

@@ -126,6 +126,8 @@ def train(
     out_dir = Path(out_dir)
     check_out_dir(task, config, out_dir, resume, overwrite)
     dist = distributed.setup()
+    if dist.world_size > 1 and not getattr(task, "shards", True):
+        raise ValueError(f"the {task.name} task trains in one process (no torchrun)")
     run = RunContext(out_dir, resume, choose_device(device), dist.rank, dist.world_size)
     check_precision(config.train.precision, run.device)  # before any data is read
     created = dist.is_main and not out_dir.exists()

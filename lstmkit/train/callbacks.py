@@ -182,3 +182,29 @@ class ModelCheckpoint(Callback):
         if self._monitor is not None:
             self._monitor.best = state["best"]
         self.best_epoch = state["best_epoch"]
+
+
+KEEP = ("best", "last")
+
+
+def keep_callbacks(
+    monitor: str, mode: str = "auto", keep: str = "best", patience: int | None = None
+) -> list[Callback]:
+    """The standard checkpoint and early-stopping policy of a training run.
+
+    ``keep="best"``: the best epoch's weights (by ``monitor``) are written as they happen,
+    so a resumed run keeps them; ``keep="last"``: the last epoch's. ``patience``: stop after
+    that many epochs without improvement (restoring the best weights when keeping the best);
+    ``None``: never stop early.
+    """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+    best = keep == "best"
+    stop = (
+        []
+        if patience is None
+        else [EarlyStopping(monitor, patience, mode, restore_best_weights=best)]
+    )
+    if not best:
+        return stop or [ModelCheckpoint(None)]
+    return [*stop, ModelCheckpoint(monitor, mode, save_best_only=True)]

@@ -385,3 +385,32 @@ def test_override_forms_mix(toy, tmp_path):
     assert main(argv) == 0
     train = json.loads((out / "config.json").read_text())["config"]["train"]
     assert (train["lr"], train["epochs"], train["tensorboard"]) == (0.2, 1, False)
+
+
+def test_a_task_that_does_not_shard_is_refused_under_torchrun_in_one_place(
+    toy, tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from lstmkit.tasks import run as run_module
+
+    two = SimpleNamespace(rank=0, world_size=2, is_main=True)
+    monkeypatch.setattr(run_module.distributed, "setup", lambda: two)
+    monkeypatch.setattr(toy, "shards", False, raising=False)
+    with pytest.raises(ValueError, match=r"^the toy task trains in one process \(no torchrun\)$"):
+        run.train(toy, config(), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_keep_callbacks_is_the_standard_policy():
+    from lstmkit.train import EarlyStopping, ModelCheckpoint, keep_callbacks
+
+    best = keep_callbacks("val_owa", "min", patience=3)
+    assert [type(c) for c in best] == [EarlyStopping, ModelCheckpoint]
+    assert best[0].restore_best_weights and best[1].save_best_only
+    last = keep_callbacks("val_wer", "min", "last", 2)
+    assert [type(c) for c in last] == [EarlyStopping] and not last[0].restore_best_weights
+    (only,) = keep_callbacks("val_nll", "min", "last")
+    assert isinstance(only, ModelCheckpoint) and not only.save_best_only
+    with pytest.raises(ValueError, match="keep must be one of best, last, got 'first'"):
+        keep_callbacks("val_loss", keep="first")

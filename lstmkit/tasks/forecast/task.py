@@ -39,7 +39,7 @@ from lstmkit.tasks.forecast.windows import (
     denormalize,
     make_windows,
 )
-from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig
+from lstmkit.train import StepOutput, TrainConfig, keep_callbacks
 from lstmkit.train.config import check_positive
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "m4_hourly_sample.csv.gz"
@@ -422,10 +422,7 @@ class ForecastTask:
         return forecast_step
 
     def callbacks(self, config: ForecastConfig) -> list:
-        return [
-            EarlyStopping("val_owa", config.patience, mode="min", restore_best_weights=True),
-            ModelCheckpoint("val_owa", "min", save_best_only=True),
-        ]
+        return keep_callbacks("val_owa", "min", patience=config.patience)
 
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score_forecasts(model, data)

@@ -42,7 +42,7 @@ from lstmkit.tasks.base import (
 from lstmkit.tasks.lm.card import CARD
 from lstmkit.tasks.lm.generate import generate
 from lstmkit.tasks.lm.stream import LMStream
-from lstmkit.train import ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train import StepOutput, TrainConfig, from_dict, keep_callbacks
 from lstmkit.train.config import check_positive
 from lstmkit.train.distributed import ShardedBatches
 
@@ -299,7 +299,7 @@ class LMTask:
         return make_step(config.ar, config.tar)
 
     def callbacks(self, config: LMConfig) -> list:
-        return [ModelCheckpoint("val_loss", save_best_only=True)]
+        return keep_callbacks("val_loss", "min")
 
     def score(self, model: LanguageModel, data: ScoreData) -> dict[str, Any]:
         numbers = evaluate_ids(model, data.ids, data.n_chars, data.batch_size)

@@ -53,7 +53,12 @@ from lstmkit.tasks.sentiment.model import (
     SentimentClassifier,
     SentimentModelConfig,
 )
-from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train import (
+    StepOutput,
+    TrainConfig,
+    from_dict,
+    keep_callbacks,
+)
 from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 from lstmkit.train.config import check_positive
 from lstmkit.train.distributed import ShardedBatches
@@ -436,12 +441,7 @@ class SentimentTask:
         return sentiment_step
 
     def callbacks(self, config: SentimentConfig) -> list:
-        # the best epoch's weights go to model.safetensors as they happen, so that a resumed
-        # run keeps them (early stopping's in-memory copy is not part of the trainer state)
-        return [
-            EarlyStopping("val_accuracy", config.patience, restore_best_weights=True),
-            ModelCheckpoint("val_accuracy", "max", save_best_only=True),
-        ]
+        return keep_callbacks("val_accuracy", "max", patience=config.patience)
 
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         probs = torch.cat([predict_probs(model, batch) for batch in data.batches])

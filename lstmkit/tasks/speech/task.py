@@ -67,7 +67,12 @@ from lstmkit.tasks.speech.model import (
     members_of,
 )
 from lstmkit.tasks.speech.stream import SpeechStream
-from lstmkit.train import EarlyStopping, ModelCheckpoint, StepOutput, TrainConfig, from_dict
+from lstmkit.train import (
+    StepOutput,
+    TrainConfig,
+    from_dict,
+    keep_callbacks,
+)
 from lstmkit.train.config import check_positive
 
 KINDS = ("digits", "connected")
@@ -460,6 +465,7 @@ class SpeechTask:
     name = "speech"
     config_class = SpeechConfig
     card = CARD
+    shards = False  # its batches are made on the fly, not sharded across processes
     widget = "speech"  # the web page's widget (lstmkit/serve/static)
 
     @property
@@ -470,8 +476,6 @@ class SpeechTask:
         return ONNX
 
     def build(self, config: SpeechConfig, run: RunContext) -> Built:
-        if run.world_size > 1:  # its batches are made on the fly, not sharded
-            raise ValueError("the speech task trains in one process (no torchrun)")
         data, rate = config.data, config.features.sample_rate
         source = data.path if data.path is not None else SAMPLE
         train_recs = load_recordings(source, "train", rate)
@@ -521,12 +525,7 @@ class SpeechTask:
 
     def callbacks(self, config: SpeechConfig) -> list:
         monitor, mode = config.monitor
-        if config.keep == "last":
-            return [EarlyStopping(monitor, config.patience, mode)]  # the trainer keeps the last
-        return [
-            EarlyStopping(monitor, config.patience, mode, restore_best_weights=True),
-            ModelCheckpoint(monitor, mode, save_best_only=True),
-        ]
+        return keep_callbacks(monitor, mode, config.keep, config.patience)
 
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score(model, data)

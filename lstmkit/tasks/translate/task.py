@@ -42,7 +42,7 @@ from lstmkit.tasks.translate.batches import Batch, PairBatches, truncate_pairs
 from lstmkit.tasks.translate.card import CARD
 from lstmkit.tasks.translate.decode import Hypothesis, beam_search, greedy
 from lstmkit.tasks.translate.model import Seq2Seq, TranslateModelConfig
-from lstmkit.train import Callback, ModelCheckpoint, StepOutput, TrainConfig
+from lstmkit.train import Callback, ModelCheckpoint, StepOutput, TrainConfig, keep_callbacks
 from lstmkit.train.checkpoint import unwrap
 from lstmkit.train.config import check_positive
 
@@ -347,6 +347,7 @@ class TranslateTask:
     name = "translate"
     config_class = TranslateConfig
     card = CARD
+    shards = False  # its batches are not sharded across processes
     widget = "translate"  # the web page's widget (lstmkit/serve/static)
 
     @property
@@ -357,8 +358,6 @@ class TranslateTask:
         return ONNX
 
     def build(self, config: TranslateConfig, run: RunContext) -> Built:
-        if run.world_size > 1:  # batches are not sharded
-            raise ValueError("the translate task trains in one process (no torchrun)")
         data = config.data
         splits = read_splits(data)
         src_vocab, tgt_vocab = build_vocabs(data, splits.train)
@@ -394,9 +393,7 @@ class TranslateTask:
     def callbacks(self, config: TranslateConfig) -> list[Callback]:
         if config.average_last > 1:
             return [AverageCheckpoints(config.average_last), ModelCheckpoint(None)]
-        if config.keep == "last":
-            return [ModelCheckpoint(None)]
-        return [ModelCheckpoint("val_nll", "min", save_best_only=True)]
+        return keep_callbacks("val_nll", "min", config.keep)
 
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score(model, data)
