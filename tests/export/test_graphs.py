@@ -87,6 +87,21 @@ def test_forecast_graph_matches_eager(kw, tmp_path):
     assert all((a - b).abs().max() <= TOL for a, b in zip(ort.forward_members(z, phase), members))
 
 
+def test_forecast_int8_keeps_the_head_in_float(tmp_path):
+    from lstmkit.export.runtime import write_graphs
+    from lstmkit.tasks.export import onnx_export
+
+    torch.manual_seed(0)
+    config = ForecastModelConfig(hidden_size=8, linear_skip=True)
+    model = Forecaster(config, input_size=12, horizon=5, season=4).eval()
+    files = write_graphs(onnx_export("forecast"), model, tmp_path / "f.onnx", "int8")
+    ops = Counter(n.op_type for n in onnx.load(str(files[""])).graph.node)
+    # the LSTM's weights in 8 bits, the head's and the skip's MatMuls in float
+    linears = sum(1 + (m.skip is not None) for m in model.members)
+    assert ops["DynamicQuantizeLSTM"] == len(model.members) and ops["LSTM"] == 0
+    assert ops["MatMul"] == linears and ops["MatMulInteger"] == 0
+
+
 # -- speech -------------------------------------------------------------------------------------
 
 
