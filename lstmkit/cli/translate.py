@@ -38,7 +38,8 @@ def before_train(args: argparse.Namespace, config: Any) -> None:
 def add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", metavar="F", help="source sentences to translate (with --ref)")
     parser.add_argument("--ref", metavar="F", help="their reference translations")
-    parser.add_argument("--beam", type=int, help="beam width (default: the model's)")
+    parser.add_argument("--beam", type=int, help="beam width, 1 to the target vocabulary's "
+                        "size (default: the model's)")  # fmt: skip
 
 
 def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,9 +56,12 @@ def print_evaluation(result: dict[str, Any]) -> None:
 def _inputs(args: argparse.Namespace) -> list[str]:
     """The texts of ``run``: the arguments, else every line of --file or stdin (empty lines
     kept: they translate to empty lines)."""
-    from lstmkit.data.parallel import read_lines, split_lines
+    from lstmkit.data.parallel import normalize, read_lines, split_lines
 
-    if args.texts:
+    if args.texts:  # a sentence given as an argument must say something
+        empty = [k for k, text in enumerate(args.texts) if not normalize(text)]
+        if empty:
+            raise ValueError(f"input {empty[0] + 1} is empty")
         return list(args.texts)
     if args.file:
         return read_lines(args.file, raw=True)
@@ -66,13 +70,13 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 def _load(args: argparse.Namespace):
     from lstmkit.tasks.run import choose_device
+    from lstmkit.tasks.translate.decode import check_beam
     from lstmkit.tasks.translate.task import TASK
 
     predictor = TASK.load(args.model, choose_device(args.device))
     decode = predictor.config.decode
     if args.beam is not None:
-        if args.beam < 1:
-            raise ValueError(f"--beam must be >= 1, got {args.beam}")
+        check_beam(args.beam, predictor.tgt_vocab.vocab_size)
         decode.beam, decode.n_best = args.beam, 1
     if getattr(args, "n_best", None) is not None:
         if not 1 <= args.n_best <= decode.beam:
@@ -112,7 +116,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences to translate")
     p.add_argument("--file", help="a UTF-8 file (plain or gzip), one sentence a line")
-    p.add_argument("--beam", type=int, help="beam width (1: greedy; default: the model's)")
+    p.add_argument("--beam", type=int, help="beam width, 1 (greedy) to the target vocabulary's "
+                   "size (default: the model's)")  # fmt: skip
     p.add_argument("--n-best", type=int, help="with --json, this many hypotheses per input")
     p.add_argument("--json", action="store_true", help='[{"source", "translation", "score"}]')
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -122,6 +127,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
     p.add_argument("text", metavar="TEXT", help="the source sentence")
     p.add_argument("--out", metavar="DIR", help="output folder (default MODEL/attention)")
-    p.add_argument("--beam", type=int, help="beam width (default: the model's)")
+    p.add_argument("--beam", type=int, help="beam width, 1 to the target vocabulary's size "
+                   "(default: the model's)")  # fmt: skip
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_attention)

@@ -28,6 +28,15 @@ from lstmkit.tasks.translate.model import reorder
 BANNED = (PAD_ID, UNK_ID, BOS_ID)
 
 
+def check_beam(beam: int, vocab_size: int) -> None:
+    """A ``--beam`` asked for at translation time: from 1 (greedy) to the size of the target
+    vocabulary (a wider beam cannot fill at the first step, and each hypothesis costs a
+    decoder row per sentence)."""
+    if not 1 <= beam <= vocab_size:
+        raise ValueError(f"--beam must be in [1, {vocab_size}] (1: greedy; at most the target "
+                         f"vocabulary's {vocab_size} subwords), got {beam}")  # fmt: skip
+
+
 @dataclass
 class Hypothesis:
     """A translation: target ``tokens`` (without ``<s>``/``</s>``), ``score`` (the summed

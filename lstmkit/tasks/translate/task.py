@@ -40,7 +40,7 @@ from lstmkit.data.parallel import (
 from lstmkit.tasks.base import Built, Predictor, RunContext, load_model, read_config
 from lstmkit.tasks.translate.batches import Batch, PairBatches, truncate_pairs
 from lstmkit.tasks.translate.card import CARD
-from lstmkit.tasks.translate.decode import Hypothesis, beam_search, greedy
+from lstmkit.tasks.translate.decode import Hypothesis, beam_search, check_beam, greedy
 from lstmkit.tasks.translate.model import Seq2Seq, TranslateModelConfig
 from lstmkit.train import Callback, ModelCheckpoint, StepOutput, TrainConfig, keep_callbacks
 from lstmkit.train.checkpoint import unwrap
@@ -407,6 +407,7 @@ class TranslateTask:
         config = predictor.config
         decode = config.decode
         if beam is not None:
+            check_beam(beam, predictor.tgt_vocab.vocab_size)
             decode = dataclasses.replace(decode, beam=beam, n_best=1)
         if (src is None) != (ref is None):
             raise ValueError("--src and --ref go together")

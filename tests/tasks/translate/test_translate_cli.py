@@ -141,6 +141,27 @@ def test_bad_input(model, tmp_path):
     assert rc == 2 and "not a model directory" in err
 
 
+def test_run_refuses_empty_texts_and_beams_wider_than_the_vocabulary(model, tmp_path):
+    out, _ = model
+    translate = ["translate", "run", "--model", str(out)]
+    assert run([*translate, ""]) == (2, "", "lstmkit: error: input 1 is empty\n")
+    assert run([*translate, "Ein Mann.", " \t "]) == (2, "", "lstmkit: error: input 2 is empty\n")
+    size = json.loads((out / "config.json").read_text())["artifacts"]["tgt_vocab_size"]
+    assert 100 < size <= 300  # --data.vocab_size 300
+    for beam in (0, size + 1, 100000):
+        refused = (f"lstmkit: error: --beam must be in [1, {size}] (1: greedy; at most the target "
+                   f"vocabulary's {size} subwords), got {beam}\n")  # fmt: skip
+        assert run([*translate, "--beam", str(beam), "Ein Mann."]) == (2, "", refused)
+        rc, stdout, err = run(["translate", "attention", "--model", str(out), "--out",
+                               str(tmp_path), "--beam", str(beam), "Ein Mann."])  # fmt: skip
+        assert (rc, stdout, err) == (2, "", refused)
+        rc, stdout, err = run(["translate", "evaluate", "--model", str(out), "--beam",
+                               str(beam)])  # fmt: skip
+        assert (rc, stdout, err) == (2, "", refused)
+    rc, stdout, err = run([*translate, "--json", "--beam", str(size), "--n-best", "3", "Ein Mann."])
+    assert (rc, err) == (0, "") and len(json.loads(stdout)[0]["n_best"]) == 3
+
+
 def test_options_joint_unigram_feeding_additive_variant(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("label_smoothing: 0.0\nkeep: last\n")
