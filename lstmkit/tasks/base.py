@@ -22,8 +22,9 @@ inherit from), registered by one line in :data:`lstmkit.tasks.TASKS`:
 and, optionally, what makes it exportable and servable, each read only where it is used:
 
 - ``onnx``: an :class:`~lstmkit.export.runtime.OnnxExport` (its graphs, random feeds, the
-  eager answers to them, the onnxruntime module, the headline scores): ``lstmkit export``
-  and ``lstmkit serve --runtime onnx|int8``;
+  eager answers to them, the onnxruntime module, the headline scores), or the name of the
+  module holding it as ``ONNX`` (imported when used): ``lstmkit export`` and ``lstmkit
+  serve --runtime onnx|int8``;
 - ``card``: a :class:`~lstmkit.tasks.card.TaskCard` for the model card (else a generic one);
 - ``widget``: the name of the web page's widget for its models (else ``generic``);
 - ``shards``: ``False`` for a task whose batches are not sharded across processes, which
@@ -267,8 +268,9 @@ def read_model_dir(
 @dataclass(frozen=True)
 class ModelDir:
     """A model directory (the layout in the module docstring): the one place its
-    ``config.json``, ``results.json`` and model card are written and read. The Trainer
-    writes only its own files into it (weights, logs, ``metrics.json``, resume state)."""
+    ``config.json`` and ``results.json`` are written and read; the model card is made from
+    them (:func:`lstmkit.tasks.card.write_card`). The Trainer writes only its own files into
+    it (weights, logs, ``metrics.json``, resume state)."""
 
     path: Path
 
@@ -289,13 +291,6 @@ class ModelDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_json(self.path / RESULTS_FILE, results)
-
-    def write_card(self, command: list[str] | str | None = None) -> Path:
-        """``README.md``, the model card, from what the directory holds; ``command``: what
-        made the model, when known."""
-        from lstmkit.tasks.card import write_card
-
-        return write_card(self.path, command)
 
 
 def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:

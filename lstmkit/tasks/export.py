@@ -7,6 +7,7 @@ made by its package's ``export`` module); nothing here knows any task by name.
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ def onnx_export(task: Any) -> OnnxExport:
     spec = getattr(task, "onnx", None)
     if spec is None:
         raise ValueError(f"the {task.name} task has no ONNX export")
+    if isinstance(spec, str):  # the module holding it as ONNX (onnx is imported when used)
+        spec = importlib.import_module(spec).ONNX
     return spec
 
 

@@ -319,14 +319,8 @@ class ForecastTask:
     name = "forecast"
     config_class = ForecastConfig
     card = CARD
+    onnx = "lstmkit.tasks.forecast.export"  # its OnnxExport, imported when used
     widget = "forecast"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.forecast.export`; imported when used)."""
-        from lstmkit.tasks.forecast.export import ONNX
-
-        return ONNX
 
     def build(self, config: ForecastConfig, run: RunContext) -> Built:
         d, s = config.data, sizes(config)

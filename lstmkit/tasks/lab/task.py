@@ -341,14 +341,8 @@ class LabTask:
     name = "lab"
     config_class = LabConfig
     card = CARD
+    onnx = "lstmkit.tasks.lab.export"  # its OnnxExport, imported when used
     widget = "generic"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.lab.export`; imported when used)."""
-        from lstmkit.tasks.lab.export import ONNX
-
-        return ONNX
 
     def build(self, config: LabConfig, run: RunContext) -> Built:
         data, seed = config.data, config.train.seed

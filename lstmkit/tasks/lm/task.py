@@ -258,14 +258,8 @@ class LMTask:
     name = "lm"
     config_class = LMConfig
     card = CARD
+    onnx = "lstmkit.tasks.lm.export"  # its OnnxExport, imported when used
     widget = "generate"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.lm.export`; imported when used)."""
-        from lstmkit.tasks.lm.export import ONNX
-
-        return ONNX
 
     def build(self, config: LMConfig, run: RunContext) -> Built:
         data = config.data

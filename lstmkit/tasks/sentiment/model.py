@@ -5,7 +5,7 @@ Two encoders read a padded batch of reviews with their lengths:
 * :class:`RecurrentEncoder`, trained from scratch: an :class:`lstmkit.nn.LSTM` (layers,
   bidirectional, any variant) over the whole review at once, lengths handled by the layer;
 * :class:`LMEncoder`, the ULMFiT / Dai & Le path: the embedding and LSTM layers of a trained
-  :class:`lstmkit.tasks.lm.model.LanguageModel`, reading the review in chunks of
+  :class:`lstmkit.models.LanguageModel`, reading the review in chunks of
   ``chunk_len`` tokens with the state carried ("BPTT for text classification"); gradients
   flow through the last ``grad_chunks`` chunks only, so long reviews fit in memory.
 

@@ -389,14 +389,8 @@ class SentimentTask:
     name = "sentiment"
     config_class = SentimentConfig
     card = CARD
+    onnx = "lstmkit.tasks.sentiment.export"  # its OnnxExport, imported when used
     widget = "sentiment"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.sentiment.export`; imported when used)."""
-        from lstmkit.tasks.sentiment.export import ONNX
-
-        return ONNX
 
     def build(self, config: SentimentConfig, run: RunContext) -> Built:
         data = config.data

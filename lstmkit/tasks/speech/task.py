@@ -466,14 +466,8 @@ class SpeechTask:
     config_class = SpeechConfig
     card = CARD
     shards = False  # its batches are made on the fly, not sharded across processes
+    onnx = "lstmkit.tasks.speech.export"  # its OnnxExport, imported when used
     widget = "speech"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.speech.export`; imported when used)."""
-        from lstmkit.tasks.speech.export import ONNX
-
-        return ONNX
 
     def build(self, config: SpeechConfig, run: RunContext) -> Built:
         data, rate = config.data, config.features.sample_rate

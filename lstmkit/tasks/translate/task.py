@@ -348,14 +348,8 @@ class TranslateTask:
     config_class = TranslateConfig
     card = CARD
     shards = False  # its batches are not sharded across processes
+    onnx = "lstmkit.tasks.translate.export"  # its OnnxExport, imported when used
     widget = "translate"  # the web page's widget (lstmkit/serve/static)
-
-    @property
-    def onnx(self) -> Any:
-        """The ONNX export (:mod:`lstmkit.tasks.translate.export`; imported when used)."""
-        from lstmkit.tasks.translate.export import ONNX
-
-        return ONNX
 
     def build(self, config: TranslateConfig, run: RunContext) -> Built:
         data = config.data
