@@ -25,6 +25,7 @@ from lstmkit.tasks.base import (
     model_dir_config,
     read_model_dir,
 )
+from lstmkit.tasks.card import write_card
 from lstmkit.train import Callback, Trainer, distributed, to_dict
 from lstmkit.train.checkpoint import METRICS_FILE, MODEL_FILE, STATE_DIR, load_weights
 from lstmkit.train.precision import check_precision
@@ -163,7 +164,7 @@ def train(
     }
     if dist.is_main:
         model_dir.write_results(results)
-        model_dir.write_card(command)
+        write_card(model_dir.path, command)  # README.md: the model card
     return results
 
 
