@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from lstmkit.export.graph import F32, I64, Graph, info, ints, linear
 from lstmkit.export.layers import lstm_layers
 from lstmkit.export.runtime import OnnxExport, OrtModule, session
-from lstmkit.tasks import get_task
 
 
 def forecast_graph(model: nn.Module) -> onnx.ModelProto:
@@ -132,8 +131,9 @@ def runtime(path: Any, threads: int, eager: nn.Module) -> nn.Module:
 
 def scores(predictor: Any) -> dict[str, float]:
     """sMAPE, MASE and OWA of the last horizon of every validation series."""
-    task = get_task(predictor.task)
-    got = task.score(predictor.model, task.eval_data(predictor, None, "val"))
+    from lstmkit.tasks.forecast.task import TASK
+
+    got = TASK.score(predictor.model, TASK.eval_data(predictor, None, "val"))
     return {k: got[k] for k in ("smape", "mase", "owa") if k in got}
 
 
