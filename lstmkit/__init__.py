@@ -1,6 +1,8 @@
 """lstmkit: the LSTM as real software."""
 
-__version__ = "0.1.0"
+from lstmkit.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(model_dir, device=None):

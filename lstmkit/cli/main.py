@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 
-from lstmkit import __version__
 from lstmkit.cli import deploy, lab, tasks, tools
+from lstmkit.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lstmkit.train.config import check_positive
+from lstmkit.config import check_positive
 
 MIN_RATE, MAX_RATE = 8000, 48000
 SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")

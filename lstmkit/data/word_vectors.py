@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lstmkit.config import check_positive
 from lstmkit.data.tokenizer import Tokenizer
-from lstmkit.train.config import check_positive
 
 
 @dataclass

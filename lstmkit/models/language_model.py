@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lstmkit.config import check_fraction, check_positive
 from lstmkit.nn import LSTM
 from lstmkit.nn.dropout import LockedDropout, embedding_dropout
-from lstmkit.train.config import check_fraction, check_positive
 
 State = list[tuple[Tensor, Tensor]]  # per layer (h, c), each (1, N, H_l)
 

@@ -40,11 +40,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lstmkit import __version__
 from lstmkit.serve.config import Limits, ServeConfig
 from lstmkit.serve.inputs import RequestError, check_inputs, check_max_new, check_text
 from lstmkit.serve.models import ServedModel
 from lstmkit.serve.sessions import SessionStore
+from lstmkit.version import __version__
 
 STATIC = Path(__file__).resolve().parent / "static"
 SEED_MAX = 2**31 - 1  # exact in every JSON parser (a float near 2**63 is not)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lstmkit.train.config import check_positive
+from lstmkit.config import check_positive
 
 
 @dataclass

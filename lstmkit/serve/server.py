@@ -40,7 +40,7 @@ def build_app(specs: list[str], config: ServeConfig, runtime: str = "eager") -> 
 
 def app_from_env() -> Any:
     """The app of a uvicorn worker process (``--workers N``)."""
-    from lstmkit.train.config import from_dict
+    from lstmkit.config import from_dict
 
     settings = json.loads(os.environ[ENV])
     config = from_dict(ServeConfig, settings["config"])
