@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = "runs/forecast"
+from lstmkit.cli.hooks import TaskCLI
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -108,3 +108,15 @@ def _load(model_dir: str, device: Any) -> Any:
     from lstmkit.tasks.forecast.task import TASK
 
     return TASK.load(Path(model_dir), device)
+
+
+CLI = TaskCLI(
+    add_train_flags=add_train_flags,
+    train_flags=train_flags,
+    before_train=before_train,
+    add_evaluate_flags=add_evaluate_flags,
+    evaluate_options=evaluate_options,
+    print_evaluation=print_evaluation,
+    add_predict_flags=add_predict_flags,
+    predict=predict,
+)

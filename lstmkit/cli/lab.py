@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lstmkit.cli.common import add_train_arguments
+from lstmkit.cli.hooks import TaskCLI
 
 PROBLEMS = {  # command: (data.problem, default T, help)
     "adding": ("adding", 30, "the adding problem (Hochreiter & Schmidhuber 1997, experiment 4)"),
@@ -14,17 +15,19 @@ PROBLEMS = {  # command: (data.problem, default T, help)
 }
 
 
-DEFAULT_OUT = "runs/lab"
-
-
 def _variant_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags given (``lstmkit demo`` has none of them)."""
     flags = {
-        "data.T": "T", "model.cell": "model", "model.hidden_size": "hidden_size",
-        "model.zoneout": "zoneout", "model.recurrent_dropout": "recurrent_dropout",
-        "model.weight_drop": "weight_drop", "model.chrono": "chrono",
-        "train.max_minutes": "budget_minutes", "target": "target",
-    }  # fmt: skip
+        "data.T": "T",
+        "model.cell": "model",
+        "model.hidden_size": "hidden_size",
+        "model.zoneout": "zoneout",
+        "model.recurrent_dropout": "recurrent_dropout",
+        "model.weight_drop": "weight_drop",
+        "model.chrono": "chrono",
+        "train.max_minutes": "budget_minutes",
+        "target": "target",
+    }
     values = {key: getattr(args, name, None) for key, name in flags.items()}
     for name in ("layer_norm", "peephole", "coupled"):
         if getattr(args, name, False):
@@ -34,17 +37,21 @@ def _variant_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_train_flags(sub: argparse.ArgumentParser, default_T: int | None = None) -> None:
     """The model's variant flags, shared by ``lab train`` and ``lab adding|...``."""
-    sub.add_argument("--T", type=int, help="sequence length / delay (data.T"
-                     + (f", default {default_T})" if default_T else ")"))  # fmt: skip
+    default = f", default {default_T}" if default_T else ""
+    sub.add_argument("--T", type=int, help=f"sequence length / delay (data.T{default})")
     sub.add_argument("--model", choices=["lstm", "gru", "rnn"], help="model.cell (default lstm)")
     sub.add_argument("--hidden-size", type=int, help="model.hidden_size (default 32)")
     for flag in ("layer-norm", "peephole", "coupled"):
         sub.add_argument(f"--{flag}", action="store_true", help=f"LSTM variant: {flag}")
     for flag in ("zoneout", "recurrent-dropout", "weight-drop"):
         sub.add_argument(f"--{flag}", type=float, help=f"LSTM variant probability: {flag}")
-    sub.add_argument("--chrono", type=int, metavar="T_MAX",
-                     help="LSTM chrono initialisation of the forget/input biases for "
-                     "dependencies up to T_MAX steps (model.chrono)")  # fmt: skip
+    sub.add_argument(
+        "--chrono",
+        type=int,
+        metavar="T_MAX",
+        help="LSTM chrono initialisation of the forget/input biases for "
+        "dependencies up to T_MAX steps (model.chrono)",
+    )
     sub.add_argument(
         "--target", type=float, help="stop once the validation metric reaches it (0.99)"
     )
@@ -87,9 +94,14 @@ def _vanishing(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ValueError(f"lab vanishing takes no config overrides, got {' '.join(overrides)}")
     results = vanishing.run(
-        args.out, tuple(args.T), args.hidden_size, train_T=args.train_T,
-        train_steps=args.train_steps, seed=args.seed, models=tuple(args.models),
-    )  # fmt: skip
+        args.out,
+        tuple(args.T),
+        args.hidden_size,
+        train_T=args.train_T,
+        train_steps=args.train_steps,
+        seed=args.seed,
+        models=tuple(args.models),
+    )
     T = max(args.T)
     lags = [lag for lag in (10, 100, T - 1) if lag < T]
     print(f"||dL/dh_t|| at {', '.join(map(str, lags))} steps back (T={T}), init -> trained:")
@@ -110,8 +122,10 @@ def _exploding(args: argparse.Namespace, overrides: list[str]) -> int:
         args.out, args.T, args.spectral_radius, args.hidden_size, args.lr, args.steps, args.seed
     )
     for name, r in results["runs"].items():
-        print(f"{name:>15}: {r['nonfinite_steps']} non-finite steps, max gradient norm "
-              f"{r['max_grad_norm']:.3g}, final loss {r['final_loss']:.4g}")  # fmt: skip
+        print(
+            f"{name:>15}: {r['nonfinite_steps']} non-finite steps, max gradient norm "
+            f"{r['max_grad_norm']:.3g}, final loss {r['final_loss']:.4g}"
+        )
     print(f"plot: {args.out}/exploding.png, numbers: {args.out}/results.json")
     return 0
 
@@ -160,10 +174,20 @@ def add_commands(experiments: argparse._SubParsersAction) -> None:
         "model at initialisation and after a short training on the adding problem; writes "
         "results.json, profiles.csv and vanishing.png (log scale).",
     )
-    vanishing.add_argument("--T", type=int, nargs="+", default=[10, 100, 1000],
-                           help="sequence lengths to measure (default 10 100 1000)")  # fmt: skip
-    vanishing.add_argument("--models", nargs="+", default=list(_vanishing_models()),
-                           choices=list(_vanishing_models()), help="models to compare")  # fmt: skip
+    vanishing.add_argument(
+        "--T",
+        type=int,
+        nargs="+",
+        default=[10, 100, 1000],
+        help="sequence lengths to measure (default 10 100 1000)",
+    )
+    vanishing.add_argument(
+        "--models",
+        nargs="+",
+        default=list(_vanishing_models()),
+        choices=list(_vanishing_models()),
+        help="models to compare",
+    )
     vanishing.add_argument("--hidden-size", type=int, default=32)
     vanishing.add_argument("--train-T", type=int, default=50, help="adding-problem T to train on")
     vanishing.add_argument("--train-steps", type=int, default=400)
@@ -196,3 +220,6 @@ def add_commands(experiments: argparse._SubParsersAction) -> None:
     heatmap.add_argument("--seed", type=int, default=0, help="which fresh sequence to draw")
     heatmap.add_argument("--out", metavar="PATH", help="file stem (default DIR/gates)")
     heatmap.set_defaults(func=_heatmap)
+
+
+CLI = TaskCLI(add_train_flags=add_train_flags, train_flags=train_flags, add_commands=add_commands)

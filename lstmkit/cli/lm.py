@@ -9,7 +9,7 @@ import math
 import sys
 from typing import Any
 
-DEFAULT_OUT = "runs/lm"
+from lstmkit.cli.hooks import TaskCLI
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +44,17 @@ def _generate(args: argparse.Namespace, overrides: list[str]) -> int:
     predictor = TASK.load(args.model)
     prompt = unescape(args.prompt) if args.escapes else args.prompt
     pieces = generate(
-        predictor.model, predictor.tokenizer, prompt, args.max_new,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, beam=args.beam,
-        length_penalty=args.length_penalty, seed=args.seed,
-    )  # fmt: skip
+        predictor.model,
+        predictor.tokenizer,
+        prompt,
+        args.max_new,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        beam=args.beam,
+        length_penalty=args.length_penalty,
+        seed=args.seed,
+    )
     first = next(pieces, "")  # the prompt is checked before anything is written
     sys.stdout.write(prompt + first)
     for piece in pieces:
@@ -70,3 +77,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0, help="beam length penalty")
     p.add_argument("--seed", type=int, help="seed for reproducible samples")
     p.set_defaults(func=_generate)
+
+
+CLI = TaskCLI(
+    add_train_flags=add_train_flags,
+    train_flags=train_flags,
+    add_evaluate_flags=add_evaluate_flags,
+    evaluate_options=evaluate_options,
+    add_commands=add_commands,
+)

@@ -60,12 +60,13 @@ def _top_level(task: str | None) -> set[str]:
     if task is None:
         return set()
     import dataclasses
+    import typing
 
     from lstmkit.tasks import get_task
 
-    config = get_task(task).config_class()
-    return {f.name for f in dataclasses.fields(config)
-            if not dataclasses.is_dataclass(getattr(config, f.name))}  # fmt: skip
+    cls = get_task(task).config_class  # its field types: the config is built once, by train
+    types = typing.get_type_hints(cls)
+    return {f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(types[f.name])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEFAULT_OUT = "runs/sentiment"
+from lstmkit.cli.hooks import TaskCLI
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +19,10 @@ def train_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def before_train(args: argparse.Namespace, config: Any) -> None:
     if config.data.path is None:
-        print("training on the 6,000-review IMDB sample bundled with lstmkit; give --data PATH "
-              "for the full data set")  # fmt: skip
+        print(
+            "training on the 6,000-review IMDB sample bundled with lstmkit; give --data PATH "
+            "for the full data set"
+        )
 
 
 def print_evaluation(result: dict[str, Any]) -> None:
@@ -52,3 +54,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=0, help="LSTM layer (default 0)")
     p.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default 0)")
     p.set_defaults(func=_gates)
+
+
+CLI = TaskCLI(
+    add_train_flags=add_train_flags,
+    train_flags=train_flags,
+    before_train=before_train,
+    print_evaluation=print_evaluation,
+    add_commands=add_commands,
+)

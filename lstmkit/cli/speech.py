@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-DEFAULT_OUT = "runs/speech"
+from lstmkit.cli.hooks import TaskCLI
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +63,11 @@ def _transcribe(args: argparse.Namespace, overrides: list[str]) -> int:
         results.append({"path": path, **out})
         sys.stdout.write(f"{path}\t{out['transcript']}\n")
     if args.timing:
-        print(f"{seconds:.2f} s of audio in {compute:.3f} s: real-time factor "
-              f"{compute / max(seconds, 1e-9):.4f}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{seconds:.2f} s of audio in {compute:.3f} s: real-time factor "
+            f"{compute / max(seconds, 1e-9):.4f}",
+            file=sys.stderr,
+        )
     write_json(args.json, results)
     return 0
 
@@ -86,12 +89,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="transcripts of WAV files (path<TAB>digits)")
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
     p.add_argument("files", nargs="+", metavar="FILE.wav", help="WAV files (8-48 kHz)")
-    p.add_argument("--json", metavar="F", help='also write [{"path", "transcript", '
-                   '"confidence"}] to this file')  # fmt: skip
+    p.add_argument(
+        "--json", metavar="F", help='also write [{"path", "transcript", "confidence"}] to this file'
+    )
     p.add_argument("--beam", type=int, help="CTC prefix beam width (default: the model's)")
-    p.add_argument("--stream-chunk-ms", type=float, metavar="MS",
-                   help="feed the audio in chunks of MS, the LSTM state carried (a "
-                   "unidirectional CTC model with global feature normalisation)")  # fmt: skip
+    p.add_argument(
+        "--stream-chunk-ms",
+        type=float,
+        metavar="MS",
+        help="feed the audio in chunks of MS, the LSTM state carried (a "
+        "unidirectional CTC model with global feature normalisation)",
+    )
     p.add_argument("--timing", action="store_true", help="print the real-time factor to stderr")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_transcribe)
@@ -102,3 +110,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default MODEL/plots)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_plot)
+
+
+CLI = TaskCLI(
+    add_train_flags=add_train_flags,
+    train_flags=train_flags,
+    before_train=before_train,
+    print_evaluation=print_evaluation,
+    add_commands=add_commands,
+)

@@ -1,13 +1,9 @@
 """``lstmkit TASK train|evaluate|predict`` for every registered task, and the task-agnostic
 ``lstmkit predict`` and ``lstmkit evaluate`` that read the task from a model directory.
 
-A task's CLI module (``TaskEntry.cli``) may add to the generic commands with any of:
-``DEFAULT_OUT``; ``add_train_flags(parser)`` and ``train_flags(args) -> {dotted key: value}``
-(flags over the preset); ``add_evaluate_flags(parser)`` and ``evaluate_options(args)``;
-``before_train(args, config)``; ``print_evaluation(result)``; ``add_predict_flags(parser)``
-and ``predict(args, overrides) -> exit status`` (a task whose predictions are files, not
-lines); ``add_commands(subparsers)`` for its own commands (``lm generate``, ``sentiment
-gates``, ...).
+A task adds its own flags and commands through the :class:`~lstmkit.cli.hooks.TaskCLI` of
+its CLI module (``TaskEntry.cli``); a task without one gets the generic commands alone. A
+task's model directory defaults to ``runs/NAME``.
 """
 
 from __future__ import annotations
@@ -16,20 +12,24 @@ import argparse
 import importlib
 import json
 import sys
-from types import ModuleType
 from typing import Any
 
 from lstmkit.cli.common import add_train_arguments, config_from_args, read_lines, write_json
+from lstmkit.cli.hooks import TaskCLI
 from lstmkit.tasks import TASKS, TaskEntry
 
 
-def _hooks(name: str) -> ModuleType | None:
+def task_cli(name: str) -> TaskCLI:
+    """The hooks of the task registered as ``name``: its ``TaskEntry.cli`` (a TaskCLI, or a
+    module exposing one as ``CLI``), or none."""
     cli = TASKS[name].cli
-    return importlib.import_module(cli) if cli else None
-
-
-def _hook(name: str, attr: str, default: Any = None) -> Any:
-    return getattr(_hooks(name), attr, default)
+    if isinstance(cli, str):
+        cli = importlib.import_module(cli).CLI
+    if cli is None:
+        return TaskCLI()
+    if not isinstance(cli, TaskCLI):
+        raise TypeError(f"the CLI of task {name!r} must be a TaskCLI, got {type(cli).__name__}")
+    return cli
 
 
 def _no_overrides(command: str, overrides: list[str]) -> None:
@@ -37,23 +37,32 @@ def _no_overrides(command: str, overrides: list[str]) -> None:
         raise ValueError(f"{command} takes no config overrides, got {' '.join(overrides)}")
 
 
-def train_task(name: str, args: argparse.Namespace, overrides: list[str],
-               extra: dict[str, Any] | None = None,
-               defaults: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def train_task(
+    name: str,
+    args: argparse.Namespace,
+    overrides: list[str],
+    extra: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build the config of a ``train`` command and run it; print the task's summary."""
     from lstmkit.tasks import get_task, run
     from lstmkit.train.config import from_dict
 
-    task = get_task(name)
-    flags = _hook(name, "train_flags", lambda args: {})(args)
-    config = from_dict(
-        task.config_class, config_from_args(args, overrides, {**flags, **(extra or {})}, defaults)
+    task, cli = get_task(name), task_cli(name)
+    flags = cli.train_flags(args) if cli.train_flags else {}
+    data = config_from_args(args, overrides, {**flags, **(extra or {})}, defaults)
+    config = from_dict(task.config_class, data)
+    if cli.before_train:
+        cli.before_train(args, config)
+    results = run.train(
+        task,
+        config,
+        args.out,
+        resume=args.resume,
+        device=args.device,
+        overwrite=args.overwrite,
+        command=args.argv,
     )
-    before = _hook(name, "before_train")
-    if before is not None:
-        before(args, config)
-    results = run.train(task, config, args.out, resume=args.resume, device=args.device,
-                        overwrite=args.overwrite, command=args.argv)  # fmt: skip
     print(task.summary(results))
     print(f"model directory: {args.out}")
     return results
@@ -70,12 +79,17 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
 
     _no_overrides("evaluate", overrides)
     name = args.task_name or read_model_dir(args.model)["task"]
+    cli = task_cli(name)
     # the task's own flags exist only under `lstmkit TASK evaluate`; `lstmkit evaluate`
     # leaves them at the task's defaults
-    options = _hook(name, "evaluate_options", lambda args: {})(args) if args.task_name else {}
-    result = run.evaluate(args.model, args.data, args.split, task=name, device=args.device,
-                          **options)  # fmt: skip
-    _hook(name, "print_evaluation", lambda r: print(json.dumps(r, indent=2)))(result)
+    options = cli.evaluate_options(args) if cli.evaluate_options and args.task_name else {}
+    result = run.evaluate(
+        args.model, args.data, args.split, task=name, device=args.device, **options
+    )
+    if cli.print_evaluation:
+        cli.print_evaluation(result)
+    else:
+        print(json.dumps(result, indent=2))
     write_json(args.json, result)
     return 0
 
@@ -91,8 +105,8 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
     inputs = [predictor.parse_input(t) for t in texts]
     outputs = predictor.predict(inputs)
     if args.json:
-        print(json.dumps([{"input": i, **o} for i, o in zip(inputs, outputs)], indent=2,
-                         allow_nan=False))  # fmt: skip
+        records = [{"input": i, **o} for i, o in zip(inputs, outputs)]
+        print(json.dumps(records, indent=2, allow_nan=False))
         return 0
     for item, output in zip(inputs, outputs):
         sys.stdout.write(predictor.format_output(item, output) + "\n")
@@ -107,20 +121,28 @@ def _device(name: str | None):
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
-    p.add_argument("--data", help="the data to score (each task says what; default: the "
-                   "data the model trained on, where the task has one)")  # fmt: skip
-    p.add_argument("--split", choices=("val", "test"),
-                   help="val: the run's held-out part; test: the test data (default: the "
-                   "task's)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        help="the data to score (each task says what; default: the data the model trained "
+        "on, where the task has one)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("val", "test"),
+        help="val: the run's held-out part; test: the test data (default: the task's)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the scores to this file")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="inputs (texts, prompts, JSON sequences); else --file or stdin, a line "
-                   "each")  # fmt: skip
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="inputs (texts, prompts, JSON sequences); else --file or stdin, a line each",
+    )
     p.add_argument("--file", help="a UTF-8 file with one input a line")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -128,31 +150,30 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_task_commands(commands: argparse._SubParsersAction, name: str, entry: TaskEntry) -> None:
     """``lstmkit NAME train|evaluate|predict`` plus the task's own commands."""
-    hooks = _hooks(name)
+    cli = task_cli(name)
     parser = commands.add_parser(name, help=entry.help)
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
 
-    default_out = getattr(hooks, "DEFAULT_OUT", None) or entry.default_out or f"runs/{name}"
     p = sub.add_parser("train", help=f"train a {name} model (a preset, a config, flags)")
-    add_train_arguments(p, default_out)
-    if hasattr(hooks, "add_train_flags"):
-        hooks.add_train_flags(p)
+    add_train_arguments(p, f"runs/{name}")
+    if cli.add_train_flags:
+        cli.add_train_flags(p)
     p.set_defaults(func=_train, task_name=name)
 
     p = sub.add_parser("evaluate", help="scores of a trained model directory")
     add_evaluate_arguments(p)
-    if hasattr(hooks, "add_evaluate_flags"):
-        hooks.add_evaluate_flags(p)
+    if cli.add_evaluate_flags:
+        cli.add_evaluate_flags(p)
     p.set_defaults(func=_evaluate, task_name=name)
 
     p = sub.add_parser("predict", help="the model's outputs for inputs")
     add_predict_arguments(p)
-    if hasattr(hooks, "add_predict_flags"):
-        hooks.add_predict_flags(p)
-    p.set_defaults(func=getattr(hooks, "predict", _predict), task_name=name)
+    if cli.add_predict_flags:
+        cli.add_predict_flags(p)
+    p.set_defaults(func=cli.predict or _predict, task_name=name)
 
-    if hasattr(hooks, "add_commands"):
-        hooks.add_commands(sub)
+    if cli.add_commands:
+        cli.add_commands(sub)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -9,22 +9,29 @@ import json
 import sys
 from typing import Any
 
-DEFAULT_OUT = "runs/translate"
+from lstmkit.cli.hooks import TaskCLI
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="a folder in the Multi30k layout (data.path; default: "
-                        "the bundled sample)")  # fmt: skip
+    parser.add_argument(
+        "--data", help="a folder in the Multi30k layout (data.path; default: the bundled sample)"
+    )
     parser.add_argument("--src-lang", help="source language suffix, e.g. de (data.src_lang)")
     parser.add_argument("--tgt-lang", help="target language suffix, e.g. en (data.tgt_lang)")
-    parser.add_argument("--src", metavar="FILE", help="training source file (with --tgt; "
-                        "instead of --data)")  # fmt: skip
+    parser.add_argument(
+        "--src", metavar="FILE", help="training source file (with --tgt; instead of --data)"
+    )
     parser.add_argument("--tgt", metavar="FILE", help="training target file, line-aligned")
 
 
 def train_flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {"data.path": args.data, "data.src_lang": args.src_lang,
-            "data.tgt_lang": args.tgt_lang, "data.src": args.src, "data.tgt": args.tgt}  # fmt: skip
+    return {
+        "data.path": args.data,
+        "data.src_lang": args.src_lang,
+        "data.tgt_lang": args.tgt_lang,
+        "data.src": args.src,
+        "data.tgt": args.tgt,
+    }
 
 
 def before_train(args: argparse.Namespace, config: Any) -> None:
@@ -92,8 +99,8 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> int:
     texts = _inputs(args)
     outputs = predictor.predict(texts) if texts else []
     if args.json:
-        print(json.dumps([{"source": t, **o} for t, o in zip(texts, outputs)], indent=2,
-                         ensure_ascii=False))  # fmt: skip
+        records = [{"source": t, **o} for t, o in zip(texts, outputs)]
+        print(json.dumps(records, indent=2, ensure_ascii=False))
         return 0
     for out in outputs:
         sys.stdout.write(out["translation"] + "\n")
@@ -131,3 +138,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "(default: the model's)")  # fmt: skip
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_attention)
+
+
+CLI = TaskCLI(
+    add_train_flags=add_train_flags,
+    train_flags=train_flags,
+    before_train=before_train,
+    add_evaluate_flags=add_evaluate_flags,
+    evaluate_options=evaluate_options,
+    print_evaluation=print_evaluation,
+    add_commands=add_commands,
+)

@@ -16,12 +16,12 @@ from typing import Any
 @dataclass(frozen=True)
 class TaskEntry:
     """A registered task: the module holding ``TASK`` (or the task object itself), a line of
-    help, and optionally the CLI module adding the task's own flags and commands."""
+    help, and optionally its CLI hooks adding the task's own flags and commands
+    (:class:`lstmkit.cli.hooks.TaskCLI`)."""
 
     target: Any  # "package.module" exposing TASK, or a Task object
     help: str
-    cli: str | None = None
-    default_out: str | None = None
+    cli: Any = None  # "package.module" exposing CLI, or a TaskCLI object
 
 
 TASKS: dict[str, TaskEntry] = {
@@ -29,37 +29,38 @@ TASKS: dict[str, TaskEntry] = {
         "lstmkit.tasks.sentiment.task",
         "IMDB sentiment: train, evaluate, predict",
         cli="lstmkit.cli.sentiment",
-    ),  # fmt: skip
+    ),
     "lm": TaskEntry(
         "lstmkit.tasks.lm.task",
         "language models: train, evaluate, predict, generate",
         cli="lstmkit.cli.lm",
-    ),  # fmt: skip
+    ),
     "lab": TaskEntry(
         "lstmkit.tasks.lab.task",
         "the gradient lab: long-time-lag experiments",
         cli="lstmkit.cli.lab",
-    ),  # fmt: skip
+    ),
     "forecast": TaskEntry(
         "lstmkit.tasks.forecast.task",
         "time-series forecasting (M4): train, evaluate, predict",
         cli="lstmkit.cli.forecast",
-    ),  # fmt: skip
+    ),
     "speech": TaskEntry(
         "lstmkit.tasks.speech.task",
         "speech recognition (FSDD digits, CTC): train, evaluate, transcribe",
         cli="lstmkit.cli.speech",
-    ),  # fmt: skip
+    ),
     "translate": TaskEntry(
         "lstmkit.tasks.translate.task",
         "machine translation (Multi30k): train, evaluate, run, attention",
         cli="lstmkit.cli.translate",
-    ),  # fmt: skip
+    ),
 }
 
 
-def register(name: str, target: Any, help: str = "", cli: str | None = None) -> None:
-    """Add a task (a module path exposing ``TASK``, or a task object) to :data:`TASKS`."""
+def register(name: str, target: Any, help: str = "", cli: Any = None) -> None:
+    """Add a task (a module path exposing ``TASK``, or a task object) to :data:`TASKS`, with
+    its CLI hooks (a module path exposing ``CLI``, or a ``TaskCLI``), if any."""
     if name in TASKS:
         raise ValueError(f"a task named {name!r} is already registered")
     TASKS[name] = TaskEntry(target, help, cli)
