@@ -215,9 +215,10 @@ class LSTMCell(_Cell):
             coupled=self.coupled,
         )  # fmt: skip
         p_h, p_c = self.zoneout
-        if self.training and p_h > 0:
+        # `training` is read only when zoneout is on: without it train and eval are the same
+        if p_h > 0 and self.training:
             h_new = LF.zoneout(h_new, h, bernoulli_mask(h.shape, p_h, h))
-        if self.training and p_c > 0:
+        if p_c > 0 and self.training:
             c_new = LF.zoneout(c_new, c, bernoulli_mask(c.shape, p_c, c))
         if not is_batched:
             return h_new.squeeze(0), c_new.squeeze(0)

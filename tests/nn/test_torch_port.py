@@ -279,6 +279,60 @@ def test_cell_module_inputs_no_batch_dim(mode, source):
         assert gradgradcheck(f, leaves, check_batched_grad=False)
 
 
+# ModuleInfo's train_and_eval_differ: the layers have dropout, the cells nothing random
+TRAIN_AND_EVAL_DIFFER = {"RNN": True, "GRU": True, "LSTM": True, "RNNCell": False,
+                         "GRUCell": False, "LSTMCell": False}  # fmt: skip
+
+
+def forward_without_training(m, args, mode):
+    """test_modules.py::test_if_train_and_eval_modes_differ, one sample: with its ``training``
+    attribute deleted, a module whose ModuleInfo says train and eval do not differ still runs
+    its forward; one that reads ``training`` must say they differ. The output, or None."""
+    m.train(True)  # the test runs in training mode only
+    delattr(m, "training")
+    try:
+        return m(*args)
+    except AttributeError as e:
+        if "'training'" not in str(e):
+            raise
+        assert TRAIN_AND_EVAL_DIFFER[mode], (
+            f"The ModuleInfo entry for {mode} has train_and_eval_differ=False, but the "
+            "training mode was found to affect the forward pass."
+        )
+        return None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("source", ["lstmkit", "torch.nn"])
+def test_cell_if_train_and_eval_modes_differ(mode, source, dtype):
+    """test_modules.py::test_if_train_and_eval_modes_differ on the cells' module inputs."""
+    samples = [((5, 10), {}), ((5, 10), {"bias": True})]
+    if mode == "RNNCell":
+        samples.append(((5, 10), {"bias": True, "nonlinearity": "relu"}))
+    for cons_args, cons_kwargs in samples:
+        torch.manual_seed(0)
+        m = cell(mode, source)(*cons_args, **cons_kwargs).to(dtype)
+        h = (torch.randn(10, dtype=dtype), torch.randn(10, dtype=dtype))
+        args = (torch.randn(5, dtype=dtype), h if mode == "LSTMCell" else h[0])
+        out = forward_without_training(m, args, mode)
+        want = cell(mode, source)(*cons_args, **cons_kwargs).to(dtype)
+        want.load_state_dict(m.state_dict())
+        for a, b in zip(flatten_out(out), flatten_out(want.eval()(*args)), strict=True):
+            assert a.shape == (10,) and a.dtype == dtype
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode,implementation", layer_cases())
+def test_module_if_train_and_eval_modes_differ(mode, implementation):
+    """test_modules.py::test_if_train_and_eval_modes_differ on the layers' module inputs (they
+    may read ``training``: their ModuleInfo says train and eval differ, by dropout)."""
+    for cons, args, _ in module_inputs(mode)[::3]:
+        m = layer(mode, implementation)(**cons)
+        out = forward_without_training(m, args, mode)
+        assert out is None or len(flatten_out(out)) == (3 if mode == "LSTM" else 2)
+
+
 # --------------------------------------------------------------------------------------
 # common_modules.py: module_error_inputs_*
 

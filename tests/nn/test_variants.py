@@ -252,6 +252,28 @@ def test_cell_equals_one_layer_step(kw):
     torch.testing.assert_close(hc[1], c_n[0], rtol=0, atol=1e-14)
 
 
+def test_the_cell_reads_training_only_with_zoneout():
+    kw = dict(layer_norm=True, peephole=True, coupled=True)
+    torch.manual_seed(0)
+    plain = LSTMCell(H_IN, H, **kw).double()
+    zoned = LSTMCell(H_IN, H, zoneout=(0.3, 0.6), **kw).double()
+    zoned.load_state_dict(plain.state_dict())
+    x, h, c = (torch.randn(N, size, dtype=torch.double) for size in (H_IN, H, H))
+    want = plain.eval()(x, (h, c))
+    for a, b in zip(zoned.eval()(x, (h, c)), want):  # eval: zoneout is off
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.manual_seed(1)
+    h1, c1 = zoned.train()(x, (h, c))  # training: some units keep their previous values
+    assert 0 < (h1 == h).sum() < h.numel() and 0 < (c1 == c).sum() < c.numel()
+    # forward asks for `training` only when it matters (torch's module tests check this)
+    del plain.training
+    for a, b in zip(plain(x, (h, c)), want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    del zoned.training
+    with pytest.raises(AttributeError, match="'training'"):
+        zoned(x, (h, c))
+
+
 @pytest.mark.parametrize("coupled", [False, True])
 def test_gate_weights_reproduce_the_classic_equations(coupled):
     torch.manual_seed(0)
