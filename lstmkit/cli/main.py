@@ -2,7 +2,7 @@
 
 Every failure the user can fix is one line, ``lstmkit: error: ...``, and exit status 2;
 ``--debug`` (or ``LSTMKIT_DEBUG=1``) shows the traceback instead. Anything else is a bug
-and surfaces as one.
+and surfaces as one. A warning is one line too, ``lstmkit: warning: ...`` (no source line).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from lstmkit.cli import deploy, lab, tasks, tools
 from lstmkit.version import __version__
@@ -69,6 +70,14 @@ def _top_level(task: str | None) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(types[f.name])}
 
 
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:  # fmt: skip
+    """A warning as the command line shows it (``warnings.formatwarning`` while a command
+    runs): ``lstmkit: warning: <message>``, one line, without Python's file, line number
+    and source line."""
+    return f"lstmkit: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
@@ -80,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     debug = args.debug or os.environ.get("LSTMKIT_DEBUG") == "1"
     args.argv = ["lstmkit", *(sys.argv[1:] if argv is None else argv)]  # for model cards
+    previous = warnings.formatwarning
+    warnings.formatwarning = format_warning  # every warning a command shows: one line
     try:
         return args.func(args, overrides)
     except KeyboardInterrupt:
@@ -91,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"lstmkit: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":
