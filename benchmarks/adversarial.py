@@ -58,9 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     # the imdb-cpu preset's model (its vocabulary, sizes, dropouts, frozen table)
-    cfg = SentimentModelConfig(embed_size=200, hidden_size=160, pooling="max+mean",
-                               dropout=0.2, dropouti=0.15, dropoute=0.05, weight_drop=0.1,
-                               freeze_embeddings=True)  # fmt: skip
+    cfg = SentimentModelConfig(
+        embed_size=200,
+        hidden_size=160,
+        pooling="max+mean",
+        dropout=0.2,
+        dropouti=0.15,
+        dropoute=0.05,
+        weight_drop=0.1,
+        freeze_embeddings=True,
+    )
     model = SentimentClassifier(RecurrentEncoder(30000, cfg), cfg).train()
     ids = torch.randint(1, 30000, (args.length, args.batch))
     lengths = torch.linspace(args.length // 2, args.length, args.batch).long()
@@ -79,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
             if repeat:  # the first round warms up
                 times[name].append(time.perf_counter() - start)
     plain = statistics.median(times["plain"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch} x {args.length} tokens, {args.repeats} repeats")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch} x {args.length} tokens, {args.repeats} repeats"
+    )
     for name, ts in times.items():
         median = statistics.median(ts)
         print(f"{name:>16}: {1000 * median:7.1f} ms  {median / plain:4.2f}x plain")

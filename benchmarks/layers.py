@@ -226,16 +226,25 @@ def run(sizes, warmup: int, repeats: int, configs: list[str] | None = None) -> d
             base = timings[base_case]
             for impl in impls:
                 timing = base if impl == "torch.nn.LSTM" else timings[f"{name}: {impl}"]
-                rows.append({
-                    "T": T, "B": B, "I": H_in, "H": H, "config": name, "impl": impl,
-                    "forward_ms": timing.forward_ms, "train_ms": timing.train_ms,
-                    "forward_ratio": timing.forward_ms / base.forward_ms,
-                    "train_ratio": timing.train_ms / base.train_ms,
-                    "train_gflops": 3 * flops / timing.train_ms / 1e6,
-                    "train_peak_fraction": 3 * flops / timing.train_ms / 1e6 / peak,
-                    "saved_mb": timing.saved_mb,
-                    "memory_ratio": timing.saved_mb / base.saved_mb, "repeats": size_repeats,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "T": T,
+                        "B": B,
+                        "I": H_in,
+                        "H": H,
+                        "config": name,
+                        "impl": impl,
+                        "forward_ms": timing.forward_ms,
+                        "train_ms": timing.train_ms,
+                        "forward_ratio": timing.forward_ms / base.forward_ms,
+                        "train_ratio": timing.train_ms / base.train_ms,
+                        "train_gflops": 3 * flops / timing.train_ms / 1e6,
+                        "train_peak_fraction": 3 * flops / timing.train_ms / 1e6 / peak,
+                        "saved_mb": timing.saved_mb,
+                        "memory_ratio": timing.saved_mb / base.saved_mb,
+                        "repeats": size_repeats,
+                    }
+                )
                 _print_row(rows[-1])
     return {"gemm_peak_gflops": peak, "rows": rows}
 
@@ -275,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown table")
     parser.add_argument(
-        "--configs", nargs="+", choices=list(CONFIGS), metavar="NAME",
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        metavar="NAME",
         help=f"only these configurations (torch's baseline is always timed): {', '.join(CONFIGS)}",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -59,8 +59,12 @@ def make_models(out: Path, imdb: str, shakespeare: str) -> None:
     for task, preset, data, name in jobs:
         config = load_yaml(preset_path(preset))
         config["data"] = {**config.get("data", {}), "path": data}
-        config["train"] = {**config["train"], "max_steps": 1, "progress": False,
-                           "tensorboard": False}  # fmt: skip
+        config["train"] = {
+            **config["train"],
+            "max_steps": 1,
+            "progress": False,
+            "tensorboard": False,
+        }
         t = get_task(task)
         run.train(t, from_dict(t.config_class, config), out / name, overwrite=True)
 
@@ -97,10 +101,24 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lstmkit.cli.main", "serve", "--port", str(self.port),
-             "--threads", str(threads), "--log-level", "warning", *args],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lstmkit.cli.main",
+                "serve",
+                "--port",
+                str(self.port),
+                "--threads",
+                str(threads),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def __enter__(self) -> Server:
         import httpx
@@ -165,8 +183,15 @@ class Connection:
             self.writer.close()
 
 
-async def load(url: str, bodies: list[dict], concurrency: int, requests: int, seconds: float,
-               client: str = "raw", warmup: int = 2) -> dict[str, float]:  # fmt: skip
+async def load(
+    url: str,
+    bodies: list[dict],
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    client: str = "raw",
+    warmup: int = 2,
+) -> dict[str, float]:
     """Keep ``concurrency`` requests in flight until ``requests`` are answered (or
     ``seconds`` pass); latencies in ms, throughput in requests per second. ``client``:
     ``raw`` (:class:`Connection`, one per concurrent request) or ``httpx``. Each
@@ -218,10 +243,17 @@ async def load(url: str, bodies: list[dict], concurrency: int, requests: int, se
     }
 
 
-def sentiment_table(model: Path, concurrencies: list[int], requests: int, seconds: float,
-                    runtimes: list[str], batching_modes: list[str] = ("on", "off"),
-                    client: str = "raw", server_flags: list[str] = (),
-                    threads: int = 2) -> list[dict[str, Any]]:  # fmt: skip
+def sentiment_table(
+    model: Path,
+    concurrencies: list[int],
+    requests: int,
+    seconds: float,
+    runtimes: list[str],
+    batching_modes: list[str] = ("on", "off"),
+    client: str = "raw",
+    server_flags: list[str] = (),
+    threads: int = 2,
+) -> list[dict[str, Any]]:
     bodies = [{"inputs": [r]} for r in reviews()]
     rows = []
     for runtime in runtimes:
@@ -235,8 +267,13 @@ def sentiment_table(model: Path, concurrencies: list[int], requests: int, second
                 for c in concurrencies:
                     n = max(requests, 10 * c)
                     result = asyncio.run(load(url, bodies, c, n, seconds, client))
-                    row = {"runtime": runtime, "batching": batching, "concurrency": c,
-                           "client": client, **result}  # fmt: skip
+                    row = {
+                        "runtime": runtime,
+                        "batching": batching,
+                        "concurrency": c,
+                        "client": client,
+                        **result,
+                    }
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
@@ -278,11 +315,15 @@ def step_latency(model: Path, steps: int) -> dict[str, Any]:
     for runtime in ("eager", "onnx"):
         with Server("--model", f"lm={model}", "--runtime", runtime, threads=1) as server:
             sid = httpx.post(f"{server.url}/v1/models/lm/sessions").json()["session_id"]
-            times = asyncio.run(_steps(f"{server.url}/v1/models/lm/sessions/{sid}/step",
-                                       chars[: steps + 20]))  # fmt: skip
+            times = asyncio.run(
+                _steps(f"{server.url}/v1/models/lm/sessions/{sid}/step", chars[: steps + 20])
+            )
         times = times[20:]
-        out[f"http_{runtime}"] = {"p50_ms": percentile(times, 50),
-                                  "p99_ms": percentile(times, 99), "steps": len(times)}  # fmt: skip
+        out[f"http_{runtime}"] = {
+            "p50_ms": percentile(times, 50),
+            "p99_ms": percentile(times, 99),
+            "steps": len(times),
+        }
     return out
 
 
@@ -300,12 +341,16 @@ async def _steps(url: str, chars: list[str]) -> list[float]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| runtime | micro-batching | concurrency | reviews/s | p50 ms | p99 ms | requests |",
-             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| runtime | micro-batching | concurrency | reviews/s | p50 ms | p99 ms | requests |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['runtime']} | {'on' if r['batching'] else 'off'} | "
-                     f"{r['concurrency']} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['requests']} |")  # fmt: skip
+        lines.append(
+            f"| {r['runtime']} | {'on' if r['batching'] else 'off'} | "
+            f"{r['concurrency']} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['requests']} |"
+        )
     return "\n".join(lines)
 
 
@@ -349,9 +394,17 @@ def main() -> None:
         "torch": torch.__version__,
     }
     if args.sentiment:
-        rows = sentiment_table(Path(args.sentiment), args.concurrency, args.requests,
-                               args.seconds, args.runtimes, args.batching, args.client,
-                               args.server_flag, args.threads)  # fmt: skip
+        rows = sentiment_table(
+            Path(args.sentiment),
+            args.concurrency,
+            args.requests,
+            args.seconds,
+            args.runtimes,
+            args.batching,
+            args.client,
+            args.server_flag,
+            args.threads,
+        )
         result["sentiment"] = rows
         print(markdown(rows))
     if args.lm:

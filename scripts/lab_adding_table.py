@@ -43,14 +43,27 @@ def budget(row: str, T: int, baseline_minutes: float) -> float:
 
 def run(row: str, T: int, minutes: float, out: Path, overwrite: bool = False) -> dict:
     model = {k: (int(T * 1.1) if v == "T" else v) for k, v in ROWS[row][1].items()}
-    config = task.load_config({
-        "model": {"hidden_size": 32, **model},
-        "data": {"problem": "adding", "T": T, "batch_size": 32, "steps_per_epoch": 100,
-                 "val_size": 2000},
-        "train": {"lr": 1e-2, "clip_norm": 1.0, "epochs": 1_000_000, "max_minutes": minutes,
-                  "progress": False, "seed": 0},
-        "target": 0.995,
-    })  # fmt: skip
+    config = task.load_config(
+        {
+            "model": {"hidden_size": 32, **model},
+            "data": {
+                "problem": "adding",
+                "T": T,
+                "batch_size": 32,
+                "steps_per_epoch": 100,
+                "val_size": 2000,
+            },
+            "train": {
+                "lr": 1e-2,
+                "clip_norm": 1.0,
+                "epochs": 1_000_000,
+                "max_minutes": minutes,
+                "progress": False,
+                "seed": 0,
+            },
+            "target": 0.995,
+        }
+    )
     results = runner.train(task.TASK, config, out / f"T{T}-{row}", overwrite=overwrite)
     return {**results, "budget_minutes": minutes}
 
@@ -65,8 +78,10 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="rerun rows already in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = ["| model | T | solved (2,000 test sequences) | training sequences | wall time "
-             "| budget |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | T | solved (2,000 test sequences) | training sequences | wall time | budget |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in args.rows:
         for T in args.T:
             minutes = budget(row, T, args.baseline_minutes)

@@ -31,8 +31,12 @@ def main() -> None:
     indices = [int(i) for i in f"{args.val},{args.train}".split(",")]
     if any(i in SPLITS["test"] for i in indices):
         raise SystemExit("the sample must not hold FSDD's test indices 0-4")
-    files = [Path(args.recordings) / f"{d}_{s}_{i}.wav" for s in args.speakers.split(",")
-             for d in range(10) for i in indices]  # fmt: skip
+    files = [
+        Path(args.recordings) / f"{d}_{s}_{i}.wav"
+        for s in args.speakers.split(",")
+        for d in range(10)
+        for i in indices
+    ]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise SystemExit(f"missing recordings: {', '.join(missing[:5])}")

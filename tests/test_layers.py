@@ -18,10 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_contracts_are_kept():
     """``lint-imports``, as CI runs it, on the contracts of pyproject.toml."""
     done = subprocess.run(
-        [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()",
-         "--no-cache", "--no-logo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command as c; c()",
+            "--no-cache",
+            "--no-logo",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = done.stdout + done.stderr
     if done.returncode != 0:
         broken = out[out.find("Broken contracts") :] if "Broken contracts" in out else out

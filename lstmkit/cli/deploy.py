@@ -29,8 +29,15 @@ def _config(args: argparse.Namespace, overrides: list[str]) -> Any:
 def _serve(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.serve.server import serve
 
-    serve(args.model, _config(args, overrides), args.host, args.port, args.workers,
-          args.log_level, args.runtime)  # fmt: skip
+    serve(
+        args.model,
+        _config(args, overrides),
+        args.host,
+        args.port,
+        args.workers,
+        args.log_level,
+        args.runtime,
+    )
     return 0
 
 
@@ -48,11 +55,15 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
 
     result = export_onnx(args.model, args.out, args.quantize, evaluate=not args.no_eval)
     print(f"wrote {', '.join(result['files'])} ({result['bytes']:,} bytes)")
-    print(f"onnxruntime against eager on random inputs: max |difference| "
-          f"{result['max_difference']:.2e}")  # fmt: skip
+    print(
+        f"onnxruntime against eager on random inputs: max |difference| "
+        f"{result['max_difference']:.2e}"
+    )
     for name, scores in result.get("validation", {}).items():
-        shown = ", ".join(f"{k} {v:+.4f}" if name.endswith("_change") else f"{k} {v:.4f}"
-                          for k, v in scores.items())  # fmt: skip
+        shown = ", ".join(
+            f"{k} {v:+.4f}" if name.endswith("_change") else f"{k} {v:.4f}"
+            for k, v in scores.items()
+        )
         print(f"validation {name}: {shown}")
     return 0
 
@@ -67,14 +78,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--limits.timeout_s S, --limits.max_body_bytes N, --sessions.max_sessions N, "
         "--sessions.idle_timeout_s S.",
     )
-    p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR",
-                   help="a model directory, served as NAME (default: the folder's name); "
-                   "repeat for several")  # fmt: skip
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="a model directory, served as NAME (default: the folder's name); repeat for several",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per process (default: torch's choice)")  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads per process (default: torch's choice)"
+    )
     p.add_argument(
         "--runtime",
         choices=("eager", "onnx", "int8"),
@@ -101,6 +117,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx", "hub"), default="onnx", help="default onnx")
     p.add_argument("--out", required=True, help="the .onnx file, or the hub folder")
     p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization (onnx)")
-    p.add_argument("--no-eval", action="store_true",
-                   help="skip scoring the validation data (parity is always checked)")  # fmt: skip
+    p.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip scoring the validation data (parity is always checked)",
+    )
     p.set_defaults(func=_export)

@@ -70,8 +70,13 @@ def _top_level(task: str | None) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(types[f.name])}
 
 
-def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                   line: str | None = None) -> str:  # fmt: skip
+def format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     """A warning as the command line shows it (``warnings.formatwarning`` while a command
     runs): ``lstmkit: warning: <message>``, one line, without Python's file, line number
     and source line."""

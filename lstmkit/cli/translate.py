@@ -45,8 +45,11 @@ def before_train(args: argparse.Namespace, config: Any) -> None:
 def add_evaluate_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", metavar="F", help="source sentences to translate (with --ref)")
     parser.add_argument("--ref", metavar="F", help="their reference translations")
-    parser.add_argument("--beam", type=int, help="beam width, 1 to the target vocabulary's "
-                        "size (default: the model's)")  # fmt: skip
+    parser.add_argument(
+        "--beam",
+        type=int,
+        help="beam width, 1 to the target vocabulary's size (default: the model's)",
+    )
 
 
 def evaluate_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,8 +126,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences to translate")
     p.add_argument("--file", help="a UTF-8 file (plain or gzip), one sentence a line")
-    p.add_argument("--beam", type=int, help="beam width, 1 (greedy) to the target vocabulary's "
-                   "size (default: the model's)")  # fmt: skip
+    p.add_argument(
+        "--beam",
+        type=int,
+        help="beam width, 1 (greedy) to the target vocabulary's size (default: the model's)",
+    )
     p.add_argument("--n-best", type=int, help="with --json, this many hypotheses per input")
     p.add_argument("--json", action="store_true", help='[{"source", "translation", "score"}]')
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -134,8 +140,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="a model directory")
     p.add_argument("text", metavar="TEXT", help="the source sentence")
     p.add_argument("--out", metavar="DIR", help="output folder (default MODEL/attention)")
-    p.add_argument("--beam", type=int, help="beam width, 1 to the target vocabulary's size "
-                   "(default: the model's)")  # fmt: skip
+    p.add_argument(
+        "--beam",
+        type=int,
+        help="beam width, 1 to the target vocabulary's size (default: the model's)",
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=_attention)
 

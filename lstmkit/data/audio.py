@@ -112,8 +112,10 @@ class FeatureConfig:
         if self.trim_db < 0:
             raise ValueError(f"features.trim_db must be >= 0 (0: off), got {self.trim_db}")
         if self.floor_dbfs is not None and not -200 <= self.floor_dbfs < 0:
-            raise ValueError(f"features.floor_dbfs must be in [-200, 0) dB below full scale, or "
-                             f"none; got {self.floor_dbfs}")  # fmt: skip
+            raise ValueError(
+                f"features.floor_dbfs must be in [-200, 0) dB below full scale, or "
+                f"none; got {self.floor_dbfs}"
+            )
         views = self.views
         if any(v not in NORMALIZE for v in views) or len(set(views)) < len(views):
             raise ValueError(
@@ -199,8 +201,9 @@ def read_wav(path: str | Path, rate: int | None = None, data: bytes | None = Non
     if not np.isfinite(audio).all():
         raise ValueError(f"{name} holds NaN or infinite samples")
     if np.mean(np.abs(audio) >= CLIP_LEVEL) > CLIP_FRACTION:
-        warnings.warn(f"{name} is clipped (over {CLIP_FRACTION:.0%} of samples at full scale)",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{name} is clipped (over {CLIP_FRACTION:.0%} of samples at full scale)", stacklevel=2
+        )
     audio = np.clip(audio, -1.0, 1.0)  # float files may exceed full scale
     if rate is not None and rate != file_rate:
         audio = resample(audio, file_rate, rate)
@@ -288,10 +291,14 @@ class FeatureExtractor:
         self.win, self.hop = config.win_length, config.hop_length
         self.window = torch.hann_window(self.win, periodic=True)
         fmax = config.fmax or config.sample_rate / 2
-        self.bank = mel_filterbank(config.n_fft, config.sample_rate, config.n_mels,
-                                   config.fmin, fmax)  # fmt: skip
-        self.floor = (None if config.floor_dbfs is None
-                      else noise_floor(config.floor_dbfs, self.window, self.bank))  # fmt: skip
+        self.bank = mel_filterbank(
+            config.n_fft, config.sample_rate, config.n_mels, config.fmin, fmax
+        )
+        self.floor = (
+            None
+            if config.floor_dbfs is None
+            else noise_floor(config.floor_dbfs, self.window, self.bank)
+        )
 
     def n_frames(self, samples: int) -> int:
         return 1 + max(samples - self.win, 0) // self.hop

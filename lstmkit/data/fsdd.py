@@ -83,8 +83,9 @@ def _folder(path: Path) -> Path:
     return nested if nested.is_dir() else path
 
 
-def load_recordings(source: str | Path | None, split: str | None = None,
-                    rate: int = 8000) -> list[Recording]:  # fmt: skip
+def load_recordings(
+    source: str | Path | None, split: str | None = None, rate: int = 8000
+) -> list[Recording]:
     """The recordings of ``split`` (all with ``None``) in ``source`` (``None``: the bundled
     sample), sorted by name, resampled to ``rate``. Files not named like FSDD's are ignored;
     a source without any recordings of the split is an error naming it."""
@@ -116,8 +117,9 @@ def load_recordings(source: str | Path | None, split: str | None = None,
     if not found:
         what = f"of the {split} split (indices {wanted.start}-{wanted.stop - 1}) " if split else ""
         hint = "; FSDD's official test split is withheld from this copy" if split == "test" else ""
-        raise ValueError(f"{path} holds no FSDD recordings {what}({{digit}}_{{speaker}}_"
-                         f"{{index}}.wav){hint}")  # fmt: skip
+        raise ValueError(
+            f"{path} holds no FSDD recordings {what}({{digit}}_{{speaker}}_{{index}}.wav){hint}"
+        )
     return found
 
 
@@ -177,8 +179,14 @@ def connected_utterance(
     if dbfs is not None:
         level = 10 ** (dbfs / 20)
         audio = audio + rng.standard_normal(audio.size).astype(np.float32) * np.float32(level)
-    return Connected(audio, tuple(r.digit for r in picks), tuple(segments), speaker,
-                     tuple(r.name for r in picks), dbfs)  # fmt: skip
+    return Connected(
+        audio,
+        tuple(r.digit for r in picks),
+        tuple(segments),
+        speaker,
+        tuple(r.name for r in picks),
+        dbfs,
+    )
 
 
 def noise_levels(noise_dbfs: NoiseLevels) -> list[float | None]:
@@ -196,15 +204,19 @@ def noise_levels(noise_dbfs: NoiseLevels) -> list[float | None]:
     out = []
     for v in levels:
         if v is not None and not (isinstance(v, (int, float)) and v < 0):
-            raise ValueError(f"noise_dbfs levels must be negative (dB below full scale) or "
-                             f"None, got {v!r}")  # fmt: skip
+            raise ValueError(
+                f"noise_dbfs levels must be negative (dB below full scale) or None, got {v!r}"
+            )
         out.append(None if v is None else float(v))
     return out
 
 
-def connected_utterances(recordings: Sequence[Recording], n: int, seed: int,
-                         **kwargs) -> list[Connected]:  # fmt: skip
+def connected_utterances(
+    recordings: Sequence[Recording], n: int, seed: int, **kwargs
+) -> list[Connected]:
     """``n`` utterances of :func:`connected_utterance`; the k-th depends only on ``seed``
     and k (``np.random.default_rng([seed, k])``), so a longer list extends a shorter one."""
-    return [connected_utterance(recordings, np.random.default_rng([seed, k]), **kwargs)
-            for k in range(n)]  # fmt: skip
+    return [
+        connected_utterance(recordings, np.random.default_rng([seed, k]), **kwargs)
+        for k in range(n)
+    ]

@@ -62,8 +62,9 @@ def split_lines(data: bytes, where: str, raw: bool = False) -> list[str]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{where}, line {n}: not UTF-8 text ({e.reason} at byte "
-                             f"{e.start})") from None  # fmt: skip
+            raise ValueError(
+                f"{where}, line {n}: not UTF-8 text ({e.reason} at byte {e.start})"
+            ) from None
         lines.append(text.removesuffix("\r") if raw else normalize(text))
     if data.endswith(b"\n") or not data:
         lines.pop()  # the newline ending the last line (or the empty data's one "line")
@@ -91,8 +92,10 @@ def read_parallel(src: str | Path, tgt: str | Path) -> Parallel:
     """Two line-aligned files as a :class:`Parallel`; different line counts are an error."""
     source, target = read_lines(src), read_lines(tgt)
     if len(source) != len(target):
-        raise ValueError(f"the parallel files differ in length: {src} has {len(source)} "
-                         f"lines, {tgt} has {len(target)}")  # fmt: skip
+        raise ValueError(
+            f"the parallel files differ in length: {src} has {len(source)} "
+            f"lines, {tgt} has {len(target)}"
+        )
     if not source:
         raise ValueError(f"{src} and {tgt} hold no sentences")
     return Parallel(source, target, (str(src), str(tgt)))
@@ -109,8 +112,10 @@ def find_split(folder: str | Path, split: str, lang: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     have = sorted(p.name for p in folder.iterdir() if p.is_file())
-    raise FileNotFoundError(f"{folder} has no {stem}.{lang}.gz or {stem}.{lang} (it holds "
-                            f"{', '.join(have[:12]) or 'no files'})")  # fmt: skip
+    raise FileNotFoundError(
+        f"{folder} has no {stem}.{lang}.gz or {stem}.{lang} (it holds "
+        f"{', '.join(have[:12]) or 'no files'})"
+    )
 
 
 class Subwords:
@@ -137,12 +142,14 @@ class Subwords:
         tokens from ``texts`` (every character seen stays in the vocabulary)."""
         if kind == "bpe":
             hf = HFTokenizer(models.BPE(unk_token=UNK))
-            trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
-                                          min_frequency=2)  # fmt: skip
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab_size, special_tokens=list(SPECIALS), min_frequency=2
+            )
         elif kind == "unigram":
             hf = HFTokenizer(models.Unigram())
-            trainer = trainers.UnigramTrainer(vocab_size=vocab_size, unk_token=UNK,
-                                              special_tokens=list(SPECIALS))  # fmt: skip
+            trainer = trainers.UnigramTrainer(
+                vocab_size=vocab_size, unk_token=UNK, special_tokens=list(SPECIALS)
+            )
         else:
             raise ValueError(f"subword kind must be one of {', '.join(KINDS)}; got {kind!r}")
         hf.normalizer = normalizers.NFC()

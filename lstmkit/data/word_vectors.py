@@ -64,10 +64,16 @@ def word2vec_embeddings(
     names = [str(i) for i in range(tokenizer.vocab_size)]  # one string object per id
     sentences = [[names[i] for i in row] for row in tokenizer.encode_batch(texts) if row]
     model = Word2Vec(
-        sentences, vector_size=dim, window=config.window, min_count=config.min_count,
-        sg=int(config.skipgram), negative=config.negative, epochs=config.epochs, seed=seed,
+        sentences,
+        vector_size=dim,
+        window=config.window,
+        min_count=config.min_count,
+        sg=int(config.skipgram),
+        negative=config.negative,
+        epochs=config.epochs,
+        seed=seed,
         workers=config.workers or torch.get_num_threads(),
-    )  # fmt: skip
+    )
     learned = [int(k) for k in model.wv.index_to_key]
     vectors = torch.as_tensor(model.wv.vectors, dtype=torch.float32)
     vectors = vectors / vectors.std()  # nn.Embedding's N(0, 1) scale

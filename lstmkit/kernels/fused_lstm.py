@@ -71,8 +71,11 @@ def _build() -> ModuleType | None:
         name = "lstmkit_lstm_cpu" + suffix
         fresh = _needs_compiling(name)
         if fresh:  # a newcomer's first run would otherwise sit silent for a minute
-            print("lstmkit: building the fused LSTM kernel for this machine (first use only) ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                "lstmkit: building the fused LSTM kernel for this machine (first use only) ...",
+                file=sys.stderr,
+                flush=True,
+            )
         start = time.monotonic()
         # OpenMP makes at::parallel_for parallel (the extension shares torch's libgomp); the
         # two -fno-* flags, also torch's own, let GCC vectorise the gate loops' selects
@@ -83,8 +86,11 @@ def _build() -> ModuleType | None:
             extra_ldflags=["-fopenmp"],
         )
         if fresh:  # (a cached build of the same sources loads at once)
-            print(f"lstmkit: fused LSTM kernel ready in {time.monotonic() - start:.0f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"lstmkit: fused LSTM kernel ready in {time.monotonic() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         return module
     except Exception as error:  # no compiler, no ninja, a compile error: all fall back
         logger.warning(
@@ -167,9 +173,22 @@ class DirectionInputs(NamedTuple):
 # The extension's positional arguments after (xw, h0, c0), and its gradients after
 # (dxw, dh0, dc0): the one place where names meet positions (see lstm_cpu.cpp's header).
 KERNEL_FIELDS = (
-    "w_hh", "b_hh", "w_hr", "w_ci", "w_cf", "w_co", "ln_hh_weight", "ln_c_weight", "ln_c_bias",
-    "ln_ih_weight", "b_ih", "rec_mask", "zoneout_h", "zoneout_c", "valid",
-)  # fmt: skip
+    "w_hh",
+    "b_hh",
+    "w_hr",
+    "w_ci",
+    "w_cf",
+    "w_co",
+    "ln_hh_weight",
+    "ln_c_weight",
+    "ln_c_bias",
+    "ln_ih_weight",
+    "b_ih",
+    "rec_mask",
+    "zoneout_h",
+    "zoneout_c",
+    "valid",
+)
 KERNEL_GRADS = KERNEL_FIELDS[: KERNEL_FIELDS.index("rec_mask")]  # the masks have none
 
 
@@ -221,9 +240,16 @@ def reference_direction(inp: DirectionInputs, coupled: bool) -> tuple[Tensor, Te
     for t, xw_t in enumerate(xw.unbind(0)):
         h_in = h if inp.rec_mask is None else h * inp.rec_mask
         h_new, c_new, _ = LF.lstm_step(
-            xw_t, (h_in, c), inp.w_hh, inp.b_hh, inp.w_hr,
-            peephole=peephole, ln_hh_weight=inp.ln_hh_weight, ln_c=ln_c, coupled=coupled,
-        )  # fmt: skip
+            xw_t,
+            (h_in, c),
+            inp.w_hh,
+            inp.b_hh,
+            inp.w_hr,
+            peephole=peephole,
+            ln_hh_weight=inp.ln_hh_weight,
+            ln_c=ln_c,
+            coupled=coupled,
+        )
         if inp.zoneout_h is not None:
             h_new = LF.zoneout(h_new, h, inp.zoneout_h[t])
         if inp.zoneout_c is not None:
@@ -315,9 +341,12 @@ def _differentiable_backward(inp, needs, grad_outputs, coupled) -> DirectionInpu
         slots = [t.view_as(t) if k in wanted else t for k, t in enumerate(inp)]
         outputs = reference_direction(DirectionInputs(*slots), coupled)
         found = torch.autograd.grad(
-            outputs, [slots[k] for k in wanted], grad_outputs,
-            create_graph=create_graph, allow_unused=True,
-        )  # fmt: skip
+            outputs,
+            [slots[k] for k in wanted],
+            grad_outputs,
+            create_graph=create_graph,
+            allow_unused=True,
+        )
     for k, g in zip(wanted, found):
         grads[k] = g
     return DirectionInputs(*grads)
@@ -379,9 +408,26 @@ def lstm_direction(
     w_ci, w_cf, w_co = (None, None, None) if peephole is None else peephole
     ln_c_weight, ln_c_bias = (None, None) if ln_c is None else ln_c
     inp = DirectionInputs(
-        x, h0, c0, w_ih, b_ih, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_ih_weight, ln_hh_weight,
-        ln_c_weight, ln_c_bias, rec_mask, zoneout_h, zoneout_c, valid,
-    )  # fmt: skip
+        x,
+        h0,
+        c0,
+        w_ih,
+        b_ih,
+        w_hh,
+        b_hh,
+        w_hr,
+        w_ci,
+        w_cf,
+        w_co,
+        ln_ih_weight,
+        ln_hh_weight,
+        ln_c_weight,
+        ln_c_bias,
+        rec_mask,
+        zoneout_h,
+        zoneout_c,
+        valid,
+    )
     if not fusable(*(t for t in inp if t is None or t.dtype != torch.bool)):
         raise RuntimeError(
             "the fused LSTM kernel needs CPU float32/float64 tensors of one dtype and the built "

@@ -67,9 +67,17 @@ def torch_rnn(
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
     order, restore = packed.sorted_indices, packed.unsorted_indices
     data, final = torch_rnn_packed(
-        mode, packed.data, packed.batch_sizes, tuple(s.index_select(1, order) for s in states),
-        weights, has_bias, num_layers, dropout, training, bidirectional,
-    )  # fmt: skip
+        mode,
+        packed.data,
+        packed.batch_sizes,
+        tuple(s.index_select(1, order) for s in states),
+        weights,
+        has_bias,
+        num_layers,
+        dropout,
+        training,
+        bidirectional,
+    )
     output = pad_packed_sequence(packed._replace(data=data), total_length=x.size(0))[
         0
     ]  # (L, N, D*H_out), zero past each length, in the caller's batch order

@@ -111,10 +111,13 @@ class LanguageModel(nn.Module):
         sizes = config.layer_sizes()
         self.embedding = nn.Embedding(vocab_size, config.embed_size)
         variants: dict[str, Any] = dict(
-            layer_norm=config.layer_norm, peephole=config.peephole, zoneout=config.zoneout,
-            recurrent_dropout=config.recurrent_dropout, weight_drop=config.weight_drop,
+            layer_norm=config.layer_norm,
+            peephole=config.peephole,
+            zoneout=config.zoneout,
+            recurrent_dropout=config.recurrent_dropout,
+            weight_drop=config.weight_drop,
             forget_bias=config.forget_bias,
-        )  # fmt: skip
+        )
         inputs = [config.embed_size, *sizes[:-1]]
         self.layers = nn.ModuleList(LSTM(i, h, **variants) for i, h in zip(inputs, sizes))
         self.drop_input = LockedDropout(config.dropouti)

@@ -59,8 +59,10 @@ class Attention(nn.Module):
         if kind not in KINDS:
             raise ValueError(f"attention kind must be one of {', '.join(KINDS)}; got {kind!r}")
         if kind == "dot" and query_size != key_size:
-            raise ValueError(f"dot attention needs query_size == key_size, got {query_size} and "
-                             f"{key_size} (use general or additive)")  # fmt: skip
+            raise ValueError(
+                f"dot attention needs query_size == key_size, got {query_size} and "
+                f"{key_size} (use general or additive)"
+            )
         self.kind, self.query_size, self.key_size = kind, query_size, key_size
         if kind == "general":
             self.W_a = nn.Linear(key_size, query_size, bias=False)
@@ -98,8 +100,10 @@ class Attention(nn.Module):
         if single:
             query = query.unsqueeze(1)
         if query.dim() != 3 or keys.dim() != 3:
-            raise ValueError(f"query must be (N, H_q) or (N, T, H_q) and keys (N, S, H_k); got "
-                             f"{tuple(query.shape)} and {tuple(keys.shape)}")  # fmt: skip
+            raise ValueError(
+                f"query must be (N, H_q) or (N, T, H_q) and keys (N, S, H_k); got "
+                f"{tuple(query.shape)} and {tuple(keys.shape)}"
+            )
         if projected is None:
             projected = self.project_keys(keys)
         scores = self.scores(query, projected)

@@ -159,9 +159,13 @@ class RecurrentBase(nn.Module):
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         for name, default in (
-            ("proj_size", 0), ("num_layers", 1), ("bias", True),
-            ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-        ):  # fmt: skip
+            ("proj_size", 0),
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+        ):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
         return s
@@ -331,9 +335,17 @@ class RecurrentBase(nn.Module):
         if input.sorted_indices is not None:  # hx is in the caller's order, the data sorted
             states = tuple(s.index_select(1, input.sorted_indices) for s in states)
         data, final = torch_rnn_packed(
-            self._kernel_mode, input.data, batch_sizes, states, self._kernel_weights(),
-            self.bias, self.num_layers, self.dropout, self.training, self.bidirectional,
-        )  # fmt: skip
+            self._kernel_mode,
+            input.data,
+            batch_sizes,
+            states,
+            self._kernel_weights(),
+            self.bias,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+        )
         if input.unsorted_indices is not None:
             final = tuple(s.index_select(1, input.unsorted_indices) for s in final)
         output = PackedSequence(data, batch_sizes, input.sorted_indices, input.unsorted_indices)
@@ -405,9 +417,17 @@ class RecurrentBase(nn.Module):
     ) -> tuple[Tensor, State, tuple[Tensor, ...] | None]:
         if self._use_torch_kernel(collect, x, lengths):
             output, final = torch_rnn(
-                self._kernel_mode, x, states, self._kernel_weights(), self.bias, self.num_layers,
-                self.dropout, self.training, self.bidirectional, lengths,
-            )  # fmt: skip
+                self._kernel_mode,
+                x,
+                states,
+                self._kernel_weights(),
+                self.bias,
+                self.num_layers,
+                self.dropout,
+                self.training,
+                self.bidirectional,
+                lengths,
+            )
             return output, final, None
         steps = x.size(0)
         valid = rev_index = None

@@ -207,13 +207,18 @@ class LSTMCell(_Cell):
         )
         ln = self.layer_norm
         h_new, c_new = LF.lstm_cell(
-            x, (h, c), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+            x,
+            (h, c),
+            self.weight_ih,
+            self.weight_hh,
+            self.bias_ih,
+            self.bias_hh,
             peephole=peephole,
             ln_ih_weight=self.ln_ih_weight if ln else None,
             ln_hh_weight=self.ln_hh_weight if ln else None,
             ln_c=(self.ln_c_weight, getattr(self, "ln_c_bias", None)) if ln else None,
             coupled=self.coupled,
-        )  # fmt: skip
+        )
         p_h, p_c = self.zoneout
         # `training` is read only when zoneout is on: without it train and eval are the same
         if p_h > 0 and self.training:

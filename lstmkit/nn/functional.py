@@ -169,9 +169,16 @@ def lstm_cell(
     """
     xw = input_projection(input, w_ih, b_ih, ln_ih_weight)
     h, c, _ = lstm_step(
-        xw, hx, w_hh, b_hh, w_hr,
-        peephole=peephole, ln_hh_weight=ln_hh_weight, ln_c=ln_c, coupled=coupled,
-    )  # fmt: skip
+        xw,
+        hx,
+        w_hh,
+        b_hh,
+        w_hr,
+        peephole=peephole,
+        ln_hh_weight=ln_hh_weight,
+        ln_c=ln_c,
+        coupled=coupled,
+    )
     return h, c
 
 

@@ -303,9 +303,16 @@ class LSTM(RecurrentBase):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            proj_size, implementation,
-        )  # fmt: skip
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            implementation,
+        )
         self.layer_norm = bool(layer_norm)
         self.peephole = bool(peephole)
         self.coupled = bool(coupled)
@@ -326,15 +333,20 @@ class LSTM(RecurrentBase):
             for direction in range(self.num_directions):
                 init_lstm_group(
                     lambda name: self.param(name, layer, direction),  # noqa: B023
-                    self.hidden_size, self.forget_bias, self.coupled,
-                )  # fmt: skip
+                    self.hidden_size,
+                    self.forget_bias,
+                    self.coupled,
+                )
 
     def active_variants(self) -> list[str]:
         """The variants in effect now: the random ones count only in training mode."""
         active = [name for name in ("layer_norm", "peephole", "coupled") if getattr(self, name)]
         if self.training:
-            random = (("zoneout", any(self.zoneout)), ("recurrent_dropout", self.recurrent_dropout),
-                      ("weight_drop", self.weight_drop))  # fmt: skip
+            random = (
+                ("zoneout", any(self.zoneout)),
+                ("recurrent_dropout", self.recurrent_dropout),
+                ("weight_drop", self.weight_drop),
+            )
             active += [name for name, p in random if p]
         return active
 
@@ -443,8 +455,9 @@ class LSTM(RecurrentBase):
             def short(xw_t: Tensor, state: State, t: int):
                 h, c = state
                 gates = xw_t + short_step.linear(h, w_hh, b_hh)
-                h_new, c_new, acts = LF.lstm_pointwise(gates, c, w_hr, peephole=peephole,
-                                                       coupled=self.coupled)  # fmt: skip
+                h_new, c_new, acts = LF.lstm_pointwise(
+                    gates, c, w_hr, peephole=peephole, coupled=self.coupled
+                )
                 return (h_new, c_new), GateActivations(*acts, c=c_new)
 
             return self._scan(xw, state, short, valid, collect)
@@ -452,20 +465,40 @@ class LSTM(RecurrentBase):
             # the kernel's Function projects the input itself (and normalises the product in
             # its pass over each row): it keeps x and w_ih, not the projected sequence
             return lstm_direction(
-                x, *state, w_hh, b_hh, w_hr, w_ih=w_ih, b_ih=b_ih, peephole=peephole,
-                ln_ih_weight=ln_ih_weight, ln_hh_weight=ln_hh, ln_c=ln_c, coupled=self.coupled,
-                rec_mask=masks.recurrent, zoneout_h=masks.zoneout_h, zoneout_c=masks.zoneout_c,
-                valid=valid, collect=collect,
-            )  # fmt: skip
+                x,
+                *state,
+                w_hh,
+                b_hh,
+                w_hr,
+                w_ih=w_ih,
+                b_ih=b_ih,
+                peephole=peephole,
+                ln_ih_weight=ln_ih_weight,
+                ln_hh_weight=ln_hh,
+                ln_c=ln_c,
+                coupled=self.coupled,
+                rec_mask=masks.recurrent,
+                zoneout_h=masks.zoneout_h,
+                zoneout_c=masks.zoneout_c,
+                valid=valid,
+                collect=collect,
+            )
         xw = LF.input_projection(x, w_ih, b_ih, ln_ih_weight)  # (L, N, G*H)
 
         def step(xw_t: Tensor, state: State, t: int):
             h, c = state
             h_in = h if masks.recurrent is None else h * masks.recurrent
             h_new, c_new, gates = LF.lstm_step(
-                xw_t, (h_in, c), w_hh, b_hh, w_hr,
-                peephole=peephole, ln_hh_weight=ln_hh, ln_c=ln_c, coupled=self.coupled,
-            )  # fmt: skip
+                xw_t,
+                (h_in, c),
+                w_hh,
+                b_hh,
+                w_hr,
+                peephole=peephole,
+                ln_hh_weight=ln_hh,
+                ln_c=ln_c,
+                coupled=self.coupled,
+            )
             if masks.zoneout_h is not None:
                 h_new = LF.zoneout(h_new, h, masks.zoneout_h[t])
             if masks.zoneout_c is not None:

@@ -66,9 +66,15 @@ class RNN(RecurrentBase):
         if proj_size is not None:  # given at all, as torch: projections are the LSTM's
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
             implementation=implementation,
-        )  # fmt: skip
+        )
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
                 f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
@@ -151,9 +157,19 @@ class GRU(RNN):
         proj_size: Any = None,
     ) -> None:
         super().__init__(
-            input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout,
-            bidirectional, device, dtype, implementation=implementation, proj_size=proj_size,
-        )  # fmt: skip
+            input_size,
+            hidden_size,
+            num_layers,
+            "tanh",
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            implementation=implementation,
+            proj_size=proj_size,
+        )
 
     @property
     def _kernel_mode(self) -> str:

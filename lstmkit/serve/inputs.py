@@ -63,8 +63,9 @@ def check_inputs(predictor: Any, inputs: list[Any], limits: Limits) -> None:
     if not inputs:
         raise RequestError(422, "inputs", "is empty; give at least one input")
     if len(inputs) > limits.max_inputs:
-        raise RequestError(413, "inputs", f"holds {len(inputs)} inputs; at most "
-                           f"{limits.max_inputs} per request")  # fmt: skip
+        raise RequestError(
+            413, "inputs", f"holds {len(inputs)} inputs; at most {limits.max_inputs} per request"
+        )
     for k, item in enumerate(inputs):
         where = f"inputs[{k}]"
         chars, _ = _size(item, where, limits)

@@ -32,8 +32,10 @@ def parse_model_specs(specs: list[str]) -> dict[str, Path]:
         if not sep:
             name, path = Path(spec).resolve().name, spec
         if not NAME.match(name):
-            raise ValueError(f"--model {spec}: the name {name!r} must be 1-64 letters, digits, "
-                             "'_', '.' or '-' (it is part of the URL); give NAME=DIR")  # fmt: skip
+            raise ValueError(
+                f"--model {spec}: the name {name!r} must be 1-64 letters, digits, "
+                "'_', '.' or '-' (it is part of the URL); give NAME=DIR"
+            )
         if name in out:
             raise ValueError(f"--model {spec}: two models named {name!r}; give NAME=DIR")
         out[name] = Path(path)
@@ -109,8 +111,13 @@ def share_threads(threads: int, models: int) -> int:
     return max(1, (threads or torch.get_num_threads()) // max(models, 1))
 
 
-def load_models(dirs: dict[str, Path], batching: BatchConfig, device: str | None = "cpu",
-                runtime: str = "eager", threads: int = 0) -> dict[str, ServedModel]:  # fmt: skip
+def load_models(
+    dirs: dict[str, Path],
+    batching: BatchConfig,
+    device: str | None = "cpu",
+    runtime: str = "eager",
+    threads: int = 0,
+) -> dict[str, ServedModel]:
     """Every model of ``dirs`` loaded once; the first bad directory stops start-up.
 
     ``runtime``: ``eager`` (PyTorch), ``onnx`` (the exported graph in onnxruntime) or

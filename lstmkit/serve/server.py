@@ -33,8 +33,9 @@ def build_app(specs: list[str], config: ServeConfig, runtime: str = "eager") -> 
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(1)
     config = replace(config, threads=threads)
-    models = load_models(parse_model_specs(specs), config.batching, runtime=runtime,
-                         threads=config.threads)  # fmt: skip
+    models = load_models(
+        parse_model_specs(specs), config.batching, runtime=runtime, threads=config.threads
+    )
     return create_app(models, config)
 
 
@@ -47,8 +48,15 @@ def app_from_env() -> Any:
     return build_app(settings["models"], config, settings["runtime"])
 
 
-def serve(specs: list[str], config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1, log_level: str = "info", runtime: str = "eager") -> None:  # fmt: skip
+def serve(
+    specs: list[str],
+    config: ServeConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+    runtime: str = "eager",
+) -> None:
     """Load the models (failing fast on a bad one), then serve until interrupted."""
     import uvicorn
 
@@ -59,7 +67,18 @@ def serve(specs: list[str], config: ServeConfig, host: str = "127.0.0.1", port: 
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     dirs = {name: str(Path(path).resolve()) for name, path in parse_model_specs(specs).items()}
-    os.environ[ENV] = json.dumps({"models": [f"{n}={p}" for n, p in dirs.items()],
-                                  "config": asdict(config), "runtime": runtime})  # fmt: skip
-    uvicorn.run("lstmkit.serve.server:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)  # fmt: skip
+    os.environ[ENV] = json.dumps(
+        {
+            "models": [f"{n}={p}" for n, p in dirs.items()],
+            "config": asdict(config),
+            "runtime": runtime,
+        }
+    )
+    uvicorn.run(
+        "lstmkit.serve.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

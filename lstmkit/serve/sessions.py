@@ -60,8 +60,11 @@ class SessionStore:
         """Drop the sessions idle for longer than the timeout; how many were dropped."""
         now = self.clock()
         with self._mutex:
-            old = [k for k, s in self._sessions.items()
-                   if now - s.last_used > self.config.idle_timeout_s]  # fmt: skip
+            old = [
+                k
+                for k, s in self._sessions.items()
+                if now - s.last_used > self.config.idle_timeout_s
+            ]
             for k in old:
                 del self._sessions[k]
         return len(old)
@@ -70,8 +73,12 @@ class SessionStore:
         self.expire()
         with self._mutex:
             if len(self._sessions) >= self.config.max_sessions:
-                raise RequestError(429, "sessions", f"{self.config.max_sessions} sessions are open "
-                                   "(the server's bound); close one or retry later")  # fmt: skip
+                raise RequestError(
+                    429,
+                    "sessions",
+                    f"{self.config.max_sessions} sessions are open "
+                    "(the server's bound); close one or retry later",
+                )
             session = Session(secrets.token_hex(16), model, state, nbytes, self.clock(), 0, lock)
             self._sessions[session.id] = session
         return session
@@ -80,9 +87,13 @@ class SessionStore:
         self.expire()
         session = self._sessions.get(session_id)
         if session is None or session.model != model:
-            raise RequestError(404, "session_id", f"no open session {session_id!r} of model "
-                               f"{model!r} (never opened, closed, or expired after "
-                               f"{self.config.idle_timeout_s:g} s idle)")  # fmt: skip
+            raise RequestError(
+                404,
+                "session_id",
+                f"no open session {session_id!r} of model "
+                f"{model!r} (never opened, closed, or expired after "
+                f"{self.config.idle_timeout_s:g} s idle)",
+            )
         session.last_used = self.clock()
         return session
 
@@ -92,8 +103,12 @@ class SessionStore:
         with self._mutex:
             total = self.total_bytes - session.nbytes + nbytes
             if total > self.config.max_state_bytes:
-                raise RequestError(429, "sessions", "the sessions' state memory bound "
-                                   f"({self.config.max_state_bytes} bytes) is reached")  # fmt: skip
+                raise RequestError(
+                    429,
+                    "sessions",
+                    "the sessions' state memory bound "
+                    f"({self.config.max_state_bytes} bytes) is reached",
+                )
             session.state, session.nbytes = state, nbytes
             session.steps += 1
             session.last_used = self.clock()

@@ -139,8 +139,9 @@ class Task(Protocol):
 
     def score(self, model: nn.Module, data: Any) -> dict[str, Any]: ...
 
-    def eval_data(self, predictor: Predictor, path: str | None, split: str | None,
-                  **options: Any) -> Any: ...  # fmt: skip
+    def eval_data(
+        self, predictor: Predictor, path: str | None, split: str | None, **options: Any
+    ) -> Any: ...
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor: ...
 
@@ -221,8 +222,13 @@ class Predictor:
 
 def model_dir_config(task: str, config: dict[str, Any], artifacts: dict[str, Any]) -> dict:
     """The content of a model directory's ``config.json``."""
-    return {"lstmkit": __version__, "format": FORMAT, "task": task, "config": config,
-            "artifacts": artifacts}  # fmt: skip
+    return {
+        "lstmkit": __version__,
+        "format": FORMAT,
+        "task": task,
+        "config": config,
+        "artifacts": artifacts,
+    }
 
 
 def read_model_dir(

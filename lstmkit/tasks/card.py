@@ -47,11 +47,15 @@ class TaskCard:
 
 def _generic(task: str) -> TaskCard:
     return TaskCard(
-        f"{task} model", None, "The data named in the config (see config.json).", LSTM_CITATION,
+        f"{task} model",
+        None,
+        "The data named in the config (see config.json).",
+        LSTM_CITATION,
         f"The {task} task it was trained for, on data like its training data.",
         "Evaluated only on its validation data (results.json); behaviour on other data is "
-        "unmeasured.", (),
-    )  # fmt: skip
+        "unmeasured.",
+        (),
+    )
 
 
 def _parameters(model_dir: Path) -> int | None:
@@ -84,8 +88,9 @@ def model_card(model_dir: str | Path, command: list[str] | str | None = None) ->
     results = ModelDir(model_dir).results()
     card = getattr(get_task(task), "card", None) if task in TASKS else None
     card = card or _generic(task)
-    scalars = {k: v for k, v in results.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}  # fmt: skip
+    scalars = {
+        k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     shown = [k for k in card.headline if k in scalars]
     shown += [k for k in scalars if k not in shown]
     if isinstance(command, list):
@@ -126,8 +131,12 @@ def model_card(model_dir: str | Path, command: list[str] | str | None = None) ->
     ]
     if shown:
         split = results.get("split", "validation")
-        lines += [f"Scores of the kept weights on the {split} data (`results.json`):", "",
-                  "| metric | value |", "|---|---|"]  # fmt: skip
+        lines += [
+            f"Scores of the kept weights on the {split} data (`results.json`):",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {_number(scalars[k])} |" for k in shown]
     else:
         lines.append("No `results.json`: the model has not been scored.")

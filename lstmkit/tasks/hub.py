@@ -77,11 +77,17 @@ class LSTMKitModel(
         if not folder.is_dir():  # a Hub repository id
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(
-                repo_id=model_id, revision=revision, cache_dir=cache_dir,
-                force_download=force_download, local_files_only=local_files_only, token=token,
-                allow_patterns=["*.json", "*.safetensors", "*.md", "*.txt"],
-            ))  # fmt: skip
+            folder = Path(
+                snapshot_download(
+                    repo_id=model_id,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    local_files_only=local_files_only,
+                    token=token,
+                    allow_patterns=["*.json", "*.safetensors", "*.md", "*.txt"],
+                )
+            )
         return cls(run.load(folder, device))
 
 

@@ -98,11 +98,21 @@ def _fit(task, config, built: Built, out_dir, resume, run_config, extra) -> Trai
             if not last and (stage_dir / METRICS_FILE).is_file():  # finished before a resume
                 load_weights(built.model, stage_dir / MODEL_FILE)
                 continue
-        trainer = Trainer(train_config, task.step_fn(config), callbacks=callbacks if last else [],
-                          out_dir=stage_dir, run_config=run_config)  # fmt: skip
+        trainer = Trainer(
+            train_config,
+            task.step_fn(config),
+            callbacks=callbacks if last else [],
+            out_dir=stage_dir,
+            run_config=run_config,
+        )
         has_state = (stage_dir / STATE_DIR).is_dir()
-        trainer.fit(built.model, built.train_data, built.val_data, param_groups=groups,
-                    resume=resume and has_state)  # fmt: skip
+        trainer.fit(
+            built.model,
+            built.train_data,
+            built.val_data,
+            param_groups=groups,
+            resume=resume and has_state,
+        )
     return trainer
 
 

@@ -29,8 +29,13 @@ def run_trial(
 ) -> float:
     """Train one trial in ``trial_dir``, reporting ``metric`` after every epoch (so that the
     pruner can stop it), and return the metric of the last epoch."""
-    run.train(task, from_dict(task.config_class, config), trial_dir, overwrite=True,
-              callbacks=[PruningCallback(report, metric)])  # fmt: skip
+    run.train(
+        task,
+        from_dict(task.config_class, config),
+        trial_dir,
+        overwrite=True,
+        callbacks=[PruningCallback(report, metric)],
+    )
     final = read_json(Path(trial_dir) / METRICS_FILE)
     if metric not in final:
         raise ValueError(

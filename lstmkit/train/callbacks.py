@@ -46,8 +46,12 @@ class LambdaCallback(Callback):
 
     def __init__(self, **hooks: Callable) -> None:
         unknown = set(hooks) - {
-            "on_train_begin", "on_epoch_begin", "on_step_end", "on_epoch_end", "on_train_end"
-        }  # fmt: skip
+            "on_train_begin",
+            "on_epoch_begin",
+            "on_step_end",
+            "on_epoch_end",
+            "on_train_end",
+        }
         if unknown:
             raise ValueError(f"unknown callback hook(s): {', '.join(sorted(unknown))}")
         for name, fn in hooks.items():

@@ -158,10 +158,12 @@ def save_trainer_state(
     tmp.mkdir(parents=True)
     save_weights(model, tmp / MODEL_FILE)
     torch.save(
-        {"optimizer": optimizer.state_dict(),
-         **{k: s.state_dict() for k, s in schedulers.items() if s is not None}},
+        {
+            "optimizer": optimizer.state_dict(),
+            **{k: s.state_dict() for k, s in schedulers.items() if s is not None},
+        },
         tmp / "optimizer.pt",
-    )  # fmt: skip
+    )
     plain_rng, tensor_rng = rng_state()
     structure, carry_tensors = flatten_state(carry)
     save_file(tensor_rng, str(tmp / "rng.safetensors"))

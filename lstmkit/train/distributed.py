@@ -87,8 +87,14 @@ class ShardedBatches:
     it alike, rank 0 warns with the count (``skipped``), and an epoch with no batch left is
     an error."""
 
-    def __init__(self, data: Any, shard: Callable[[Any, int, int], Any], rank: int,
-                 world_size: int, rows: Callable[[Any], int]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data: Any,
+        shard: Callable[[Any, int, int], Any],
+        rank: int,
+        world_size: int,
+        rows: Callable[[Any], int],
+    ) -> None:
         self.data, self.shard, self.rank, self.world_size = data, shard, rank, world_size
         self.rows, self.skipped = rows, 0
 
@@ -108,16 +114,21 @@ class ShardedBatches:
             if n < self.world_size:
                 self.skipped += 1
                 if self.rank == 0:
-                    warnings.warn(f"a global batch of {n} example(s) is smaller than the "
-                                  f"{self.world_size} processes: every process skips it "
-                                  f"({self.skipped} skipped so far)", stacklevel=2)  # fmt: skip
+                    warnings.warn(
+                        f"a global batch of {n} example(s) is smaller than the "
+                        f"{self.world_size} processes: every process skips it "
+                        f"({self.skipped} skipped so far)",
+                        stacklevel=2,
+                    )
                 continue
             shared += 1
             yield self.shard(batch, self.rank, self.world_size)
         if not shared:
-            raise ValueError(f"no batch of this epoch has at least one example for each of the "
-                             f"{self.world_size} processes: use a larger batch size or fewer "
-                             "processes")  # fmt: skip
+            raise ValueError(
+                f"no batch of this epoch has at least one example for each of the "
+                f"{self.world_size} processes: use a larger batch size or fewer "
+                "processes"
+            )
 
 
 def loader(
@@ -135,9 +146,13 @@ def loader(
     """
     d = info()
     sampler = DistributedSampler(
-        dataset, num_replicas=d.world_size, rank=d.rank, shuffle=shuffle, seed=seed,
+        dataset,
+        num_replicas=d.world_size,
+        rank=d.rank,
+        shuffle=shuffle,
+        seed=seed,
         drop_last=drop_last,
-    )  # fmt: skip
+    )
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs
     )

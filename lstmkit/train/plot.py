@@ -157,8 +157,14 @@ def _grad_norm(
     finite = np.isfinite(norms)
     ax.plot(x[finite], norms[finite], color="C0", linewidth=0.8, label="per step")
     hit = (clipped == 1) & finite
-    ax.scatter(x[hit], norms[hit], color="C3", marker="x", zorder=3,
-               label=f"clipped ({int(hit.sum())} of {len(x)} steps)")  # fmt: skip
+    ax.scatter(
+        x[hit],
+        norms[hit],
+        color="C3",
+        marker="x",
+        zorder=3,
+        label=f"clipped ({int(hit.sum())} of {len(x)} steps)",
+    )
     if clip_norm is not None:
         ax.axhline(clip_norm, color="C3", linestyle="--", linewidth=0.8, label="clip_norm")
     for i, step in enumerate(x[~finite]):

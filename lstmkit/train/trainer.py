@@ -123,8 +123,13 @@ class _Epoch:
         return {k: v / max(totals[-1], 1e-12) for k, v in zip(keys, totals[:-1])}
 
     def state(self) -> dict[str, Any]:
-        return dict(sums=self.sums, size=self.size, norms=self.norms, clipped=self.clipped,
-                    skipped=self.skipped)  # fmt: skip
+        return dict(
+            sums=self.sums,
+            size=self.size,
+            norms=self.norms,
+            clipped=self.clipped,
+            skipped=self.skipped,
+        )
 
 
 class _Budget:
@@ -336,10 +341,15 @@ class Trainer:
         for callback in run.callbacks:
             callback.on_epoch_begin(self, epoch)
         bar = tqdm(
-            total=run.steps_per_epoch, initial=run.step_in_epoch, unit="step", leave=False,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stdout, dynamic_ncols=True,
+            total=run.steps_per_epoch,
+            initial=run.step_in_epoch,
+            unit="step",
+            leave=False,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            file=sys.stdout,
+            dynamic_ncols=True,
             disable=not (cfg.progress and self.is_main and sys.stdout.isatty()),
-        )  # fmt: skip
+        )
         run.model.train()
         stop_reason = None
         for batch in batches:
@@ -355,8 +365,11 @@ class Trainer:
             row = {**row, **logs["metrics"]}
             run.history.steps.append(row)
             bar.update()
-            bar.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.2e}",
-                            **{k: f"{v:.4g}" for k, v in logs["metrics"].items()})  # fmt: skip
+            bar.set_postfix(
+                loss=f"{row['loss']:.4g}",
+                lr=f"{row['lr']:.2e}",
+                **{k: f"{v:.4g}" for k, v in logs["metrics"].items()},
+            )
             for callback in run.callbacks:
                 callback.on_step_end(self, row)
             if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
@@ -494,8 +507,13 @@ class Trainer:
                 run.ema.update(run.model)
         if schedulers["step"] is not None:
             schedulers["step"].step()
-        logs = {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": norm,
-                "clipped": int(clipped), "skipped": int(skipped)}  # fmt: skip
+        logs = {
+            "loss": float(out.loss.detach()),
+            "lr": lr,
+            "grad_norm": norm,
+            "clipped": int(clipped),
+            "skipped": int(skipped),
+        }
         return {**logs, "metrics": dict(out.metrics), "size": out.size}, detach(out.state)
 
     def _autocast(self, device: torch.device):
@@ -575,10 +593,14 @@ def _summary(logs: dict[str, Any], epochs: int) -> str:
     skip = {"epoch", "lr", "clip_rate", "nonfinite_steps", "seconds"}
     parts = [f"{k} {v:.4g}" for k, v in logs.items() if k not in skip and not k.startswith("grad_")]
     return (
-        f"epoch {logs['epoch']}/{epochs}: " + ", ".join(parts)
+        f"epoch {logs['epoch']}/{epochs}: "
+        + ", ".join(parts)
         + f", lr {logs['lr']:.3g}, clipped {logs['clip_rate']:.0%}"
         + f", grad-norm p50 {logs['grad_norm_p50']:.3g} p90 {logs['grad_norm_p90']:.3g}"
-        + (f", {logs['nonfinite_steps']} non-finite steps skipped"
-           if logs["nonfinite_steps"] else "")
+        + (
+            f", {logs['nonfinite_steps']} non-finite steps skipped"
+            if logs["nonfinite_steps"]
+            else ""
+        )
         + f", {logs['seconds']:.1f}s"
-    )  # fmt: skip
+    )

@@ -322,10 +322,15 @@ def write_results(
             if t.datetime_start and t.datetime_complete:
                 seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
             writer.writerow(
-                [t.number, t.state.name, "" if t.value is None else t.value,
-                 "" if t.last_step is None else t.last_step, seconds,
-                 *(t.params.get(k, "") for k in keys)]
-            )  # fmt: skip
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    "" if t.last_step is None else t.last_step,
+                    seconds,
+                    *(t.params.get(k, "") for k in keys),
+                ]
+            )
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return

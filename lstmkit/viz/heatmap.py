@@ -66,8 +66,9 @@ def gate_heatmap(
         if name == "c":
             bound = max(1.0, float(abs(value).max()))
             limits = (-bound, bound)
-        image = axes.imshow(value, aspect="auto", cmap=cmap, vmin=limits[0], vmax=limits[1],
-                            interpolation="nearest")  # fmt: skip
+        image = axes.imshow(
+            value, aspect="auto", cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest"
+        )
         axes.set_ylabel(f"{TITLES[name]}\nunit")
         figure.colorbar(image, ax=axes, fraction=0.03)
         if k == len(GATES) - 1:

@@ -179,8 +179,18 @@ def test_ddp_through_the_cli_matches_one_process(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     args = ["lab", "adding", *FAST, "--max-steps", "6"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "lstmkit.cli.main", *args, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "lstmkit.cli.main",
+        *args,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -196,8 +206,21 @@ def test_ddp_through_the_cli_matches_one_process(tmp_path):
 )
 def test_classification_problems_round_trip(tmp_path, command, problem):
     out = tmp_path / command
-    args = ["lab", command, "--T", "20", "--max-steps", "4", "--no-progress", "--out", str(out),
-            "--data.test_size", "50", "--data.val_size", "50"]  # fmt: skip
+    args = [
+        "lab",
+        command,
+        "--T",
+        "20",
+        "--max-steps",
+        "4",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--data.test_size",
+        "50",
+        "--data.val_size",
+        "50",
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "lab" and results["problem"] == problem

@@ -41,9 +41,23 @@ def test_a_warning_is_one_line():
 @pytest.fixture(scope="module")
 def speech_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("speech") / "model"
-    rc, _, err = run(["speech", "train", "--out", str(out), "--max-steps", "1",
-                      "--train.epochs", "1", "--model.hidden_size", "6", "--model.num_layers",
-                      "1", "--no-progress"])  # fmt: skip
+    rc, _, err = run(
+        [
+            "speech",
+            "train",
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--train.epochs",
+            "1",
+            "--model.hidden_size",
+            "6",
+            "--model.num_layers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0, err
     return out
 
@@ -60,10 +74,23 @@ def test_transcribe_warns_in_one_line_each(speech_model, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONWARNINGS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "lstmkit.cli.main", "speech", "transcribe", "--model",
-         str(speech_model), str(stereo), str(silent)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lstmkit.cli.main",
+            "speech",
+            "transcribe",
+            "--model",
+            str(speech_model),
+            str(stereo),
+            str(silent),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == (
         f"lstmkit: warning: {stereo} is clipped (over 1% of samples at full scale)\n"

@@ -157,13 +157,19 @@ def test_exact_zeros_give_the_floor_and_old_configs_keep_log_1e_minus_6():
     assert torch.equal(zeros, torch.log(ex.floor).expand(11, 4))  # exactly the floor
     # -40 dBFS: 20 dB higher, every band 20 * ln(10) / 10 = 4.605 nats up
     up = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none", floor_dbfs=-40))
-    torch.testing.assert_close(up.frames(np.zeros(400, np.float32)) - zeros[:3],
-                               torch.full((3, 4), 2 * np.log(10)), atol=1e-5, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        up.frames(np.zeros(400, np.float32)) - zeros[:3],
+        torch.full((3, 4), 2 * np.log(10)),
+        atol=1e-5,
+        rtol=0,
+    )
     # no floor_dbfs (every model directory written before it): log(mel + 1e-6)
     old = FeatureExtractor(FeatureConfig(n_mels=4, normalize="none"))
     assert old.floor is None and FeatureConfig().floor_dbfs is None
-    torch.testing.assert_close(old.frames(np.zeros(1000, np.float32)),
-                               torch.full((11, 4), np.log(1e-6), dtype=torch.float32))  # fmt: skip
+    torch.testing.assert_close(
+        old.frames(np.zeros(1000, np.float32)),
+        torch.full((11, 4), np.log(1e-6), dtype=torch.float32),
+    )
 
 
 def test_floored_log_mel_of_a_tiny_signal_golden_and_by_hand():
@@ -173,17 +179,20 @@ def test_floored_log_mel_of_a_tiny_signal_golden_and_by_hand():
     audio = np.r_[np.zeros(200), 0.01 * np.sin(2 * np.pi * 1000 * t)].astype(np.float32)
     got = ex.frames(audio)
     floor = [-6.9417, -6.5675, -6.1922, -5.8168]
-    golden = [floor,  # all zeros
-              [-5.9049, -2.4497, -3.5166, floor[3]],  # the tone's first 120 samples
-              [floor[0], -1.0397, -2.1263, floor[3]]]  # fmt: skip
+    golden = [
+        floor,  # all zeros
+        [-5.9049, -2.4497, -3.5166, floor[3]],  # the tone's first 120 samples
+        [floor[0], -1.0397, -2.1263, floor[3]],
+    ]
     np.testing.assert_allclose(got.numpy(), golden, atol=2e-4)
     window = np.hanning(201)[:200]
     bank = ex.bank.numpy().astype(np.float64)
     level = 1e-6 * (window**2).sum() * bank.sum(0)
     for k in range(3):
         power = np.abs(np.fft.rfft(audio[80 * k : 80 * k + 200] * window, 256)) ** 2
-        np.testing.assert_allclose(got[k].numpy(), np.log(np.maximum(power @ bank, level)),
-                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+        np.testing.assert_allclose(
+            got[k].numpy(), np.log(np.maximum(power @ bank, level)), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_the_floor_is_the_mean_mel_energy_of_white_noise_at_its_level():

@@ -36,8 +36,13 @@ def test_parse_name_and_split_by_index():
     for bad in ("7_jackson_32.flac", "x_jackson_1.wav", "12_a_1.wav", "README.md"):
         assert parse_name(bad) is None
     assert [split_of(i) for i in (0, 4, 5, 9, 10, 49)] == [
-        "test", "test", "val", "val", "train", "train",
-    ]  # fmt: skip
+        "test",
+        "test",
+        "val",
+        "val",
+        "train",
+        "train",
+    ]
     with pytest.raises(ValueError, match="outside 0-49"):
         split_of(50)
 

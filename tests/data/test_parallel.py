@@ -84,8 +84,11 @@ def test_subwords_round_trip_the_training_text(kind):
     lines = read_lines(SAMPLE / "train.de.gz")
     vocab = Subwords.train(lines, kind, 1000)
     assert [vocab.hf.token_to_id(t) for t in ("<pad>", "<unk>", "<s>", "</s>")] == [
-        PAD_ID, UNK_ID, BOS_ID, EOS_ID
-    ]  # fmt: skip
+        PAD_ID,
+        UNK_ID,
+        BOS_ID,
+        EOS_ID,
+    ]
     ids = vocab.encode_batch(lines)
     assert all(i >= 4 for row in ids for i in row)  # nothing reserved, nothing unknown
     assert [vocab.decode(row) for row in ids] == lines

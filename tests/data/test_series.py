@@ -77,7 +77,9 @@ def test_long_frame_sorts_by_time_and_keeps_first_appearance_order(tmp_path, nam
     rows = [("b", 2, 20.0), ("a", 3, 3.0), ("b", 1, 10.0), ("a", 1, 1.0), ("a", 2, 2.0)]
     series = read_long(long_frame(tmp_path, rows, name))
     assert [(s.id, s.values.tolist(), s.last) for s in series] == [
-        ("b", [10, 20], 2), ("a", [1, 2, 3], 3)]  # fmt: skip
+        ("b", [10, 20], 2),
+        ("a", [1, 2, 3], 3),
+    ]
     assert future_stamps(series[1], 2, None) == [4, 5]
     assert read_series(tmp_path / name)[0].id == "b"  # auto-detected as long
 
@@ -87,7 +89,9 @@ def test_long_frame_dates_and_their_errors(tmp_path):
     series = read_long(long_frame(tmp_path, rows), freq="h")
     assert series[0].values.tolist() == [1, 2, 3, 4]
     assert [str(t) for t in future_stamps(series[0], 2, "h")] == [
-        "2020-01-01 04:00:00", "2020-01-01 05:00:00"]  # fmt: skip
+        "2020-01-01 04:00:00",
+        "2020-01-01 05:00:00",
+    ]
     gap = rows[:2] + [("s", "2020-01-01 05:00", 9.0)]
     with pytest.raises(ValueError, match="series 's' is not regular at frequency 'h': its value 3"):
         read_long(long_frame(tmp_path, gap), freq="h")

@@ -27,11 +27,13 @@ def max_difference(task: str, model: nn.Module, session: Any, part: str = "") ->
     return runtime.max_difference(onnx_export(task), model, session, part)
 
 
-def random_feeds(task: str, model: nn.Module, part: str = "", batch: int = 4, steps: int = 9,
-                 seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+def random_feeds(
+    task: str, model: nn.Module, part: str = "", batch: int = 4, steps: int = 9, seed: int = 0
+) -> dict[str, np.ndarray]:
     return onnx_export(task).random_feeds(model, part, batch, steps, seed)
 
 
-def eager_outputs(task: str, model: nn.Module, part: str,
-                  feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # fmt: skip
+def eager_outputs(
+    task: str, model: nn.Module, part: str, feeds: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     return onnx_export(task).expected_outputs(model, part, feeds)

@@ -60,15 +60,19 @@ def saved_parts(task: str, model: torch.nn.Module, out) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"position": True, "members": 3, "linear_skip": True},
-     {"num_layers": 2, "peephole": True, "quantiles": (0.1, 0.5, 0.9)},
-     {"layer_norm": True, "zoneout": 0.2, "chunk": 2}],
+    [
+        {},
+        {"position": True, "members": 3, "linear_skip": True},
+        {"num_layers": 2, "peephole": True, "quantiles": (0.1, 0.5, 0.9)},
+        {"layer_norm": True, "zoneout": 0.2, "chunk": 2},
+    ],
     ids=["default", "position-ensemble-skip", "2-layers-peephole-quantiles", "layer-norm-chunk"],
-)  # fmt: skip
+)
 def test_forecast_graph_matches_eager(kw, tmp_path):
     torch.manual_seed(0)
-    model = Forecaster(ForecastModelConfig(hidden_size=8, **kw), input_size=12, horizon=5,
-                       season=4).eval()  # fmt: skip
+    model = Forecaster(
+        ForecastModelConfig(hidden_size=8, **kw), input_size=12, horizon=5, season=4
+    ).eval()
     _perturb(model)
     graph = export_graph("forecast", model)
     ops = Counter(n.op_type for n in graph.graph.node)
@@ -109,12 +113,23 @@ def test_forecast_int8_keeps_the_head_in_float(tmp_path):
 @pytest.mark.parametrize("head", ["ctc", "classify"])
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"bidirectional": False, "num_layers": 2}, {"subsample": 3, "pooling": "max"},
-     {"subsample": 2, "bidirectional": False, "layer_norm": True},
-     {"conv_channels": 3, "num_layers": 2}, {"conv_channels": 2, "bidirectional": False}],
-    ids=["bi", "uni-2-layers", "subsample-3", "uni-subsample-2-layer-norm", "conv-2-layers",
-         "conv-uni"],
-)  # fmt: skip
+    [
+        {},
+        {"bidirectional": False, "num_layers": 2},
+        {"subsample": 3, "pooling": "max"},
+        {"subsample": 2, "bidirectional": False, "layer_norm": True},
+        {"conv_channels": 3, "num_layers": 2},
+        {"conv_channels": 2, "bidirectional": False},
+    ],
+    ids=[
+        "bi",
+        "uni-2-layers",
+        "subsample-3",
+        "uni-subsample-2-layer-norm",
+        "conv-2-layers",
+        "conv-uni",
+    ],
+)
 def test_speech_graph_matches_eager(head, kw, tmp_path):
     torch.manual_seed(0)
     n_mels = 9 if kw.get("conv_channels") else 5  # the convolution pools 9 bands to 2
@@ -140,8 +155,11 @@ def test_speech_graph_matches_eager(head, kw, tmp_path):
 def test_speech_graph_of_two_feature_views_matches_eager(conv, tmp_path):
     torch.manual_seed(0)
     config = SpeechModelConfig(hidden_size=6, conv_channels=conv, members=2 if conv else 1)
-    model = (SpeechEnsemble(9, 10, config, views=2) if conv
-             else SpeechModel(9, 10, "classify", config, views=2)).eval()  # fmt: skip
+    model = (
+        SpeechEnsemble(9, 10, config, views=2)
+        if conv
+        else SpeechModel(9, 10, "classify", config, views=2)
+    ).eval()
     graph = export_graph("speech", model)
     (feats_info,) = [i for i in graph.graph.input if i.name == "feats"]
     assert feats_info.type.tensor_type.shape.dim[2].dim_value == 18  # two views of 9 bands
@@ -156,8 +174,11 @@ def test_speech_graph_of_two_feature_views_matches_eager(conv, tmp_path):
 def test_frame_convolutions_the_graph_cannot_express_are_refused():
     from lstmkit.export.graph import Graph, head
 
-    for layer in (torch.nn.MaxPool1d(2, ceil_mode=True), torch.nn.Conv1d(1, 2, 3, padding="same"),
-                  torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect")):  # fmt: skip
+    for layer in (
+        torch.nn.MaxPool1d(2, ceil_mode=True),
+        torch.nn.Conv1d(1, 2, 3, padding="same"),
+        torch.nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect"),
+    ):
         with pytest.raises(ValueError, match=r"no ONNX export for the layer (MaxPool1d|Conv1d)\("):
             head(Graph(), "x", torch.nn.Sequential(layer))
 
@@ -220,12 +241,21 @@ def seq2seq(**kw) -> Seq2Seq:
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"input_feeding": True, "dec_layers": 2}, {"attention": "additive"},
-     {"attention": "dot", "tie_embeddings": True, "enc_layers": 2},
-     {"encoder": EncoderVariant(layer_norm=True, peephole=True)}],
-    ids=["general", "input-feeding-2-layers", "additive", "dot-tied-2-layers",
-         "layer-norm-peephole-encoder"],
-)  # fmt: skip
+    [
+        {},
+        {"input_feeding": True, "dec_layers": 2},
+        {"attention": "additive"},
+        {"attention": "dot", "tie_embeddings": True, "enc_layers": 2},
+        {"encoder": EncoderVariant(layer_norm=True, peephole=True)},
+    ],
+    ids=[
+        "general",
+        "input-feeding-2-layers",
+        "additive",
+        "dot-tied-2-layers",
+        "layer-norm-peephole-encoder",
+    ],
+)
 def test_translate_graphs_match_eager_and_decode_alike(kw, tmp_path):
     model = seq2seq(**kw)
     with pytest.raises(ValueError, match="the translate task exports 2 graphs"):
@@ -241,14 +271,20 @@ def test_translate_graphs_match_eager_and_decode_alike(kw, tmp_path):
     for n, length in enumerate(lengths.tolist()):
         src[n, length:] = 0
     with torch.no_grad():
-        for decode in (lambda m: [[h] for h in greedy(m, src, lengths, 2.0)],
-                       lambda m: beam_search(m, src, lengths, beam=3, n_best=2)):  # fmt: skip
+        for decode in (
+            lambda m: [[h] for h in greedy(m, src, lengths, 2.0)],
+            lambda m: beam_search(m, src, lengths, beam=3, n_best=2),
+        ):
             expected, got = decode(model), decode(ort)
             assert sum(len(h.tokens) for row in expected for h in row) > 10  # not all empty
             assert [[h.tokens for h in row] for row in got] == [
-                [h.tokens for h in row] for row in expected]  # fmt: skip
-            assert np.allclose([h.score for row in got for h in row],
-                               [h.score for row in expected for h in row], atol=1e-4)  # fmt: skip
+                [h.tokens for h in row] for row in expected
+            ]
+            assert np.allclose(
+                [h.score for row in got for h in row],
+                [h.score for row in expected for h in row],
+                atol=1e-4,
+            )
 
 
 def test_translate_feeds_cover_every_output():
@@ -269,12 +305,17 @@ def dirs(one_thread, tmp_path_factory):
     root = tmp_path_factory.mktemp("graphs")
     # the fsdd-digits preset's kind of model: a frequency convolution over two feature views
     # (one needs the training set's statistics), here also an ensemble
-    speech = {"model": {"hidden_size": 12, "num_layers": 1, "conv_channels": 2, "members": 2},
-              "features": {"normalize": "utterance+global"},
-              "train": {**QUIET, "max_steps": 2}}  # fmt: skip
-    translate = {"data": {"vocab_size": 300}, "decode": {"beam": 2},
-                 "model": {"emb_size": 16, "enc_hidden": 16, "dec_hidden": 24},
-                 "train": {**QUIET, "max_steps": 3}}  # fmt: skip
+    speech = {
+        "model": {"hidden_size": 12, "num_layers": 1, "conv_channels": 2, "members": 2},
+        "features": {"normalize": "utterance+global"},
+        "train": {**QUIET, "max_steps": 2},
+    }
+    translate = {
+        "data": {"vocab_size": 300},
+        "decode": {"beam": 2},
+        "model": {"emb_size": 16, "enc_hidden": 16, "dec_hidden": 24},
+        "train": {**QUIET, "max_steps": 3},
+    }
     return {
         "digits": _train("speech", speech, root / "digits"),
         "hourly": _train("forecast", {"train": {**QUIET, "max_steps": 2}}, root / "hourly"),
@@ -289,8 +330,9 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
-@pytest.mark.parametrize("name, metric", [("digits", "accuracy"), ("hourly", "smape"),
-                                          ("de-en", "bleu")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, metric", [("digits", "accuracy"), ("hourly", "smape"), ("de-en", "bleu")]
+)
 def test_export_command_on_every_task(dirs, name, metric, tmp_path):
     out = tmp_path / f"{name}.onnx"
     rc, printed = run_cli(["export", "--model", str(dirs[name]), "--out", str(out)])
@@ -303,8 +345,17 @@ def test_export_command_on_every_task(dirs, name, metric, tmp_path):
     assert lines[3].startswith(f"validation onnx: {metric} {eager:.4f}")
     change = float(lines[4].split(f"{metric} ")[1].split(",")[0])
     assert lines[4].startswith("validation onnx_change: ") and abs(change) <= 1e-3
-    rc, printed = run_cli(["export", "--model", str(dirs[name]), "--out",
-                           str(tmp_path / f"{name}-8.onnx"), "--quantize", "int8"])  # fmt: skip
+    rc, printed = run_cli(
+        [
+            "export",
+            "--model",
+            str(dirs[name]),
+            "--out",
+            str(tmp_path / f"{name}-8.onnx"),
+            "--quantize",
+            "int8",
+        ]
+    )
     assert rc == 0 and "validation int8_change: " in printed
     graph = onnx.load(files[0].replace(f"{name}.", f"{name}-8."))
     assert not Counter(n.op_type for n in graph.graph.node)["LSTM"]  # all quantized
@@ -320,8 +371,7 @@ def test_serving_every_task_on_onnx(dirs):
     sentences = ["Ein Hund rennt.", "Zwei Männer spielen Fußball im Park."]
     history = [list(np.sin(np.arange(300) / 4) + 2)]
     eager = {name: run.load(d) for name, d in dirs.items()}
-    assert (models["de-en"].predictor.predict(sentences)
-            == eager["de-en"].predict(sentences))  # fmt: skip
+    assert models["de-en"].predictor.predict(sentences) == eager["de-en"].predict(sentences)
     got = models["hourly"].predictor.predict(history)[0]
     expected = eager["hourly"].predict(history)[0]
     assert np.allclose(np.asarray(got["forecast"]), np.asarray(expected["forecast"]), atol=1e-3)

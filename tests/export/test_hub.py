@@ -21,23 +21,55 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_training_from_the_cli_writes_a_card_with_its_command(tmp_path):
     data, out = tmp_path / "cat.txt", tmp_path / "shakespeare"
     data.write_text(CAT)
-    argv = ["lm", "train", "--data", str(data), "--out", str(out), "--max-steps", "2",
-            "--no-progress", "--model.embed_size", "8", "--model.hidden_size", "8",
-            "--model.num_layers", "1", "--data.bptt", "8", "--data.batch_size", "2",
-            "--data.eval_batch_size", "1", "--train.tensorboard", "false"]  # fmt: skip
+    argv = [
+        "lm",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--model.embed_size",
+        "8",
+        "--model.hidden_size",
+        "8",
+        "--model.num_layers",
+        "1",
+        "--data.bptt",
+        "8",
+        "--data.batch_size",
+        "2",
+        "--data.eval_batch_size",
+        "1",
+        "--train.tensorboard",
+        "false",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(argv) == 0
     card = (out / "README.md").read_text()
     results = json.loads((out / "results.json").read_text())
     head, body = card.split("---\n")[1], card.split("---\n", 2)[2]
-    assert head.splitlines() == ["library_name: lstmkit", "tags: [lstm, lstmkit, lm]",
-                                 "pipeline_tag: text-generation"]  # fmt: skip
+    assert head.splitlines() == [
+        "library_name: lstmkit",
+        "tags: [lstm, lstmkit, lm]",
+        "pipeline_tag: text-generation",
+    ]
     assert body.startswith("\n# shakespeare: an lstmkit language model\n")
     assert f"| bits_per_char | {results['bits_per_char']:.4f} |" in card
     assert f"| steps | {results['steps']} |" in card and results["steps"] == 2
     assert f"```\nlstmkit {' '.join(argv)}\n```" in card  # the command that made it
-    for section in ("## Model", "## Data", "## Metrics", "## How it was made", "## How to use",
-                    "## Intended use", "## Limits", "## Citation"):  # fmt: skip
+    for section in (
+        "## Model",
+        "## Data",
+        "## Metrics",
+        "## How it was made",
+        "## How to use",
+        "## Intended use",
+        "## Limits",
+        "## Citation",
+    ):
         assert f"\n{section}\n" in card
     assert "karpathy2015charrnn" in card and "hochreiter1997lstm" in card
     # tied decoder: 14 x 8 embedding, (8 + 8) x 32 + 2 x 32 LSTM, 14 decoder biases
@@ -78,8 +110,14 @@ def test_save_and_load_pretrained_offline(model_dirs, tmp_path, monkeypatch):
     assert model.task == "sentiment"
     model.save_pretrained(tmp_path / "hub")
     files = sorted(p.name for p in (tmp_path / "hub").iterdir())
-    assert files == ["README.md", "config.json", "metrics.json", "model.safetensors",
-                     "results.json", "tokenizer.json"]  # fmt: skip
+    assert files == [
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "results.json",
+        "tokenizer.json",
+    ]
     for name in ("config.json", "model.safetensors", "README.md"):  # copied byte for byte
         assert (tmp_path / "hub" / name).read_bytes() == (source / name).read_bytes()
     texts = ["A moving film.", "Dull."]
@@ -88,8 +126,20 @@ def test_save_and_load_pretrained_offline(model_dirs, tmp_path, monkeypatch):
     assert lstmkit.load(tmp_path / "hub").predict(texts) == expected  # a model directory
     # `lstmkit export --format hub` does the same
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["export", "--model", str(source), "--format", "hub", "--out",
-                     str(tmp_path / "cli")]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "export",
+                    "--model",
+                    str(source),
+                    "--format",
+                    "hub",
+                    "--out",
+                    str(tmp_path / "cli"),
+                ]
+            )
+            == 0
+        )
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == files
 
 
@@ -98,8 +148,9 @@ def test_an_unknown_repo_is_an_error_offline(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises((LocalEntryNotFoundError, OSError)):
-        LSTMKitModel.from_pretrained("nobody/no-such-model", cache_dir=tmp_path,
-                                     local_files_only=True)  # fmt: skip
+        LSTMKitModel.from_pretrained(
+            "nobody/no-such-model", cache_dir=tmp_path, local_files_only=True
+        )
 
 
 def test_push_to_hub_uploads_the_saved_folder(model_dirs, monkeypatch):
@@ -127,6 +178,12 @@ def test_push_to_hub_uploads_the_saved_folder(model_dirs, monkeypatch):
     url = model.push_to_hub("me/imdb-lstm", token="t0k", private=True)
     assert url == "https://example.invalid/me/imdb-lstm/commit/1"
     assert calls["repo"] == ("me/imdb-lstm", True, True) and calls["token"] == "t0k"
-    assert calls["files"] == ["README.md", "config.json", "metrics.json", "model.safetensors",
-                              "results.json", "tokenizer.json"]  # fmt: skip
+    assert calls["files"] == [
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "results.json",
+        "tokenizer.json",
+    ]
     assert calls["card"] == (model_dirs["imdb"] / "README.md").read_text()

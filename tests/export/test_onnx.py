@@ -122,18 +122,24 @@ def test_export_command_fp32_and_int8(model_dirs, tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith(f"wrote {tmp_path / 's.onnx'} (")
     assert float(lines[1].rsplit(" ", 1)[1]) <= TOL
-    assert lines[2:] == [f"validation eager: accuracy {accuracy:.4f}",
-                         f"validation onnx: accuracy {accuracy:.4f}",
-                         "validation onnx_change: accuracy +0.0000"]  # fmt: skip
-    rc, out = run_cli(["export", "--model", str(imdb), "--out", str(tmp_path / "s8.onnx"),
-                       "--quantize", "int8"])  # fmt: skip
+    assert lines[2:] == [
+        f"validation eager: accuracy {accuracy:.4f}",
+        f"validation onnx: accuracy {accuracy:.4f}",
+        "validation onnx_change: accuracy +0.0000",
+    ]
+    rc, out = run_cli(
+        ["export", "--model", str(imdb), "--out", str(tmp_path / "s8.onnx"), "--quantize", "int8"]
+    )
     assert rc == 0
     graph = onnx.load(str(tmp_path / "s8.onnx")).graph
     ops = Counter(n.op_type for n in graph.node)
     assert ops["DynamicQuantizeLSTM"] == 1 and ops["MatMulInteger"] == 1 and not ops["LSTM"]
     # the embedding table, most of the weights, is stored in 8 bits and dequantized per lookup
-    (table,) = [t for t in graph.initializer if t.name.endswith("_quantized") and len(t.dims) == 2
-                and t.dims[1] == 16]  # fmt: skip
+    (table,) = [
+        t
+        for t in graph.initializer
+        if t.name.endswith("_quantized") and len(t.dims) == 2 and t.dims[1] == 16
+    ]
     assert table.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     assert ops["DequantizeLinear"] == 1
     lines = out.splitlines()
@@ -193,17 +199,32 @@ def test_lab_graphs_match_eager(problem, tmp_path):
 
 def test_export_command_on_a_lab_model(tmp_path):
     out = tmp_path / "adding"
-    flags = ["--T", "12", "--hidden-size", "8", "--no-progress", "--data.steps_per_epoch", "5",
-             "--data.val_size", "50", "--data.test_size", "100", "--max-steps", "3"]  # fmt: skip
+    flags = [
+        "--T",
+        "12",
+        "--hidden-size",
+        "8",
+        "--no-progress",
+        "--data.steps_per_epoch",
+        "5",
+        "--data.val_size",
+        "50",
+        "--data.test_size",
+        "100",
+        "--max-steps",
+        "3",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["lab", "adding", *flags, "--out", str(out)]) == 0
     solved = json.loads((out / "results.json").read_text())["solved_fraction"]
     rc, printed = run_cli(["export", "--model", str(out), "--out", str(tmp_path / "a.onnx")])
     lines = printed.splitlines()
     assert rc == 0 and float(lines[1].rsplit(" ", 1)[1]) <= TOL
-    assert lines[2:] == [f"validation eager: solved_fraction {solved:.4f}",
-                         f"validation onnx: solved_fraction {solved:.4f}",
-                         "validation onnx_change: solved_fraction +0.0000"]  # fmt: skip
+    assert lines[2:] == [
+        f"validation eager: solved_fraction {solved:.4f}",
+        f"validation onnx: solved_fraction {solved:.4f}",
+        "validation onnx_change: solved_fraction +0.0000",
+    ]
 
 
 def _perturb(model: torch.nn.Module) -> None:

@@ -125,15 +125,36 @@ def call_args(leaves, masks, cfg, collect):
     ln_ih = (leaves["ln_ih_weight"], leaves.get("b_ih")) if "ln_ih_weight" in leaves else None
     args = tuple(leaves.get(k) for k in ("xw", "h0", "c0", "w_hh", "b_hh", "w_hr"))
     kwargs = dict(
-        peephole=peephole, ln_hh_weight=leaves.get("ln_hh_weight"), ln_c=ln_c, ln_ih=ln_ih,
-        coupled=bool(cfg.get("coupled")), collect=collect, **masks,
-    )  # fmt: skip
+        peephole=peephole,
+        ln_hh_weight=leaves.get("ln_hh_weight"),
+        ln_c=ln_c,
+        ln_ih=ln_ih,
+        coupled=bool(cfg.get("coupled")),
+        collect=collect,
+        **masks,
+    )
     return args, kwargs
 
 
-def reference(xw, h0, c0, w_hh, b_hh=None, w_hr=None, *, peephole=None, ln_hh_weight=None,
-              ln_c=None, ln_ih=None, coupled=False, rec_mask=None, zoneout_h=None,
-              zoneout_c=None, valid=None, collect=False):  # fmt: skip
+def reference(
+    xw,
+    h0,
+    c0,
+    w_hh,
+    b_hh=None,
+    w_hr=None,
+    *,
+    peephole=None,
+    ln_hh_weight=None,
+    ln_c=None,
+    ln_ih=None,
+    coupled=False,
+    rec_mask=None,
+    zoneout_h=None,
+    zoneout_c=None,
+    valid=None,
+    collect=False,
+):
     """The loop of ``LSTM._run_direction`` with ``RecurrentBase._scan``, written out."""
     if ln_ih is not None:  # the end of input_projection with ln_weight
         xw = LF.layer_norm(xw, ln_ih[0])
@@ -143,9 +164,16 @@ def reference(xw, h0, c0, w_hh, b_hh=None, w_hr=None, *, peephole=None, ln_hh_we
     for t in range(xw.size(0)):
         h_in = h if rec_mask is None else h * rec_mask
         h_new, c_new, (i, f, g, o) = LF.lstm_step(
-            xw[t], (h_in, c), w_hh, b_hh, w_hr,
-            peephole=peephole, ln_hh_weight=ln_hh_weight, ln_c=ln_c, coupled=coupled,
-        )  # fmt: skip
+            xw[t],
+            (h_in, c),
+            w_hh,
+            b_hh,
+            w_hr,
+            peephole=peephole,
+            ln_hh_weight=ln_hh_weight,
+            ln_c=ln_c,
+            coupled=coupled,
+        )
         if zoneout_h is not None:
             h_new = LF.zoneout(h_new, h, zoneout_h[t])
         if zoneout_c is not None:
@@ -299,13 +327,15 @@ def test_a_tensor_given_twice_gets_both_gradients(extension, create_graph):
     leaves, masks = make_case(CONFIGS["layer_norm"], proj_size=5)
     shared, bias = leaves["h0"], leaves["b_hh"]
     args = (leaves["xw"], shared, shared, leaves["w_hh"], bias)
-    kwargs = dict(ln_ih_weight=leaves["ln_ih_weight"], b_ih=bias,
-                  ln_hh_weight=leaves["ln_hh_weight"])  # fmt: skip
+    kwargs = dict(
+        ln_ih_weight=leaves["ln_ih_weight"], b_ih=bias, ln_hh_weight=leaves["ln_hh_weight"]
+    )
     out, (h_n, c_n), _ = lstm_direction(*args, **kwargs)
     loss = out.sum() + h_n.square().sum() + c_n.sum()
     got = torch.autograd.grad(loss, [shared, bias], create_graph=create_graph)
-    out, (h_n, c_n), _ = reference(*args, ln_ih=(leaves["ln_ih_weight"], bias),
-                                   ln_hh_weight=leaves["ln_hh_weight"])  # fmt: skip
+    out, (h_n, c_n), _ = reference(
+        *args, ln_ih=(leaves["ln_ih_weight"], bias), ln_hh_weight=leaves["ln_hh_weight"]
+    )
     want = torch.autograd.grad(out.sum() + h_n.square().sum() + c_n.sum(), [shared, bias])
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)

@@ -40,11 +40,27 @@ def counting(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize(
     "kw",
-    [{}, {"num_layers": 3}, {"bidirectional": True, "num_layers": 2}, {"peephole": True},
-     {"coupled": True}, {"proj_size": 5}, {"bias": False}, {"zoneout": 0.3, "weight_drop": 0.5}],
-    ids=["plain", "3-layers", "bidirectional", "peephole", "coupled", "proj", "no-bias",
-         "train-only-variants"],
-)  # fmt: skip
+    [
+        {},
+        {"num_layers": 3},
+        {"bidirectional": True, "num_layers": 2},
+        {"peephole": True},
+        {"coupled": True},
+        {"proj_size": 5},
+        {"bias": False},
+        {"zoneout": 0.3, "weight_drop": 0.5},
+    ],
+    ids=[
+        "plain",
+        "3-layers",
+        "bidirectional",
+        "peephole",
+        "coupled",
+        "proj",
+        "no-bias",
+        "train-only-variants",
+    ],
+)
 @pytest.mark.parametrize("steps, rows", [(1, 1), (7, 2), (64, 1)])
 def test_matches_the_reference_path(kw, steps, rows, monkeypatch):
     auto, ref = pair(**kw)

@@ -27,7 +27,7 @@ LSTM_VARIANTS = [
         recurrent_dropout=0.2,
         weight_drop=0.2,
         proj_size=2,
-    ),  # fmt: skip
+    ),
 ]
 
 
@@ -73,7 +73,7 @@ def test_gru_rnn_gradcheck(cls):
         LSTMCell(H_IN, H, coupled=True),
         GRUCell(H_IN, H),
         RNNCell(H_IN, H, nonlinearity="relu"),
-    ],  # fmt: skip
+    ],
     ids=["lstm-ln-peephole", "lstm-cifg", "gru", "rnn-relu"],
 )
 def test_cells_gradcheck(cell):

@@ -34,11 +34,20 @@ VARIANTS = {
     "recurrent_dropout": (dict(recurrent_dropout=0.4), "padded"),
     "weight_drop": (dict(weight_drop=0.4), "padded"),
     "all_packed": (
-        dict(peephole=True, layer_norm=True, coupled=True, zoneout=0.3, recurrent_dropout=0.3,
-             weight_drop=0.3, hidden_size=3, proj_size=2, bidirectional=True),
+        dict(
+            peephole=True,
+            layer_norm=True,
+            coupled=True,
+            zoneout=0.3,
+            recurrent_dropout=0.3,
+            weight_drop=0.3,
+            hidden_size=3,
+            proj_size=2,
+            bidirectional=True,
+        ),
         "packed",
     ),
-}  # fmt: skip
+}
 TORCH_KERNEL_VARIANTS = {"standard", "bidirectional_2_layers", "proj_size", "no_bias"}
 TORCH_KERNEL_VARIANTS |= {"lengths", "packed", "weight_drop"}
 

@@ -123,8 +123,9 @@ def test_gru_rnn_use_torch_kernels(kernel_calls):
 
 def test_forcing_torch_on_a_variant_is_an_error():
     m = LSTM(4, 5, peephole=True, zoneout=0.1, implementation="torch")
-    with pytest.raises(ValueError, match="runs standard configurations only; active now: "
-                       "peephole, zoneout"):  # fmt: skip
+    with pytest.raises(
+        ValueError, match="runs standard configurations only; active now: peephole, zoneout"
+    ):
         m(X)
     with pytest.raises(ValueError, match="must be one of auto, reference, torch, fused"):
         LSTM(4, 5, implementation="cudnn")

@@ -100,8 +100,14 @@ LSTM_IMPLEMENTATIONS = [*IMPLEMENTATIONS, "fused"]
 def test_lstm_matches_torch(
     mode, with_hx, proj_size, num_layers, bidirectional, batch_first, bias, implementation
 ):
-    kw = dict(input_size=H_IN, hidden_size=H, num_layers=num_layers, bias=bias,
-              batch_first=batch_first, bidirectional=bidirectional)  # fmt: skip
+    kw = dict(
+        input_size=H_IN,
+        hidden_size=H,
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+    )
     ours, ref = _pair(lnn.LSTM, torch.nn.LSTM, seed=num_layers, proj_size=proj_size, **kw)
     ours.implementation = implementation
     _check(ours, ref, mode, with_hx, batch_first, is_lstm=True)
@@ -115,8 +121,14 @@ def test_lstm_matches_torch(
 def test_gru_rnn_match_torch(
     mode, with_hx, kind, num_layers, bidirectional, batch_first, bias, implementation
 ):
-    kw = dict(input_size=H_IN, hidden_size=H, num_layers=num_layers, bias=bias,
-              batch_first=batch_first, bidirectional=bidirectional)  # fmt: skip
+    kw = dict(
+        input_size=H_IN,
+        hidden_size=H,
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+    )
     if kind == "gru":
         ours, ref = _pair(lnn.GRU, torch.nn.GRU, seed=0, **kw)
     else:
@@ -141,8 +153,10 @@ def test_cells_match_torch(kind, bias, batched, with_hx):
     g = torch.Generator().manual_seed(2)
     shape = (N,) if batched else ()
     x = torch.randn(*shape, H_IN, dtype=torch.double, generator=g, requires_grad=True)
-    hx = [torch.randn(*shape, H, dtype=torch.double, generator=g, requires_grad=True)
-          for _ in range(2 if kind == "lstm" else 1)]  # fmt: skip
+    hx = [
+        torch.randn(*shape, H, dtype=torch.double, generator=g, requires_grad=True)
+        for _ in range(2 if kind == "lstm" else 1)
+    ]
     state = None if not with_hx else (tuple(hx) if kind == "lstm" else hx[0])
     res_o, res_r = ours(x, state), ref(x, state)
     res_o = res_o if isinstance(res_o, tuple) else (res_o,)
@@ -171,13 +185,17 @@ def test_functional_cells_match_torch_vf():
     w_ih3, w_hh3, b_ih3, b_hh3 = w_ih4[: 3 * H], w_hh4[: 3 * H], b_ih4[: 3 * H], b_hh4[: 3 * H]
     torch.testing.assert_close(
         lnn.functional.gru_cell(x, h, w_ih3, w_hh3, b_ih3, b_hh3),
-        torch.gru_cell(x, h, w_ih3, w_hh3, b_ih3, b_hh3), rtol=0, atol=TOL,
-    )  # fmt: skip
+        torch.gru_cell(x, h, w_ih3, w_hh3, b_ih3, b_hh3),
+        rtol=0,
+        atol=TOL,
+    )
     w_ih1, w_hh1, b_ih1, b_hh1 = w_ih4[:H], w_hh4[:H], b_ih4[:H], b_hh4[:H]
     torch.testing.assert_close(
         lnn.functional.rnn_cell(x, h, w_ih1, w_hh1, b_ih1, b_hh1, "relu"),
-        torch.rnn_relu_cell(x, h, w_ih1, w_hh1, b_ih1, b_hh1), rtol=0, atol=TOL,
-    )  # fmt: skip
+        torch.rnn_relu_cell(x, h, w_ih1, w_hh1, b_ih1, b_hh1),
+        rtol=0,
+        atol=TOL,
+    )
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)])

@@ -98,8 +98,13 @@ def test_layer_equals_a_loop_of_cells(cfg):
 def test_gru_rnn_padding_independence(cfg, cls):
     kw, steps, lengths, seed = cfg
     torch.manual_seed(seed)
-    m = cls(kw["input_size"], kw["hidden_size"], kw["num_layers"], bias=kw["bias"],
-            bidirectional=kw["bidirectional"]).double()  # fmt: skip
+    m = cls(
+        kw["input_size"],
+        kw["hidden_size"],
+        kw["num_layers"],
+        bias=kw["bias"],
+        bidirectional=kw["bidirectional"],
+    ).double()
     x = torch.randn(steps, len(lengths), kw["input_size"], dtype=torch.double)
     out, h_n = m(x, lengths=lengths)
     for n, length in enumerate(lengths):

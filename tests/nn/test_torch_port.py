@@ -97,8 +97,9 @@ def rnn_gru_inputs(is_rnn, with_packed_sequence=True):
         else ((None, *p) for p in itertools.product((False, True), repeat=3))
     )
     for nl, b, b_f, bidir in products:
-        cons = dict(input_size=2, hidden_size=2, num_layers=2, batch_first=b_f, bias=b,
-                    bidirectional=bidir)  # fmt: skip
+        cons = dict(
+            input_size=2, hidden_size=2, num_layers=2, batch_first=b_f, bias=b, bidirectional=bidir
+        )
         cons_hidden = {**cons, "hidden_size": 3}
         if is_rnn:
             cons["nonlinearity"] = cons_hidden["nonlinearity"] = nl
@@ -115,8 +116,15 @@ def lstm_inputs():
     for b, b_f, bidir, proj_size in itertools.product(
         (False, True), (False, True), (False, True), (0, 2)
     ):
-        cons = dict(input_size=2, hidden_size=3, num_layers=2, proj_size=proj_size,
-                    batch_first=b_f, bias=b, bidirectional=bidir)  # fmt: skip
+        cons = dict(
+            input_size=2,
+            hidden_size=3,
+            num_layers=2,
+            proj_size=proj_size,
+            batch_first=b_f,
+            bias=b,
+            bidirectional=bidir,
+        )
         yield cons, (make(2, 2),), b_f
         h_out = proj_size if proj_size > 0 else 3
         rows = 4 if bidir else 2
@@ -186,8 +194,9 @@ def test_module_grad_and_gradgrad(mode, implementation):
 
         n_hidden = len(flat_hidden)
 
-        def f(x, *rest, args=args, hidden=hidden, packed=packed, m=m, names=names,
-              n_hidden=n_hidden):  # fmt: skip
+        def f(
+            x, *rest, args=args, hidden=hidden, packed=packed, m=m, names=names, n_hidden=n_hidden
+        ):
             hs, ps = rest[:n_hidden], rest[n_hidden:]
             inp = args[0]._replace(data=x) if packed else x
             call = (inp,)
@@ -211,8 +220,12 @@ def test_module_non_contiguous_tensors(mode, implementation):
         m = layer(mode, implementation)(**cons)
 
         def run(args, m=m):
-            args = [a.detach().requires_grad_(True) if torch.is_tensor(a) else
-                    tuple(s.detach().requires_grad_(True) for s in a) for a in args]  # fmt: skip
+            args = [
+                a.detach().requires_grad_(True)
+                if torch.is_tensor(a)
+                else tuple(s.detach().requires_grad_(True) for s in a)
+                for a in args
+            ]
             m.zero_grad()
             out = flatten_out(m(*args))
             sum(o.sum() for o in out).backward()
@@ -280,8 +293,14 @@ def test_cell_module_inputs_no_batch_dim(mode, source):
 
 
 # ModuleInfo's train_and_eval_differ: the layers have dropout, the cells nothing random
-TRAIN_AND_EVAL_DIFFER = {"RNN": True, "GRU": True, "LSTM": True, "RNNCell": False,
-                         "GRUCell": False, "LSTMCell": False}  # fmt: skip
+TRAIN_AND_EVAL_DIFFER = {
+    "RNN": True,
+    "GRU": True,
+    "LSTM": True,
+    "RNNCell": False,
+    "GRUCell": False,
+    "LSTMCell": False,
+}
 
 
 def forward_without_training(m, args, mode):
@@ -338,19 +357,43 @@ def test_module_if_train_and_eval_modes_differ(mode, implementation):
 
 
 RNN_GRU_CELL_ERRORS = [  # module_error_inputs_torch_nn_RNN_GRU_Cell
-    ((10, 20), ((3, 11), (3, 20)), RuntimeError,
-     "input has inconsistent input_size: got 11 expected 10"),
-    ((10, 20), ((3, 10), (3, 21)), RuntimeError,
-     "hidden0 has inconsistent hidden_size: got 21, expected 20"),
-    ((10, 20), ((3, 10), (5, 20)), RuntimeError,
-     "Input batch size 3 doesn't match hidden0 batch size 5"),
-    ((10, 20), ((3, 10), (3, 1, 1, 20)), ValueError,
-     "Expected hidden to be 1D or 2D, got 4D instead"),
-    ((10, 20, "relu"), ((3, 10), (3, 21)), RuntimeError,
-     "hidden0 has inconsistent hidden_size: got 21, expected 20"),
-    ((10, 20, "tanh"), ((3, 10), (3, 21)), RuntimeError,
-     "hidden0 has inconsistent hidden_size: got 21, expected 20"),
-]  # fmt: skip
+    (
+        (10, 20),
+        ((3, 11), (3, 20)),
+        RuntimeError,
+        "input has inconsistent input_size: got 11 expected 10",
+    ),
+    (
+        (10, 20),
+        ((3, 10), (3, 21)),
+        RuntimeError,
+        "hidden0 has inconsistent hidden_size: got 21, expected 20",
+    ),
+    (
+        (10, 20),
+        ((3, 10), (5, 20)),
+        RuntimeError,
+        "Input batch size 3 doesn't match hidden0 batch size 5",
+    ),
+    (
+        (10, 20),
+        ((3, 10), (3, 1, 1, 20)),
+        ValueError,
+        "Expected hidden to be 1D or 2D, got 4D instead",
+    ),
+    (
+        (10, 20, "relu"),
+        ((3, 10), (3, 21)),
+        RuntimeError,
+        "hidden0 has inconsistent hidden_size: got 21, expected 20",
+    ),
+    (
+        (10, 20, "tanh"),
+        ((3, 10), (3, 21)),
+        RuntimeError,
+        "hidden0 has inconsistent hidden_size: got 21, expected 20",
+    ),
+]
 LSTM_CELL_ERRORS = [  # module_error_inputs_torch_nn_LSTMCell
     ((3, 11), (3, 20), RuntimeError, "input has inconsistent input_size: got 11 expected 10"),
     ((3, 10), (3, 21), RuntimeError, "hidden0 has inconsistent hidden_size: got 21, expected 20"),
@@ -500,11 +543,13 @@ def test_cudnn_forward_exception(implementation):
     layers = all_layers(implementation)
     rnns = [
         (layers["LSTM"](10, 20, batch_first=True), (torch.zeros(1, 2, 19), torch.zeros(1, 2, 19))),
-        (layers["LSTM"](10, 20, batch_first=True, proj_size=10),
-         (torch.zeros(1, 2, 19), torch.zeros(1, 2, 19))),
+        (
+            layers["LSTM"](10, 20, batch_first=True, proj_size=10),
+            (torch.zeros(1, 2, 19), torch.zeros(1, 2, 19)),
+        ),
         (layers["GRU"](10, 20, batch_first=True), torch.zeros(1, 2, 19)),
         (layers["RNN"](10, 20, batch_first=True), torch.zeros(1, 2, 19)),
-    ]  # fmt: skip
+    ]
     x_wrong = torch.randn(2, 3, 3)
     x_right = torch.randn(2, 3, 10)
     for rnn, hidden in rnns:
@@ -659,8 +704,9 @@ def _copy_weights(dst, src):
                 x.copy_(y)
 
 
-def _forward_backward(rnn, input_val, grad_output, weights_from, hx_val, grad_hy, cx_val=None,
-                      grad_cy=None):  # fmt: skip
+def _forward_backward(
+    rnn, input_val, grad_output, weights_from, hx_val, grad_hy, cx_val=None, grad_cy=None
+):
     """test_nn.py's _test_RNN_cpu_vs_cudnn.forward_backward, on the CPU."""
     is_lstm = isinstance(rnn, (nn.LSTM, L.LSTM))
     _copy_weights(rnn, weights_from)
@@ -748,8 +794,9 @@ def test_RNN_vs_torch(implementation, dropout):
                 grad_output = rnn_utils.pack_padded_sequence(
                     grad_output, lengths, batch_first=batch_first
                 ).data
-            kwargs = dict(bias=bias, dropout=dropout, bidirectional=bidirectional,
-                          batch_first=batch_first)  # fmt: skip
+            kwargs = dict(
+                bias=bias, dropout=dropout, bidirectional=bidirectional, batch_first=batch_first
+            )
             reference = CLASSES[mode][1](input_size, hidden_size, num_layers, **kwargs)
             outputs_torch = _forward_backward(
                 reference, input_val, grad_output, reference, hx_val, grad_hy
@@ -792,8 +839,13 @@ def test_RNN_vs_torch(implementation, dropout):
             grad_output = rnn_utils.pack_padded_sequence(
                 grad_output, lengths, batch_first=batch_first
             ).data
-        kwargs = dict(bias=bias, dropout=dropout, bidirectional=bidirectional,
-                      batch_first=batch_first, proj_size=proj_size)  # fmt: skip
+        kwargs = dict(
+            bias=bias,
+            dropout=dropout,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+            proj_size=proj_size,
+        )
         reference = nn.LSTM(input_size, hidden_size, num_layers, **kwargs)
         args = (input_val, grad_output, reference, hx_val, grad_hy, cx_val, grad_cy)
         want = _forward_backward(reference, *args)
@@ -909,8 +961,9 @@ def test_RNN_dropout(implementation):
 def test_RNN_dropout_state(implementation):
     for p in (0, 0.1234):
         for train in (True, False):
-            rnn = layer("RNN", implementation)(100, 100, 2, bias=False, dropout=p,
-                                               nonlinearity="relu")  # fmt: skip
+            rnn = layer("RNN", implementation)(
+                100, 100, 2, bias=False, dropout=p, nonlinearity="relu"
+            )
             rnn.train(train)
             input = torch.rand(1, 1, 100)
             hx = torch.rand(2, 1, 100)
@@ -1030,8 +1083,13 @@ def test_variable_sequence(implementation):
         max_length = max(lengths)
         x_leaf = torch.randn(max_length, len(lengths), input_size, requires_grad=True)
         num_directions = 2 if bidirectional else 1
-        lstm = lstm_cls(input_size, hidden_size, bidirectional=bidirectional,
-                        num_layers=num_layers, proj_size=proj_size)  # fmt: skip
+        lstm = lstm_cls(
+            input_size,
+            hidden_size,
+            bidirectional=bidirectional,
+            num_layers=num_layers,
+            proj_size=proj_size,
+        )
         lstm2 = copy.deepcopy(lstm)
         x = x_leaf
         hidden0 = None
@@ -1116,9 +1174,12 @@ def test_LSTM_differentiable_backward(implementation):
             x1 = x.clone().requires_grad_(True)
             out1, _ = m(x1)
             der_out1 = torch.autograd.grad(
-                out1, x1, grad_outputs=torch.ones_like(out1), retain_graph=True,
+                out1,
+                x1,
+                grad_outputs=torch.ones_like(out1),
+                retain_graph=True,
                 create_graph=True,
-            )[0]  # fmt: skip
+            )[0]
             der_out1.sum().backward(retain_graph=True)
         finally:
             torch._C._set_mkldnn_enabled(before)
@@ -1178,10 +1239,18 @@ def test_all_weights_of_an_lstm_with_variants_follow_torchs():
     m = L.LSTM(3, 4, num_layers=2, peephole=True, layer_norm=True)
     names = [[n for n, p in m.named_parameters() if any(p is w for w in g)] for g in m.all_weights]
     assert names[1] == [
-        "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1", "weight_ci_l1",
-        "weight_cf_l1", "weight_co_l1", "ln_ih_weight_l1", "ln_hh_weight_l1", "ln_c_weight_l1",
+        "weight_ih_l1",
+        "weight_hh_l1",
+        "bias_ih_l1",
+        "bias_hh_l1",
+        "weight_ci_l1",
+        "weight_cf_l1",
+        "weight_co_l1",
+        "ln_ih_weight_l1",
+        "ln_hh_weight_l1",
+        "ln_c_weight_l1",
         "ln_c_bias_l1",
-    ]  # fmt: skip
+    ]
     assert m._flat_weights_names[:4] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
 
 
@@ -1215,4 +1284,4 @@ def test_cell_dtype_error_is_clearer_than_torchs():
             "GRUCell input dtype (torch.float64) does not match weight dtype (torch.float32)"
         ),
     ):
-        L.GRUCell(3, 5).float()(torch.randn(2, 3))  # fmt: skip
+        L.GRUCell(3, 5).float()(torch.randn(2, 3))

@@ -166,8 +166,9 @@ def test_stochastic_variants_follow_the_papers(kw, implementation, monkeypatch):
 def test_stochastic_variants_are_identity_in_eval(kw):
     torch.manual_seed(0)
     m = LSTM(H_IN, H, num_layers=2, bidirectional=True, **kw).double().eval()
-    plain = LSTM(H_IN, H, num_layers=2, bidirectional=True, layer_norm=m.layer_norm,
-                 peephole=m.peephole).double()  # fmt: skip
+    plain = LSTM(
+        H_IN, H, num_layers=2, bidirectional=True, layer_norm=m.layer_norm, peephole=m.peephole
+    ).double()
     plain.load_state_dict(m.state_dict())
     x = torch.randn(T, N, H_IN, dtype=torch.double)
     torch.testing.assert_close(m(x)[0], plain(x)[0], rtol=0, atol=0)
@@ -229,9 +230,18 @@ def test_forget_bias_init(coupled):
 def test_layer_norm_init_and_parameter_names():
     m = LSTM(H_IN, H, layer_norm=True, peephole=True, coupled=True)
     names = {n for n, _ in m.named_parameters()}
-    assert names == {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_cf_l0",
-                     "weight_co_l0", "ln_ih_weight_l0", "ln_hh_weight_l0", "ln_c_weight_l0",
-                     "ln_c_bias_l0"}  # fmt: skip
+    assert names == {
+        "weight_ih_l0",
+        "weight_hh_l0",
+        "bias_ih_l0",
+        "bias_hh_l0",
+        "weight_cf_l0",
+        "weight_co_l0",
+        "ln_ih_weight_l0",
+        "ln_hh_weight_l0",
+        "ln_c_weight_l0",
+        "ln_c_bias_l0",
+    }
     assert m.weight_ih_l0.shape == (3 * H, H_IN)  # CIFG: f | g | o
     assert torch.all(m.ln_ih_weight_l0 == 1) and torch.all(m.ln_c_bias_l0 == 0)
 

@@ -43,7 +43,11 @@ def test_health_and_models(client, model_dirs):
     results = json.loads((model_dirs["imdb"] / "results.json").read_text())
     imdb, chars = models["imdb"], models["chars"]
     assert (imdb["task"], imdb["widget"], chars["task"], chars["widget"]) == (
-        "sentiment", "sentiment", "lm", "generate")  # fmt: skip
+        "sentiment",
+        "sentiment",
+        "lm",
+        "generate",
+    )
     assert imdb["metrics"]["accuracy"] == results["accuracy"]
     assert "report" not in imdb["metrics"] and imdb["config"]["hidden_size"] == 8
     assert imdb["endpoints"] == ["predict", "gates"]
@@ -80,15 +84,30 @@ BAD = [
     ("imdb", {"inputs": ["word " * 101]}, 413, "inputs[0]", "505 characters; at most 500"),
     ("imdb", {"inputs": [[[[[["deep"]]]]]]}, 422, "inputs[0][0][0][0][0][0]", "nested deeper"),
     ("nope", {"inputs": ["x"]}, 404, "name", "no model named 'nope'; served: chars, imdb"),
-    ("chars", {"inputs": [{"prompt": "the", "max_new": 201}]}, 422, "inputs[0].max_new",
-     "must be in [0, 200], got 201"),
-    ("chars", {"inputs": [{"prompt": "the", "max_new": "9"}]}, 422, "inputs[0].max_new",
-     "must be an integer"),
-    ("chars", {"inputs": [{"prompt": "the", "beam": 2, "colour": 1}]}, 422, "inputs",
-     "unknown option(s) colour"),
+    (
+        "chars",
+        {"inputs": [{"prompt": "the", "max_new": 201}]},
+        422,
+        "inputs[0].max_new",
+        "must be in [0, 200], got 201",
+    ),
+    (
+        "chars",
+        {"inputs": [{"prompt": "the", "max_new": "9"}]},
+        422,
+        "inputs[0].max_new",
+        "must be an integer",
+    ),
+    (
+        "chars",
+        {"inputs": [{"prompt": "the", "beam": 2, "colour": 1}]},
+        422,
+        "inputs",
+        "unknown option(s) colour",
+    ),
     ("chars", {"inputs": ["QQ"]}, 422, "inputs", "characters the model never saw"),
     ("chars", {"inputs": [{"max_new": 3}]}, 422, "inputs", "the prompt must be a text"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name, body, status, field, message", BAD)
@@ -99,14 +118,26 @@ def test_bad_predict_requests(client, name, body, status, field, message):
 def test_bad_bodies(client):
     url = "/v1/models/imdb/predict"
     headers = {"content-type": "application/json"}
-    error(client.post(url, content=b'{"inputs": ["\xff\xfe"]}', headers=headers), 400, "body",
-          "not valid UTF-8 JSON")  # fmt: skip
-    error(client.post(url, content=b'{"inputs": [', headers=headers), 422, "body",
-          "not valid UTF-8 JSON")  # fmt: skip
+    error(
+        client.post(url, content=b'{"inputs": ["\xff\xfe"]}', headers=headers),
+        400,
+        "body",
+        "not valid UTF-8 JSON",
+    )
+    error(
+        client.post(url, content=b'{"inputs": [', headers=headers),
+        422,
+        "body",
+        "not valid UTF-8 JSON",
+    )
     error(client.post(url, content=b"", headers=headers), 422, "body")
     error(client.post(url, content=b"\x00\x01binary", headers=headers), 422, "body")
-    error(client.post(url, content=b"x" * (1 << 20 + 1), headers=headers), 413, "body",
-          "over 1048576 bytes")  # fmt: skip
+    error(
+        client.post(url, content=b"x" * (1 << 20 + 1), headers=headers),
+        413,
+        "body",
+        "over 1048576 bytes",
+    )
     for depth, status in ((500, 422), (5000, 400)):  # pydantic's refusal, then json's
         nested = b"[" * depth + b"]" * depth
         got = client.post(url, content=b'{"inputs": ' + nested + b"}", headers=headers)
@@ -171,8 +202,9 @@ def test_an_oversize_body_is_discarded_as_it_comes():
     assert b"connection" not in headers  # the body was read to its end: the connection is fine
     assert peak < 2 << 20, peak
     # past `drain` bytes the rest is left unread and the connection closed after the 413
-    status, headers, body, read, _ = run_body_limit((bytes(1 << 20) for _ in range(64)),
-                                                    drain=8 << 20)  # fmt: skip
+    status, headers, body, read, _ = run_body_limit(
+        (bytes(1 << 20) for _ in range(64)), drain=8 << 20
+    )
     assert (status, body, read, headers[b"connection"]) == (413, {"error": OVER_LIMIT}, 9, b"close")
     # a declared length over the limit: a client waiting for 100 Continue is answered unread
     declared = [(b"content-length", b"10000000"), (b"expect", b"100-continue")]
@@ -190,8 +222,11 @@ def test_the_docs_page_loads_nothing_from_elsewhere(client):
     assert re.findall(r"https?://", page.text) == []
     assert '"validatorUrl": null' in page.text  # no badge from the online validator
     refs = re.findall(r'(?:href|src)="([^"]*)"', page.text)
-    assert refs == ["/static/swagger/swagger-ui.css", "/static/swagger/favicon-32x32.png",
-                    "/static/swagger/swagger-ui-bundle.js"]  # fmt: skip
+    assert refs == [
+        "/static/swagger/swagger-ui.css",
+        "/static/swagger/favicon-32x32.png",
+        "/static/swagger/swagger-ui-bundle.js",
+    ]
     assert "url: '/openapi.json'" in page.text
     types = ["text/css; charset=utf-8", "image/png", "text/javascript; charset=utf-8"]
     for ref, content_type in zip(refs, types):
@@ -207,20 +242,27 @@ def test_every_static_file_is_package_data():
     tomllib = pytest.importorskip("tomllib")
     root = Path(__file__).resolve().parents[2]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["lstmkit"]  # fmt: skip
+        "package-data"
+    ]["lstmkit"]
     shipped = {Path(f) for p in patterns for f in glob.glob(str(root / "lstmkit" / p))}
     static = {f for f in (root / "lstmkit/serve/static").rglob("*") if f.is_file()}
     assert len(static) >= 9 and static - shipped == set()
 
 
 def test_task_endpoints_on_the_wrong_task(client):
-    error(client.post("/v1/models/imdb/generate", json={"prompt": "a"}), 404, "name",
-          "(sentiment) has no text generation")  # fmt: skip
+    error(
+        client.post("/v1/models/imdb/generate", json={"prompt": "a"}),
+        404,
+        "name",
+        "(sentiment) has no text generation",
+    )
     error(client.post("/v1/models/imdb/sessions"), 404, "name", "no streaming sessions")
-    error(client.post("/v1/models/chars/gates", json={"text": "a"}), 404, "name",
-          "no gate heat-maps")  # fmt: skip
-    error(client.post("/v1/models/chars/transcribe", content=b"RIFF"), 404, "name",
-          "no transcription")  # fmt: skip
+    error(
+        client.post("/v1/models/chars/gates", json={"text": "a"}), 404, "name", "no gate heat-maps"
+    )
+    error(
+        client.post("/v1/models/chars/transcribe", content=b"RIFF"), 404, "name", "no transcription"
+    )
 
 
 def test_gates_per_token(client, model_dirs):
@@ -268,7 +310,9 @@ def test_a_new_task_is_served_and_a_slow_request_times_out(tmp_path):
 
 def test_model_specs_and_bad_directories(tmp_path, model_dirs):
     assert parse_model_specs([str(model_dirs["imdb"]), f"x={tmp_path}"]) == {
-        "imdb": model_dirs["imdb"], "x": tmp_path}  # fmt: skip
+        "imdb": model_dirs["imdb"],
+        "x": tmp_path,
+    }
     for specs, message in [
         ([], "give at least one --model"),
         (["a=x", "a=y"], "two models named 'a'"),

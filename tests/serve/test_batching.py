@@ -69,7 +69,10 @@ def test_a_refused_input_fails_only_its_own_request(model_dirs):
     responses = asyncio.run(post_all(app, bodies))
     assert [r.status_code for r in responses] == [200, 200, 422, 200, 200, 200]
     assert responses[2].json()["error"] == {
-        "status": 422, "field": "inputs", "message": "input 1 is empty"}  # fmt: skip
+        "status": 422,
+        "field": "inputs",
+        "message": "input 1 is empty",
+    }
     # one batched call of all six (refused), then each request alone
     assert served.batcher.batch_sizes == [6, 1, 1, 1, 1, 1, 1]
 

@@ -28,16 +28,28 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(model_dirs, tmp_path_factory):
-    hourly = _train("forecast", {"train": {**QUIET, "max_steps": 2}},
-                    tmp_path_factory.mktemp("forecast") / "hourly")  # fmt: skip
+    hourly = _train(
+        "forecast",
+        {"train": {**QUIET, "max_steps": 2}},
+        tmp_path_factory.mktemp("forecast") / "hourly",
+    )
     de_en = _train("translate", TINY_TRANSLATE, tmp_path_factory.mktemp("translate") / "de-en")
     speech = {"model": {"hidden_size": 12, "num_layers": 1}, "train": {**QUIET, "max_steps": 2}}
     digits = _train("speech", speech, tmp_path_factory.mktemp("speech") / "digits")
     port = free_port()
-    proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
-                        f"chars={model_dirs['chars']}", "--model", f"hourly={hourly}",
-                        "--model", f"de-en={de_en}", "--model", f"digits={digits}",
-                        port=port)  # fmt: skip
+    proc = start_server(
+        "--model",
+        f"imdb={model_dirs['imdb']}",
+        "--model",
+        f"chars={model_dirs['chars']}",
+        "--model",
+        f"hourly={hourly}",
+        "--model",
+        f"de-en={de_en}",
+        "--model",
+        f"digits={digits}",
+        port=port,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url)
@@ -54,8 +66,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1200,900"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -68,8 +85,9 @@ def page(browser, server):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(server + "/")
-    WebDriverWait(browser, 20).until(lambda d: d.find_element("tag name", "body")
-                                     .get_attribute("data-ready") == "true")  # fmt: skip
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true"
+    )
     return browser
 
 
@@ -216,8 +234,9 @@ def test_speech_wav_upload(page, server, tmp_path):
     page.find_element("id", "wav").send_keys(str(path))  # the file chooser, as a user picks
     page.find_element("id", "transcribe").click()
     shown = wait_text(page, "transcript")
-    api = httpx.post(f"{server}/v1/models/digits/transcribe", content=wav,
-                     headers={"content-type": "audio/wav"}).json()  # fmt: skip
+    api = httpx.post(
+        f"{server}/v1/models/digits/transcribe", content=wav, headers={"content-type": "audio/wav"}
+    ).json()
     assert shown == api["transcript"] and shown in [str(d) for d in range(10)]
     page.save_screenshot(str(artifacts(tmp_path) / "speech.png"))
     # a file that is not a WAV: the server's 4xx message shown on the page

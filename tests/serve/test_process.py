@@ -32,10 +32,25 @@ def free_port() -> int:
 def start_server(*args: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "lstmkit.cli.main", "serve", "--port", str(port), "--threads",
-         "1", "--log-level", "warning", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lstmkit.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_ready(proc: subprocess.Popen, url: str, seconds: float = 60) -> None:
@@ -55,9 +70,17 @@ def wait_ready(proc: subprocess.Popen, url: str, seconds: float = 60) -> None:
 def server(model_dirs):
     port = free_port()
     # two uvicorn worker processes (--workers: each loads the models itself)
-    proc = start_server("--model", f"imdb={model_dirs['imdb']}", "--model",
-                        f"chars={model_dirs['chars']}", "--limits.max_new_tokens", "20",
-                        "--workers", "2", port=port)  # fmt: skip
+    proc = start_server(
+        "--model",
+        f"imdb={model_dirs['imdb']}",
+        "--model",
+        f"chars={model_dirs['chars']}",
+        "--limits.max_new_tokens",
+        "20",
+        "--workers",
+        "2",
+        port=port,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url, seconds=120)
@@ -72,8 +95,12 @@ def test_the_process_serves_and_stops(server):
     assert [m["name"] for m in models] == ["imdb", "chars"]
     r = httpx.post(f"{server}/v1/models/imdb/predict", json={"inputs": ["Great.", "Awful."]})
     assert r.status_code == 200 and len(r.json()["outputs"]) == 2
-    answers = {httpx.post(f"{server}/v1/models/imdb/predict", json={"inputs": ["Fine."]})
-               .json()["outputs"][0]["positive"] for _ in range(8)}  # fmt: skip
+    answers = {
+        httpx.post(f"{server}/v1/models/imdb/predict", json={"inputs": ["Fine."]}).json()[
+            "outputs"
+        ][0]["positive"]
+        for _ in range(8)
+    }
     assert len(answers) == 1  # whichever worker answers, the same model
     r = httpx.post(f"{server}/v1/models/chars/predict", json={"inputs": ["the"]})
     assert r.status_code == 422  # the default 200 new tokens is over --limits.max_new_tokens
@@ -87,12 +114,18 @@ def test_an_oversize_body_gets_413_over_the_socket(server):
     import urllib.error
     import urllib.request
 
-    expected = {"error": {"status": 413, "field": "body",
-                          "message": "the request body is over 1048576 bytes"}}  # fmt: skip
+    expected = {
+        "error": {
+            "status": 413,
+            "field": "body",
+            "message": "the request body is over 1048576 bytes",
+        }
+    }
     url = f"{server}/v1/models/imdb/predict"
     # urllib sends Connection: close and writes the whole 10 MB before reading the answer
-    request = urllib.request.Request(url, data=b"x" * 10_000_000,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        url, data=b"x" * 10_000_000, headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 413 and json.loads(refused.value.read()) == expected

@@ -30,8 +30,9 @@ class Clock:
 def make_client(model_dirs, clock=None, **sessions):
     config = ServeConfig(sessions=SessionConfig(**sessions))
     store = SessionStore(config.sessions, clock or Clock())
-    models = load_models({"chars": model_dirs["chars"], "imdb": model_dirs["imdb"]},
-                         config.batching)  # fmt: skip
+    models = load_models(
+        {"chars": model_dirs["chars"], "imdb": model_dirs["imdb"]}, config.batching
+    )
     return TestClient(create_app(models, config, store)), store
 
 
@@ -52,9 +53,13 @@ def test_chunks_equal_one_pass(model_dirs, predictor):
     client, _ = make_client(model_dirs)
     with client:
         sid = open_session(client)
-        steps = [client.post(f"/v1/models/chars/sessions/{sid}/step",
-                             json={"input": c, "top_k": 3, "distribution": True}).json()
-                 for c in chunks]  # fmt: skip
+        steps = [
+            client.post(
+                f"/v1/models/chars/sessions/{sid}/step",
+                json={"input": c, "top_k": 3, "distribution": True},
+            ).json()
+            for c in chunks
+        ]
     text = "".join(chunks)
     ids = torch.tensor(predictor.tokenizer.encode(text)).unsqueeze(1)  # (L, 1)
     logits, _ = predictor.model(ids)
@@ -137,8 +142,9 @@ def test_generation_streams_the_predictors_text(model_dirs, predictor):
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         got = events(r.read().decode())
-    expected = predictor.predict([{"prompt": "the ", "max_new": 15, "temperature": 0.8,
-                                   "seed": 7}])[0]["text"]  # fmt: skip
+    expected = predictor.predict(
+        [{"prompt": "the ", "max_new": 15, "temperature": 0.8, "seed": 7}]
+    )[0]["text"]
     pieces = [data["text"] for kind, data in got[:-1]]
     assert len(pieces) == 15 and all(kind == "message" for kind, _ in got[:-1])
     assert "".join(pieces) == expected

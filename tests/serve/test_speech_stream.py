@@ -39,8 +39,10 @@ def audio(streaming_dir) -> np.ndarray:
     """Three recordings one after the other: a connected-digit utterance of ~1.5 s."""
     rate = run.load(streaming_dir).config.features.sample_rate
     with tarfile.open(FSDD_SAMPLE) as tar:
-        parts = [read_wav(name, rate, data=tar.extractfile(f"recordings/{name}").read())
-                 for name in ("3_theo_5.wav", "7_nicolas_6.wav", "0_yweweler_5.wav")]  # fmt: skip
+        parts = [
+            read_wav(name, rate, data=tar.extractfile(f"recordings/{name}").read())
+            for name in ("3_theo_5.wav", "7_nicolas_6.wav", "0_yweweler_5.wav")
+        ]
     return np.concatenate(parts)
 
 

@@ -59,9 +59,11 @@ def test_forecast_from_posted_history(client, dirs):
     got = r.json()["outputs"]
     assert [len(o["forecast"]) for o in got] == [48, 48]
     assert got[0]["forecast"] == pytest.approx(expected[0]["forecast"], rel=1e-6)
-    for inputs, message in [([[1, "a"]], "input 1 is not a list of numbers"),
-                            ([[]], "input 1 must be a non-empty list"),
-                            ([[1.0, -2.0]], "has the value -2")]:  # fmt: skip
+    for inputs, message in [
+        ([[1, "a"]], "input 1 is not a list of numbers"),
+        ([[]], "input 1 must be a non-empty list"),
+        ([[1.0, -2.0]], "has the value -2"),
+    ]:
         r = client.post("/v1/models/hourly/predict", json={"inputs": inputs})
         assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
 
@@ -92,8 +94,12 @@ def test_forecast_sessions_equal_one_shot_forecasts(client, dirs):
         for q, values in expected["quantiles"].items():
             assert body["quantiles"][q] == pytest.approx(values, rel=1e-6), q
     assert total == len(series)
-    for chunk, message in [([], ""), (["a"], ""), ("12", "must be a non-empty list of numbers"),
-                           ([1.0, -5.0], "has the value -5")]:  # fmt: skip
+    for chunk, message in [
+        ([], ""),
+        (["a"], ""),
+        ("12", "must be a non-empty list of numbers"),
+        ([1.0, -5.0], "has the value -5"),
+    ]:
         r = client.post(f"/v1/models/hourly/sessions/{sid}/step", json={"input": chunk})
         error = r.json()["error"]
         assert r.status_code == 422 and error["field"].startswith("input"), r.text
@@ -106,8 +112,9 @@ def test_forecast_sessions_equal_one_shot_forecasts(client, dirs):
 
 
 def test_speech_by_wav_upload(client, dirs, wav):
-    r = client.post("/v1/models/digits/transcribe", content=wav,
-                    headers={"content-type": "audio/wav"})  # fmt: skip
+    r = client.post(
+        "/v1/models/digits/transcribe", content=wav, headers={"content-type": "audio/wav"}
+    )
     assert r.status_code == 200, r.text
     predictor = run.load(dirs["digits"])
     audio = read_wav("x", predictor.config.features.sample_rate, data=wav)

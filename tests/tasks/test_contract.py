@@ -380,8 +380,17 @@ def test_lab_predictor(tmp_path):
 
 def test_override_forms_mix(toy, tmp_path):
     out = tmp_path / "m"
-    argv = ["toy", "train", "--out", str(out), "--train.lr=0.2", "--no-progress",
-            "--train.epochs", "1", "--train.tensorboard=false"]  # fmt: skip
+    argv = [
+        "toy",
+        "train",
+        "--out",
+        str(out),
+        "--train.lr=0.2",
+        "--no-progress",
+        "--train.epochs",
+        "1",
+        "--train.tensorboard=false",
+    ]
     assert main(argv) == 0
     train = json.loads((out / "config.json").read_text())["config"]["train"]
     assert (train["lr"], train["epochs"], train["tensorboard"]) == (0.2, 1, False)

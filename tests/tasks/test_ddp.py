@@ -15,15 +15,42 @@ from lstmkit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 # no dropout anywhere: each process would draw its own masks
-TINY = ["sentiment", "train", "--max-steps", "5", "--no-progress", "--model.embed_size", "16",
-        "--model.hidden_size", "8", "--model.dropout", "0", "--model.dropouti", "0",
-        "--data.max_len", "64", "--data.batch_size", "31",
-        "--train.tensorboard", "false"]  # fmt: skip
+TINY = [
+    "sentiment",
+    "train",
+    "--max-steps",
+    "5",
+    "--no-progress",
+    "--model.embed_size",
+    "16",
+    "--model.hidden_size",
+    "8",
+    "--model.dropout",
+    "0",
+    "--model.dropouti",
+    "0",
+    "--data.max_len",
+    "64",
+    "--data.batch_size",
+    "31",
+    "--train.tensorboard",
+    "false",
+]
 
 
 def test_sentiment_ddp_matches_one_process(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "lstmkit.cli.main", *TINY, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "lstmkit.cli.main",
+        *TINY,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -49,8 +49,9 @@ def test_probe_agrees_with_an_actual_bf16_step():
     assert bf16_supported("cpu") == works
 
 
-@pytest.mark.parametrize("native, runs, expected", [(True, True, "bf16"), (True, False, "fp32"),
-                                                    (False, True, "fp32")])  # fmt: skip
+@pytest.mark.parametrize(
+    "native, runs, expected", [(True, True, "bf16"), (True, False, "fp32"), (False, True, "fp32")]
+)
 def test_auto_takes_bf16_only_where_it_is_native_and_runs(monkeypatch, native, runs, expected):
     monkeypatch.setattr(precision_module, "native_bf16", lambda device_type="cpu": native)
     monkeypatch.setattr(precision_module, "bf16_supported", lambda device_type="cpu": runs)

@@ -72,8 +72,10 @@ def test_overrides_and_yaml(tmp_path):
 def test_overrides_reach_nested_sections_without_changing_the_input():
     data = {"model": {"encoder": {"peephole": True}, "size": 4}, "seed": 1}
     out = apply_overrides(data, ["--model.encoder.layer_norm", "true", "--model.size=8"])
-    assert out == {"model": {"encoder": {"peephole": True, "layer_norm": "true"}, "size": "8"},
-                   "seed": 1}  # fmt: skip
+    assert out == {
+        "model": {"encoder": {"peephole": True, "layer_norm": "true"}, "size": "8"},
+        "seed": 1,
+    }
     assert data == {"model": {"encoder": {"peephole": True}, "size": 4}, "seed": 1}
     with pytest.raises(ValueError, match="cannot override model.size.x: model.size is not a"):
         apply_overrides(data, ["--model.size.x", "1"])

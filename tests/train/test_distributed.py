@@ -64,8 +64,11 @@ def test_sharded_batches_skip_a_batch_too_small_for_every_process_alike():
             (warning,) = caught
             assert str(warning.message) == (
                 "a global batch of 2 example(s) is smaller than the 3 processes: every process "
-                "skips it (1 skipped so far)")  # fmt: skip
+                "skips it (1 skipped so far)"
+            )
     assert shares == {0: [[0, 3], [0]], 1: [[1, 4], [1]], 2: [[2], [2]]}
-    with pytest.raises(ValueError, match="no batch of this epoch has at least one example for "
-                                         "each of the 3 processes"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match="no batch of this epoch has at least one example for each of the 3 processes",
+    ):
         list(ShardedBatches([torch.arange(2)], shard, 1, 3, rows=len))

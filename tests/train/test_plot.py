@@ -122,8 +122,9 @@ def test_plot_log_of_a_trainer_run_writes_the_pngs(tmp_path, capsys):
     capsys.readouterr()  # the Trainer's epoch summaries
     parser = argparse.ArgumentParser(prog="lstmkit")
     tools.add_commands(parser.add_subparsers(dest="command"))
-    args, overrides = parser.parse_known_args(["plot-log", str(tmp_path / "run"), "--out",
-                                               str(tmp_path / "pngs")])  # fmt: skip
+    args, overrides = parser.parse_known_args(
+        ["plot-log", str(tmp_path / "run"), "--out", str(tmp_path / "pngs")]
+    )
     assert args.func(args, overrides) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(tmp_path / "pngs" / p.name) for p in paths]

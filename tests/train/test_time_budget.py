@@ -29,9 +29,18 @@ def batches(n: int = 10) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def fit(tmp_path, clock, resume=False, **train):
-    config = TrainConfig(**{"lr": 0.1, "epochs": 10, "max_minutes": 1.0, "schedule": "cosine",
-                            "schedule_by": "time", "progress": False, "tensorboard": False,
-                            **train})  # fmt: skip
+    config = TrainConfig(
+        **{
+            "lr": 0.1,
+            "epochs": 10,
+            "max_minutes": 1.0,
+            "schedule": "cosine",
+            "schedule_by": "time",
+            "progress": False,
+            "tensorboard": False,
+            **train,
+        }
+    )
 
     def step(model, batch, state=None):
         clock.now += 1.0
@@ -50,10 +59,12 @@ def fit(tmp_path, clock, resume=False, **train):
     [
         ("cosine", lambda p: 0.5 * (1 + math.cos(math.pi * p))),
         ("linear", lambda p: 1 - p),
-        ("slanted_triangular", lambda p: (1 + (p / 0.1 if p < 0.1 else 1 - (p - 0.1) / 0.9) * 31)
-         / 32),
+        (
+            "slanted_triangular",
+            lambda p: (1 + (p / 0.1 if p < 0.1 else 1 - (p - 0.1) / 0.9) * 31) / 32,
+        ),
     ],
-)  # fmt: skip
+)
 def test_time_schedules_follow_the_budget_and_end_at_the_deadline(tmp_path, schedule, closed_form):
     trainer, history = fit(tmp_path, FakeClock(), schedule=schedule)
     lrs = [row["lr"] for row in history.steps]
@@ -71,8 +82,9 @@ def test_planned_steps_end_the_time_schedule_on_a_fast_machine(tmp_path):
     # 3 epochs of 10 one-second steps fit in the 60-second budget: the schedule follows the
     # planned steps, the larger fraction, and ends with them as a step-based schedule would
     trainer, history = fit(tmp_path / "time", FakeClock(), epochs=3, warmup_steps=2)
-    _, by_steps = fit(tmp_path / "steps", FakeClock(), epochs=3, warmup_steps=2,
-                      schedule_by="steps")  # fmt: skip
+    _, by_steps = fit(
+        tmp_path / "steps", FakeClock(), epochs=3, warmup_steps=2, schedule_by="steps"
+    )
     lrs = [row["lr"] for row in history.steps]
     assert trainer.global_step == 30
     # the warmup's seconds count in the time fraction only: it leads for two steps after it
@@ -113,9 +125,18 @@ def test_time_schedule_needs_a_budget():
 
 def fit_validated(tmp_path, clock, **train):
     """``fit`` with validation data and a best-val_loss checkpoint."""
-    config = TrainConfig(**{"lr": 0.1, "epochs": 10, "max_minutes": 1.0, "schedule": "cosine",
-                            "schedule_by": "time", "progress": False, "tensorboard": False,
-                            **train})  # fmt: skip
+    config = TrainConfig(
+        **{
+            "lr": 0.1,
+            "epochs": 10,
+            "max_minutes": 1.0,
+            "schedule": "cosine",
+            "schedule_by": "time",
+            "progress": False,
+            "tensorboard": False,
+            **train,
+        }
+    )
 
     def step(model, batch, state=None):
         if model.training:

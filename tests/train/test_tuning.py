@@ -71,33 +71,57 @@ def test_yaml_1_1_exponents_are_read_as_numbers():
         ({"direction": "maximize", "params": {}}, r"needs metric"),
         ({**_space(a={"type": "float", "low": 0, "high": 1}), "direction": "up"}, r"direction"),
         (_space(), r"params must map at least one"),
-        (_space(**{"train.lr": {"type": "float", "low": 0, "high": 1, "lg": True}}),
-         r"params\.train\.lr: unknown key\(s\) lg"),
-        (_space(**{"train.lr": {"type": "uniform", "low": 0, "high": 1}}),
-         r"params\.train\.lr: type must be one of float, int, categorical"),
+        (
+            _space(**{"train.lr": {"type": "float", "low": 0, "high": 1, "lg": True}}),
+            r"params\.train\.lr: unknown key\(s\) lg",
+        ),
+        (
+            _space(**{"train.lr": {"type": "uniform", "low": 0, "high": 1}}),
+            r"params\.train\.lr: type must be one of float, int, categorical",
+        ),
         (_space(**{"train.lr": {"low": 0, "high": 1}}), r"params\.train\.lr needs a type"),
-        (_space(**{"train.lr": {"type": "float", "low": 0.1, "high": 0.1}}),
-         r"params\.train\.lr: low must be below high"),
-        (_space(**{"train.lr": {"type": "float", "low": "abc", "high": 1}}),
-         r"params\.train\.lr: low must be float"),
-        (_space(**{"train.lr": {"type": "float", "low": 0, "high": 1, "log": True}}),
-         r"params\.train\.lr: a log-scale parameter needs low > 0"),
-        (_space(**{"train.lr": {"type": "float", "low": 1e-3, "high": 1, "log": True,
-                                "step": 0.1}}), r"log and step cannot be combined"),
-        (_space(**{"model.hidden_size": {"type": "int", "low": 1.5, "high": 8}}),
-         r"params\.model\.hidden_size: low of an int parameter must be whole"),
-        (_space(**{"model.cell": {"type": "categorical", "choices": []}}),
-         r"params\.model\.cell: a categorical parameter needs a non-empty list"),
-        (_space(**{"model.cell": {"type": "categorical", "choices": ["lstm"], "low": 0}}),
-         r"params\.model\.cell: a categorical parameter takes choices, not low"),
-        (_space(**{"model.cell": {"type": "categorical", "choices": [[1, 2]]}}),
-         r"params\.model\.cell: choices must be numbers"),
+        (
+            _space(**{"train.lr": {"type": "float", "low": 0.1, "high": 0.1}}),
+            r"params\.train\.lr: low must be below high",
+        ),
+        (
+            _space(**{"train.lr": {"type": "float", "low": "abc", "high": 1}}),
+            r"params\.train\.lr: low must be float",
+        ),
+        (
+            _space(**{"train.lr": {"type": "float", "low": 0, "high": 1, "log": True}}),
+            r"params\.train\.lr: a log-scale parameter needs low > 0",
+        ),
+        (
+            _space(
+                **{"train.lr": {"type": "float", "low": 1e-3, "high": 1, "log": True, "step": 0.1}}
+            ),
+            r"log and step cannot be combined",
+        ),
+        (
+            _space(**{"model.hidden_size": {"type": "int", "low": 1.5, "high": 8}}),
+            r"params\.model\.hidden_size: low of an int parameter must be whole",
+        ),
+        (
+            _space(**{"model.cell": {"type": "categorical", "choices": []}}),
+            r"params\.model\.cell: a categorical parameter needs a non-empty list",
+        ),
+        (
+            _space(**{"model.cell": {"type": "categorical", "choices": ["lstm"], "low": 0}}),
+            r"params\.model\.cell: a categorical parameter takes choices, not low",
+        ),
+        (
+            _space(**{"model.cell": {"type": "categorical", "choices": [[1, 2]]}}),
+            r"params\.model\.cell: choices must be numbers",
+        ),
         (_space(**{"train.lr": 0.1}), r"params\.train\.lr must be a mapping"),
         (_space(**{"train..lr": {"type": "float", "low": 0, "high": 1}}), r"dotted config key"),
-        ({**_space(a={"type": "float", "low": 0, "high": 1}), "prune_from_epoch": 0},
-         r"prune_from_epoch must be >= 1"),
+        (
+            {**_space(a={"type": "float", "low": 0, "high": 1}), "prune_from_epoch": 0},
+            r"prune_from_epoch must be >= 1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_space_errors_name_the_key(data, match):
     with pytest.raises(ValueError, match=match):
         load_space(data)
@@ -156,9 +180,12 @@ def test_sampled_params_land_in_the_config_sections(tmp_path):
 
 def test_a_trial_reporting_bad_values_is_pruned(tmp_path):
     space = load_space(
-        {**_space(x={"type": "float", "low": 0, "high": 1}),
-         "prune_after_trials": 2, "prune_from_epoch": 1}
-    )  # fmt: skip
+        {
+            **_space(x={"type": "float", "low": 0, "high": 1}),
+            "prune_after_trials": 2,
+            "prune_from_epoch": 1,
+        }
+    )
     reported = []
 
     def objective(config, directory, report):
@@ -215,8 +242,20 @@ def search(tmp_path_factory):
     space_file = root / "space.yaml"
     space_file.write_text(SMALL_SPACE)
     out = root / "study"
-    code = _cli("tune", "lab-adding", "--space", space_file, "--trials", 5, "--out", out,
-                "--seed", 3, "--train.seed", "7")  # fmt: skip
+    code = _cli(
+        "tune",
+        "lab-adding",
+        "--space",
+        space_file,
+        "--trials",
+        5,
+        "--out",
+        out,
+        "--seed",
+        3,
+        "--train.seed",
+        "7",
+    )
     assert code == 0
     return space_file, out
 

@@ -71,8 +71,9 @@ class ExponentialSmoothing(nn.Module):
         return torch.stack(levels, 1), torch.stack(seasons, 1)
 
 
-def es_normalize(es: ExponentialSmoothing, raw: Tensor, series: Tensor, phase: Tensor,
-                 size: int, horizon: int) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+def es_normalize(
+    es: ExponentialSmoothing, raw: Tensor, series: Tensor, phase: Tensor, size: int, horizon: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(z, level, future_season)``: the last ``size`` of ``raw`` (N, K) deseasonalised and
     divided by the last level, in logs; the level (N,) and the seasons (N, h) to forecast
     with. ``phase`` is the position in the season of the first value of ``raw``."""

@@ -49,8 +49,10 @@ def forecast_file(
         for sid in ids:
             lines.append(str(plot_forecast(*by_id[sid], Path(plot_dir), predictor.artifacts)))
     elif out is None:
-        lines += [f"{s.id}\t{' '.join(f'{v:.6g}' for v in o['forecast'])}"
-                  for s, o in zip(series, outputs)]  # fmt: skip
+        lines += [
+            f"{s.id}\t{' '.join(f'{v:.6g}' for v in o['forecast'])}"
+            for s, o in zip(series, outputs)
+        ]
     return lines
 
 
@@ -63,8 +65,14 @@ def write_long(path: str | Path, series: list[Series], outputs: list[dict], freq
         for s, o in zip(series, outputs):
             stamps = future_stamps(s, len(o["forecast"]), freq)
             for k, ds in enumerate(stamps):
-                w.writerow([s.id, ds, repr(o["forecast"][k]),
-                            *[repr(o["quantiles"][q][k]) for q in quantiles]])  # fmt: skip
+                w.writerow(
+                    [
+                        s.id,
+                        ds,
+                        repr(o["forecast"][k]),
+                        *[repr(o["quantiles"][q][k]) for q in quantiles],
+                    ]
+                )
 
 
 def plot_forecast(series: Series, output: dict, out_dir: Path, artifacts: dict) -> Path:
@@ -85,8 +93,14 @@ def plot_forecast(series: Series, output: dict, out_dir: Path, artifacts: dict) 
     ax.plot(x_future, output["forecast"], color="C0", lw=1.5, label="forecast (median)")
     if "lower" in output:
         qs = list(output["quantiles"])
-        ax.fill_between(x_future, output["lower"], output["upper"], color="C0", alpha=0.25,
-                        label=f"{qs[0]}–{qs[-1]} quantiles")  # fmt: skip
+        ax.fill_between(
+            x_future,
+            output["lower"],
+            output["upper"],
+            color="C0",
+            alpha=0.25,
+            label=f"{qs[0]}–{qs[-1]} quantiles",
+        )
     ax.set_title(f"{series.id}: {n} values, horizon {h}")
     ax.set_xlabel("step")
     ax.legend(loc="upper left", fontsize=8)

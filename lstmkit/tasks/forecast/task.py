@@ -166,8 +166,9 @@ def normalized(model: Forecaster, batch: Windows) -> tuple[Tensor, Tensor, Tenso
         return batch.z.to(device), phase, target_z, lambda q: denormalize(q, level, scale, mode)
     raw = batch.raw.to(device)
     raw_phase = (phase - (raw.shape[1] - model.input_size)) % model.season
-    z, level, ahead = es_normalize(model.es, raw, batch.series.to(device), raw_phase,
-                                   model.input_size, model.horizon)  # fmt: skip
+    z, level, ahead = es_normalize(
+        model.es, raw, batch.series.to(device), raw_phase, model.input_size, model.horizon
+    )
     factor = level.unsqueeze(1) * ahead  # (N, h)
     target_z = None
     if batch.target is not None:

@@ -64,9 +64,16 @@ def _step_function(module, layer: int) -> tuple[Callable, Callable, int]:
 
         def step(xw_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
             h, c, _ = LF.lstm_step(
-                xw_t, state, p("weight_hh"), p("bias_hh"), p("weight_hr"), peephole=peephole,
-                ln_hh_weight=p("ln_hh_weight"), ln_c=ln_c, coupled=module.coupled,
-            )  # fmt: skip
+                xw_t,
+                state,
+                p("weight_hh"),
+                p("bias_hh"),
+                p("weight_hr"),
+                peephole=peephole,
+                ln_hh_weight=p("ln_hh_weight"),
+                ln_c=ln_c,
+                coupled=module.coupled,
+            )
             return h, c
 
         return project, step, 2
@@ -168,8 +175,11 @@ def gate_statistics(module: LSTM, x: Tensor) -> dict[str, dict]:
     stats = {}
     for name in ("f", "i", "o", "g"):
         value = getattr(gates, name)  # (layers*D, L, N, H) or batch-first
-        low, high = (-1 + 2 * SATURATION, 1 - 2 * SATURATION) if name == "g" else (
-            SATURATION, 1 - SATURATION)  # fmt: skip
+        low, high = (
+            (-1 + 2 * SATURATION, 1 - 2 * SATURATION)
+            if name == "g"
+            else (SATURATION, 1 - SATURATION)
+        )
         dims = (batch_dim, -1)
         stats[name] = {
             "mean": value.mean(dims).tolist(),

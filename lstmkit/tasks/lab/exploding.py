@@ -42,24 +42,46 @@ def run(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train the three runs; write results.json and exploding.png; return the results."""
-    for name, value in (("hidden-size", hidden_size), ("steps", steps), ("lr", lr),
-                        ("spectral-radius", spectral_radius)):  # fmt: skip
+    for name, value in (
+        ("hidden-size", hidden_size),
+        ("steps", steps),
+        ("lr", lr),
+        ("spectral-radius", spectral_radius),
+    ):
         if not value > 0:
             raise ValueError(f"--{name} must be positive, got {value}")
     out_dir = Path(out_dir)
     start = time.monotonic()
-    results: dict[str, Any] = {"T": T, "spectral_radius": spectral_radius, "lr": lr,
-                               "steps": steps, "runs": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "T": T,
+        "spectral_radius": spectral_radius,
+        "lr": lr,
+        "steps": steps,
+        "runs": {},
+    }
     logs = {}
     for name, clipping in RUNS.items():
-        config = task.load_config({
-            "model": {"cell": "rnn", "hidden_size": hidden_size,
-                      "spectral_radius": spectral_radius},
-            "data": {"T": T, "steps_per_epoch": steps, "test_size": 500},
-            "train": {"epochs": 1, "optimizer": "sgd", "lr": lr, "weight_decay": 0.0,
-                      "seed": seed, "max_nonfinite_steps": steps + 1, "progress": False,
-                      "tensorboard": False, **clipping},
-        })  # fmt: skip
+        config = task.load_config(
+            {
+                "model": {
+                    "cell": "rnn",
+                    "hidden_size": hidden_size,
+                    "spectral_radius": spectral_radius,
+                },
+                "data": {"T": T, "steps_per_epoch": steps, "test_size": 500},
+                "train": {
+                    "epochs": 1,
+                    "optimizer": "sgd",
+                    "lr": lr,
+                    "weight_decay": 0.0,
+                    "seed": seed,
+                    "max_nonfinite_steps": steps + 1,
+                    "progress": False,
+                    "tensorboard": False,
+                    **clipping,
+                },
+            }
+        )
         run_dir = out_dir / name.replace(" ", "-")
         task_run.train(task.TASK, config, run_dir, overwrite=True)
         final = read_json(run_dir / METRICS_FILE)
@@ -89,9 +111,17 @@ def plot(logs: dict[str, dict[str, np.ndarray]], path: Path, radius: float) -> N
         loss_axes.plot(log["step"], loss, color=f"C{k}", lw=1, label=name)
         norm_axes.plot(log["step"], log["grad_norm"], color=f"C{k}", lw=1, label=name)
         if skipped.any():
-            norm_axes.plot(log["step"][skipped], np.full(skipped.sum(), np.nanmax(
-                np.where(np.isfinite(log["grad_norm"]), log["grad_norm"], np.nan))),
-                "x", color=f"C{k}", ms=3, label=f"{name}: non-finite (skipped)")  # fmt: skip
+            norm_axes.plot(
+                log["step"][skipped],
+                np.full(
+                    skipped.sum(),
+                    np.nanmax(np.where(np.isfinite(log["grad_norm"]), log["grad_norm"], np.nan)),
+                ),
+                "x",
+                color=f"C{k}",
+                ms=3,
+                label=f"{name}: non-finite (skipped)",
+            )
     for axes, label in ((loss_axes, "training loss (MSE)"), (norm_axes, "gradient norm")):
         axes.set_yscale("log")
         axes.set_xlabel("step")

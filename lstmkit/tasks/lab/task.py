@@ -74,8 +74,15 @@ class ModelConfig:
             raise ValueError(f"{', '.join(variants)} apply to the lstm cell only, not {self.cell}")
 
     def variant_kwargs(self) -> dict[str, Any]:
-        names = ("layer_norm", "peephole", "coupled", "zoneout", "recurrent_dropout",
-                 "weight_drop", "forget_bias")  # fmt: skip
+        names = (
+            "layer_norm",
+            "peephole",
+            "coupled",
+            "zoneout",
+            "recurrent_dropout",
+            "weight_drop",
+            "forget_bias",
+        )
         return {k: getattr(self, k) for k in names}
 
 
@@ -112,8 +119,11 @@ def _accuracy_scores(T: int, metrics: dict[str, float]) -> dict[str, float]:
 
 def _copy_scores(T: int, metrics: dict[str, float]) -> dict[str, float]:
     # with what a model without memory achieves
-    return {**_accuracy_scores(T, metrics), "baseline_accuracy": 1 / COPY_ALPHABET,
-            "baseline_loss": copy_baseline_loss(T)}  # fmt: skip
+    return {
+        **_accuracy_scores(T, metrics),
+        "baseline_accuracy": 1 / COPY_ALPHABET,
+        "baseline_loss": copy_baseline_loss(T),
+    }
 
 
 def _adding_labels(x: Tensor) -> list[str]:
@@ -159,14 +169,43 @@ class Problem:
 
 
 PROBLEMS = {
-    "adding": Problem(adding_batch, 2, 1, False, "solved", 11, _adding_step, _adding_scores,
-                      _adding_labels, _adding_output),
-    "temporal_order": Problem(lambda T, n, g: temporal_order_batch(n, g, T), 8, 4, False,
-                              "accuracy", 20, _temporal_order_step, _accuracy_scores,
-                              _temporal_order_labels, _classes_output),
-    "copy": Problem(copy_batch, COPY_ALPHABET + 2, COPY_ALPHABET + 1, True, "accuracy", 1,
-                    _copy_step, _copy_scores, _copy_labels, _copy_output),
-}  # fmt: skip
+    "adding": Problem(
+        adding_batch,
+        2,
+        1,
+        False,
+        "solved",
+        11,
+        _adding_step,
+        _adding_scores,
+        _adding_labels,
+        _adding_output,
+    ),
+    "temporal_order": Problem(
+        lambda T, n, g: temporal_order_batch(n, g, T),
+        8,
+        4,
+        False,
+        "accuracy",
+        20,
+        _temporal_order_step,
+        _accuracy_scores,
+        _temporal_order_labels,
+        _classes_output,
+    ),
+    "copy": Problem(
+        copy_batch,
+        COPY_ALPHABET + 2,
+        COPY_ALPHABET + 1,
+        True,
+        "accuracy",
+        1,
+        _copy_step,
+        _copy_scores,
+        _copy_labels,
+        _copy_output,
+    ),
+}
 
 
 @dataclass
@@ -219,9 +258,12 @@ class SequenceModel(nn.Module):
     """
 
     def __init__(
-        self, config: ModelConfig, input_size: int = 2, out_features: int = 1,
+        self,
+        config: ModelConfig,
+        input_size: int = 2,
+        out_features: int = 1,
         per_step: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.per_step = per_step
         kwargs = config.variant_kwargs() if config.cell == "lstm" else {}
@@ -296,8 +338,10 @@ def fixed_set(data: DataConfig, size: int, seed: int, batch_size: int = 500) -> 
     """A fixed evaluation set of ``size`` sequences drawn with its own seed."""
     make = PROBLEMS[data.problem].make_batch
     generator = torch.Generator().manual_seed(seed)
-    return [make(data.T, min(batch_size, size - start), generator)
-            for start in range(0, size, batch_size)]  # fmt: skip
+    return [
+        make(data.T, min(batch_size, size - start), generator)
+        for start in range(0, size, batch_size)
+    ]
 
 
 def load_config(data: dict[str, Any] | None = None) -> LabConfig:
@@ -351,10 +395,14 @@ class LabTask:
             ProblemStream(data, seed, run.rank, run.world_size),
             fixed_set(data, data.val_size, seed + VAL_SEED_OFFSET),
             score_data=_score_data(config, "test"),
-            facts={"problem": data.problem, "T": data.T, "cell": config.model.cell,
-                   "test_sequences": data.test_size},
+            facts={
+                "problem": data.problem,
+                "T": data.T,
+                "cell": config.model.cell,
+                "test_sequences": data.test_size,
+            },
             per_step={"train_sequences": data.batch_size},
-        )  # fmt: skip
+        )
 
     def step_fn(self, config: LabConfig):
         step = PROBLEMS[config.data.problem].step
@@ -400,8 +448,10 @@ class LabTask:
             score += f"{results['problem']} sequences (T={T})"
             if "baseline_accuracy" in results:
                 score += f"; memoryless baseline {results['baseline_accuracy']:.1%}"
-        return (f"{cell} {score} after {results['train_sequences']:,} training sequences in "
-                f"{results['seconds']} s")  # fmt: skip
+        return (
+            f"{cell} {score} after {results['train_sequences']:,} training sequences in "
+            f"{results['seconds']} s"
+        )
 
 
 class LabPredictor(Predictor):

@@ -65,15 +65,25 @@ def run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    results: dict[str, Any] = {"lengths": list(lengths), "train_T": train_T,
-                               "train_steps": train_steps, "models": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "lengths": list(lengths),
+        "train_T": train_T,
+        "train_steps": train_steps,
+        "models": {},
+    }
     for name in models:
-        config = task.load_config({
-            "model": {**MODELS[name], "hidden_size": hidden_size},
-            "data": {"T": train_T, "steps_per_epoch": train_steps, "val_size": 500,
-                     "test_size": 500},
-            "train": {"epochs": 1, "seed": seed, "progress": False, "tensorboard": False},
-        })  # fmt: skip
+        config = task.load_config(
+            {
+                "model": {**MODELS[name], "hidden_size": hidden_size},
+                "data": {
+                    "T": train_T,
+                    "steps_per_epoch": train_steps,
+                    "val_size": 500,
+                    "test_size": 500,
+                },
+                "train": {"epochs": 1, "seed": seed, "progress": False, "tensorboard": False},
+            }
+        )
         torch.manual_seed(seed)
         model = task.build_model(config)
         init = {T: _profile(model, T, batch, seed + 1) for T in lengths}
@@ -81,8 +91,11 @@ def run(
         trained_model = task.TASK.load(out_dir / name).model
         final = read_json(out_dir / name / METRICS_FILE)
         trained = {T: _profile(trained_model, T, batch, seed + 1) for T in lengths}
-        results["models"][name] = {"init": init, "trained": trained,
-                                   "val_solved": final["val_solved"]}  # fmt: skip
+        results["models"][name] = {
+            "init": init,
+            "trained": trained,
+            "val_solved": final["val_solved"],
+        }
     results["seconds"] = round(time.monotonic() - start, 1)
     write_json(out_dir / "results.json", results)
     _write_csv(out_dir / "profiles.csv", results)
@@ -98,8 +111,9 @@ def _write_csv(path: Path, results: dict[str, Any]) -> None:
             for when in ("init", "trained"):
                 for T, profile in entry[when].items():
                     for t, dh in enumerate(profile["dh"][-1]):
-                        writer.writerow([name, when, T, t, int(T) - 1 - t, dh,
-                                         profile["jacobian"][t]])  # fmt: skip
+                        writer.writerow(
+                            [name, when, T, t, int(T) - 1 - t, dh, profile["jacobian"][t]]
+                        )
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

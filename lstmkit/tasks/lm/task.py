@@ -282,12 +282,14 @@ class LMTask:
         val_batches = BPTTBatches(val_ids.to(run.device), data.eval_batch_size, data.bptt)
         source = str(data.path) if data.path is not None else data.source
         return Built(
-            model, train_batches, val_batches,
+            model,
+            train_batches,
+            val_batches,
             score_data=score_data("val", source, tokenizer, val_text, data.eval_batch_size),
             artifacts={"vocab_size": tokenizer.vocab_size, "tokenizer": "tokenizer.json"},
             facts={"train_tokens": train_ids.numel(), "vocab_size": tokenizer.vocab_size},
             per_step={"train_tokens_seen": data.batch_size * data.bptt},
-        )  # fmt: skip
+        )
 
     def step_fn(self, config: LMConfig):
         return make_step(config.ar, config.tar)
@@ -315,8 +317,9 @@ class LMTask:
             text = text[len(text) - int(len(text) * predictor.config.data.val_fraction) :]
         unknown = predictor.tokenizer.unknown(text)
         if unknown:
-            print(f"note: {len(unknown)} characters unseen in training count as <unk>: "
-                  f"{unknown[:10]}")  # fmt: skip
+            print(
+                f"note: {len(unknown)} characters unseen in training count as <unk>: {unknown[:10]}"
+            )
         return score_data(split or "test", str(path), predictor.tokenizer, text, batch_size)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> LMPredictor:
@@ -362,8 +365,10 @@ class LMPredictor(Predictor):
                 raise ValueError(f"input {k + 1}: the prompt must be a text, got {prompt!r}")
             unknown = sorted(set(options) - set(GENERATION))
             if unknown:
-                raise ValueError(f"input {k + 1}: unknown option(s) {', '.join(unknown)}; "
-                                 f"known: {', '.join(GENERATION)}")  # fmt: skip
+                raise ValueError(
+                    f"input {k + 1}: unknown option(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(GENERATION)}"
+                )
             options = {"max_new": DEFAULT_NEW, "seed": 0, **options}
             max_new = options.pop("max_new")
             text = "".join(generate(self.model, self.tokenizer, prompt, max_new, **options))

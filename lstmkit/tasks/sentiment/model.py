@@ -99,14 +99,19 @@ class SentimentModelConfig:
         if not self.adversarial >= 0:
             raise ValueError(f"model.adversarial must be >= 0, got {self.adversarial!r}")
         if self.adversarial and self.pretrained is not None:
-            raise ValueError("model.adversarial perturbs a from-scratch encoder's embeddings; "
-                             "it does not apply with model.pretrained")  # fmt: skip
+            raise ValueError(
+                "model.adversarial perturbs a from-scratch encoder's embeddings; "
+                "it does not apply with model.pretrained"
+            )
         if self.embeddings not in EMBEDDINGS:
-            raise ValueError(f"model.embeddings must be one of {', '.join(EMBEDDINGS)}; "
-                             f"got {self.embeddings!r}")  # fmt: skip
+            raise ValueError(
+                f"model.embeddings must be one of {', '.join(EMBEDDINGS)}; got {self.embeddings!r}"
+            )
         if self.embeddings != "random" and self.pretrained is not None:
-            raise ValueError(f"model.embeddings {self.embeddings} starts a from-scratch "
-                             "encoder's table; model.pretrained brings its own")  # fmt: skip
+            raise ValueError(
+                f"model.embeddings {self.embeddings} starts a from-scratch "
+                "encoder's table; model.pretrained brings its own"
+            )
         check_fraction(
             self,
             "model",
@@ -143,13 +148,18 @@ class RecurrentEncoder(nn.Module):
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
         self.drop_input = LockedDropout(config.dropouti)
         self.rnn = LSTM(
-            config.embed_size, config.hidden_size, config.num_layers,
+            config.embed_size,
+            config.hidden_size,
+            config.num_layers,
             dropout=config.dropouth if config.num_layers > 1 else 0.0,
-            bidirectional=config.bidirectional, layer_norm=config.layer_norm,
-            peephole=config.peephole, zoneout=config.zoneout,
-            recurrent_dropout=config.recurrent_dropout, weight_drop=config.weight_drop,
+            bidirectional=config.bidirectional,
+            layer_norm=config.layer_norm,
+            peephole=config.peephole,
+            zoneout=config.zoneout,
+            recurrent_dropout=config.recurrent_dropout,
+            weight_drop=config.weight_drop,
             forget_bias=config.forget_bias,
-        )  # fmt: skip
+        )
         self.output_size = config.hidden_size * (2 if config.bidirectional else 1)
 
     def layer_groups(self) -> list[nn.Module]:
@@ -258,8 +268,11 @@ class SentimentClassifier(nn.Module):
         layers: list[nn.Module] = [nn.Dropout(config.dropout)]
         features = self.pooling.output_size
         if config.head_hidden:
-            layers += [nn.Linear(features, config.head_hidden), nn.ReLU(),
-                       nn.Dropout(config.dropout)]  # fmt: skip
+            layers += [
+                nn.Linear(features, config.head_hidden),
+                nn.ReLU(),
+                nn.Dropout(config.dropout),
+            ]
             features = config.head_hidden
         layers.append(nn.Linear(features, config.num_classes))
         self.head = nn.Sequential(*layers)

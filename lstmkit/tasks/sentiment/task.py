@@ -150,8 +150,10 @@ class SentimentConfig:
         if self.patience <= 0:
             raise ValueError(f"patience must be positive, got {self.patience!r}")
         if self.data.unsup and self.model.embeddings == "random":
-            raise ValueError("data.unsup feeds model.embeddings: word2vec; with random "
-                             "embeddings nothing reads the unlabelled reviews")  # fmt: skip
+            raise ValueError(
+                "data.unsup feeds model.embeddings: word2vec; with random "
+                "embeddings nothing reads the unlabelled reviews"
+            )
 
 
 def load_config(data: dict[str, Any] | None = None) -> SentimentConfig:
@@ -199,8 +201,9 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return Batch(batch.ids.to(device), batch.lengths, batch.labels.to(device))
 
 
-def sentiment_step(model: nn.Module, batch: Batch, state: Any = None,
-                   adversarial: float = 0.0) -> StepOutput:  # fmt: skip
+def sentiment_step(
+    model: nn.Module, batch: Batch, state: Any = None, adversarial: float = 0.0
+) -> StepOutput:
     batch = _to(batch, next(model.parameters()).device)
     if adversarial and model.training:
         return adversarial_step(model, batch, adversarial)
@@ -306,8 +309,10 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [f"{'':>12} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"]
     for name in (*LABELS, "macro avg", "weighted avg"):
         r = result["report"][name]
-        lines.append(f"{name:>12} {r['precision']:9.4f} {r['recall']:9.4f} "
-                     f"{r['f1-score']:9.4f} {int(r['support']):9d}")  # fmt: skip
+        lines.append(
+            f"{name:>12} {r['precision']:9.4f} {r['recall']:9.4f} "
+            f"{r['f1-score']:9.4f} {int(r['support']):9d}"
+        )
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     lines += [
         f"{'accuracy':>12} {result['accuracy']:29.4f} {result['n']:9d}",
@@ -361,8 +366,10 @@ def _init_embeddings(
     )
     with torch.no_grad():
         model.encoder.embedding.weight.copy_(table)
-    print(f"word2vec: {learned} of {tokenizer.vocab_size} embeddings learned from "
-          f"{len(texts)} reviews in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    print(
+        f"word2vec: {learned} of {tokenizer.vocab_size} embeddings learned from "
+        f"{len(texts)} reviews in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def _stages(config: SentimentConfig, model: SentimentClassifier) -> list[Stage] | None:
@@ -400,13 +407,20 @@ class SentimentTask:
         tokenizer = _tokenizer(config, run, [r.text for r in train_reviews])
         if run.rank == 0:
             tokenizer.save(run.out_dir)
-        train_enc = encode_reviews(tokenizer, [r.text for r in train_reviews],
-                                   [r.label for r in train_reviews], data.max_len)  # fmt: skip
-        val_enc = encode_reviews(tokenizer, [r.text for r in val_reviews],
-                                 [r.label for r in val_reviews], data.max_len)  # fmt: skip
-        print(f"{len(train_enc.ids)} training and {len(val_enc.ids)} validation reviews; "
-              f"{train_enc.truncated + val_enc.truncated} longer than {data.max_len} tokens "
-              "kept head + tail")  # fmt: skip
+        train_enc = encode_reviews(
+            tokenizer,
+            [r.text for r in train_reviews],
+            [r.label for r in train_reviews],
+            data.max_len,
+        )
+        val_enc = encode_reviews(
+            tokenizer, [r.text for r in val_reviews], [r.label for r in val_reviews], data.max_len
+        )
+        print(
+            f"{len(train_enc.ids)} training and {len(val_enc.ids)} validation reviews; "
+            f"{train_enc.truncated + val_enc.truncated} longer than {data.max_len} tokens "
+            "kept head + tail"
+        )
         model = build_model(config, tokenizer.vocab_size, tokenizer.pad_id)
         # rank 0 only: DDP broadcasts its weights; a resumed run loads its own
         if config.model.embeddings == "word2vec" and run.rank == 0 and not run.resume:
@@ -414,20 +428,26 @@ class SentimentTask:
         seed, pad = config.train.seed, tokenizer.pad_id
         train_data = loader(train_enc, data.batch_size, True, seed, pad)
         if run.world_size > 1:
-            train_data = ShardedBatches(train_data, shard, run.rank, run.world_size,
-                                        rows=lambda b: b.labels.numel())  # fmt: skip
-        artifacts: dict[str, Any] = {"vocab_size": tokenizer.vocab_size,
-                                     "tokenizer": "tokenizer.json"}  # fmt: skip
+            train_data = ShardedBatches(
+                train_data, shard, run.rank, run.world_size, rows=lambda b: b.labels.numel()
+            )
+        artifacts: dict[str, Any] = {
+            "vocab_size": tokenizer.vocab_size,
+            "tokenizer": "tokenizer.json",
+        }
         if config.model.pretrained is not None:  # the encoder's architecture, so that the
             lm = read_model_dir(config.model.pretrained, "lm")  # directory stands on its own
             artifacts["encoder"] = lm["config"]["model"]
         source = data.path or SAMPLE
         return Built(
-            model, train_data, loader(val_enc, data.eval_batch_size, False, seed, pad),
+            model,
+            train_data,
+            loader(val_enc, data.eval_batch_size, False, seed, pad),
             score_data=score_data("val", source, val_enc, data.eval_batch_size, pad),
-            artifacts=artifacts, facts={"train_reviews": len(train_enc.ids)},
+            artifacts=artifacts,
+            facts={"train_reviews": len(train_enc.ids)},
             stages=_stages(config, model),
-        )  # fmt: skip
+        )
 
     def step_fn(self, config: SentimentConfig):
         if config.model.adversarial:
@@ -452,13 +472,15 @@ class SentimentTask:
         data = predictor.config.data
         source = path if path is not None else (data.path or SAMPLE)
         if split == "val":
-            reviews = split_reviews(list(load_imdb(source, "train")), data.val_size,
-                                    data.split_seed, data.split)[1]  # fmt: skip
+            reviews = split_reviews(
+                list(load_imdb(source, "train")), data.val_size, data.split_seed, data.split
+            )[1]
         else:
             reviews = list(load_imdb(source, "test"))
         tokenizer = predictor.tokenizer
-        enc = encode_reviews(tokenizer, [r.text for r in reviews], [r.label for r in reviews],
-                             data.max_len)  # fmt: skip
+        enc = encode_reviews(
+            tokenizer, [r.text for r in reviews], [r.label for r in reviews], data.max_len
+        )
         return score_data(split, source, enc, data.eval_batch_size, tokenizer.pad_id)
 
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
@@ -466,8 +488,9 @@ class SentimentTask:
         tokenizer = load_tokenizer(model_dir, artifacts["vocab_size"])
         build = lambda: rebuild_model(config, artifacts, tokenizer.pad_id)  # noqa: E731
         model = load_model(build, model_dir)
-        return SentimentPredictor(self.name, config, model, artifacts, model_dir, device,
-                                  tokenizer=tokenizer)  # fmt: skip
+        return SentimentPredictor(
+            self.name, config, model, artifacts, model_dir, device, tokenizer=tokenizer
+        )
 
     def summary(self, results: dict[str, Any]) -> str:
         return (
@@ -496,8 +519,7 @@ class SentimentPredictor(Predictor):
         empty = [i for i, t in enumerate(cleaned) if not t]
         if empty:
             raise ValueError(f"input {empty[0] + 1} is empty")
-        enc = encode_reviews(self.tokenizer, cleaned, [0] * len(cleaned),
-                             self.config.data.max_len)  # fmt: skip
+        enc = encode_reviews(self.tokenizer, cleaned, [0] * len(cleaned), self.config.data.max_len)
         out = []
         size = self.config.data.eval_batch_size
         for start in range(0, len(enc.ids), size):
@@ -505,8 +527,13 @@ class SentimentPredictor(Predictor):
             logits = self.model(ids.t().contiguous().to(self.device), lengths)
             for probs in logits.float().softmax(-1).cpu():
                 k = int(probs.argmax())
-                out.append({"label": LABELS[k], "probability": float(probs[k]),
-                            "positive": float(probs[1])})  # fmt: skip
+                out.append(
+                    {
+                        "label": LABELS[k],
+                        "probability": float(probs[k]),
+                        "positive": float(probs[1]),
+                    }
+                )
         return out
 
     def format_output(self, item: str, output: dict[str, Any]) -> str:

@@ -76,14 +76,18 @@ class AugmentConfig:
         if not 0 <= self.noise_prob <= 1:
             raise ValueError(f"augment.noise_prob must be in [0, 1], got {self.noise_prob}")
         if len(self.noise_snr_db) != 2 or self.noise_snr_db[0] > self.noise_snr_db[1]:
-            raise ValueError(f"augment.noise_snr_db must be [low, high], got "
-                             f"{list(self.noise_snr_db)}")  # fmt: skip
+            raise ValueError(
+                f"augment.noise_snr_db must be [low, high], got {list(self.noise_snr_db)}"
+            )
         if len(self.trim_db) != 2 or not 0 <= self.trim_db[0] <= self.trim_db[1]:
-            raise ValueError(f"augment.trim_db must be [low, high] with 0 <= low <= high, got "
-                             f"{list(self.trim_db)}")  # fmt: skip
+            raise ValueError(
+                f"augment.trim_db must be [low, high] with 0 <= low <= high, got "
+                f"{list(self.trim_db)}"
+            )
         if len(self.tempo) != 2 or not 0.5 <= self.tempo[0] <= self.tempo[1] <= 2:
-            raise ValueError(f"augment.tempo must be [low, high] within [0.5, 2], got "
-                             f"{list(self.tempo)}")  # fmt: skip
+            raise ValueError(
+                f"augment.tempo must be [low, high] within [0.5, 2], got {list(self.tempo)}"
+            )
         if not 0 < self.time_mask_fraction <= 1:
             raise ValueError(
                 f"augment.time_mask_fraction must be in (0, 1], got {self.time_mask_fraction}"
@@ -123,18 +127,22 @@ def isolated_items(recordings: list[Recording]) -> list[Item]:
     return [Item(r.audio, (r.digit,), r.speaker, r.name) for r in recordings]
 
 
-def connected_item(recordings: list[Recording], data: SpeechDataConfig, rate: int,
-                   rng: np.random.Generator) -> Item:  # fmt: skip
-    u = connected_utterance(recordings, rng, data.min_digits, data.max_digits, data.gap_ms,
-                            data.noise_dbfs, rate)  # fmt: skip
+def connected_item(
+    recordings: list[Recording], data: SpeechDataConfig, rate: int, rng: np.random.Generator
+) -> Item:
+    u = connected_utterance(
+        recordings, rng, data.min_digits, data.max_digits, data.gap_ms, data.noise_dbfs, rate
+    )
     return Item(u.audio, u.digits, u.speaker, "+".join(n.removesuffix(".wav") for n in u.names))
 
 
-def connected_items(recordings: list[Recording], data: SpeechDataConfig, rate: int, n: int,
-                    key: tuple[int, ...]) -> list[Item]:  # fmt: skip
+def connected_items(
+    recordings: list[Recording], data: SpeechDataConfig, rate: int, n: int, key: tuple[int, ...]
+) -> list[Item]:
     """The ``n`` connected utterances of ``key`` (the k-th from ``rng([*key, k])``)."""
-    return [connected_item(recordings, data, rate, np.random.default_rng([*key, k]))
-            for k in range(n)]  # fmt: skip
+    return [
+        connected_item(recordings, data, rate, np.random.default_rng([*key, k])) for k in range(n)
+    ]
 
 
 class Featurizer:
@@ -190,10 +198,17 @@ class Featurizer:
                 feats[:, start : start + width] = 0.0
         return feats
 
-    def batch(self, items: list[Item], aug: AugmentConfig | None = None,
-              rngs: list[np.random.Generator] | None = None) -> Batch:  # fmt: skip
-        feats = [self.augmented(it.audio, aug, rng) for it, rng in zip(items, rngs)] if aug \
-            else [self.features(it.audio) for it in items]  # fmt: skip
+    def batch(
+        self,
+        items: list[Item],
+        aug: AugmentConfig | None = None,
+        rngs: list[np.random.Generator] | None = None,
+    ) -> Batch:
+        feats = (
+            [self.augmented(it.audio, aug, rng) for it, rng in zip(items, rngs)]
+            if aug
+            else [self.features(it.audio) for it in items]
+        )
         return collate(feats, [it.labels for it in items], self.ctc)
 
 
@@ -226,9 +241,15 @@ class SpeechBatches:
     position): the same batches whenever epoch ``e`` runs, resumed or not.
     """
 
-    def __init__(self, source: Callable[[int], list[Item]], featurizer: Featurizer,
-                 batch_size: int, seed: int, augment: AugmentConfig | None = None,
-                 shuffle: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: Callable[[int], list[Item]],
+        featurizer: Featurizer,
+        batch_size: int,
+        seed: int,
+        augment: AugmentConfig | None = None,
+        shuffle: bool = False,
+    ) -> None:
         self.source, self.featurizer, self.batch_size = source, featurizer, batch_size
         self.seed, self.augment, self.shuffle = seed, augment, shuffle
         self.epoch = 0
@@ -270,8 +291,9 @@ class SpeechBatches:
             if self.augment is None:
                 yield self.featurizer.batch(chosen)
             else:
-                rngs = [np.random.default_rng([self.seed, self.epoch, b, j])
-                        for j in range(len(chosen))]  # fmt: skip
+                rngs = [
+                    np.random.default_rng([self.seed, self.epoch, b, j]) for j in range(len(chosen))
+                ]
                 yield self.featurizer.batch(chosen, self.augment, rngs)
 
 
@@ -281,13 +303,19 @@ class PerMemberBatches:
     so member 0 sees what a run seeded ``seed`` would), zipped into :class:`MemberBatches`.
     The members see the same examples each epoch, in their own order."""
 
-    def __init__(self, members: int, source: Callable[[int], list[Item]],
-                 featurizer: Featurizer, batch_size: int, seed: int,
-                 augment: AugmentConfig | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        members: int,
+        source: Callable[[int], list[Item]],
+        featurizer: Featurizer,
+        batch_size: int,
+        seed: int,
+        augment: AugmentConfig | None,
+    ) -> None:
         self.streams = [
             SpeechBatches(source, featurizer, batch_size, seed + k, augment, shuffle=True)
             for k in range(members)
-        ]  # fmt: skip
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         for stream in self.streams:

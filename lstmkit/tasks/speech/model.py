@@ -109,9 +109,13 @@ class FrequencyConv(nn.Module):
         if n_mels < 4:
             raise ValueError(f"model.conv_channels needs at least 4 mel bands, got {n_mels}")
         self.layers = nn.Sequential(
-            nn.Conv1d(views, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-        )  # fmt: skip
+            nn.Conv1d(views, channels, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(channels, channels, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+        )
         self.n_mels, self.views, self.out_features = n_mels, views, channels * (n_mels // 4)
 
     def forward(self, feats: Tensor) -> Tensor:
@@ -133,8 +137,9 @@ class SpeechModel(nn.Module):
     and the step lengths; ``ctc``: log-probabilities (T', N, C + 1), blank 0, and lengths (N,).
     """
 
-    def __init__(self, n_mels: int, num_classes: int, head: str,
-                 config: SpeechModelConfig, views: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self, n_mels: int, num_classes: int, head: str, config: SpeechModelConfig, views: int = 1
+    ) -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
@@ -144,9 +149,13 @@ class SpeechModel(nn.Module):
         self.conv = FrequencyConv(n_mels, c.conv_channels, views) if c.conv_channels else None
         features = self.conv.out_features if self.conv is not None else self.in_features
         self.rnn = LSTM(
-            features * c.subsample, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
-            dropout=c.dropout if c.num_layers > 1 else 0.0, layer_norm=c.layer_norm,
-        )  # fmt: skip
+            features * c.subsample,
+            c.hidden_size,
+            c.num_layers,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            layer_norm=c.layer_norm,
+        )
         width = c.hidden_size * (2 if c.bidirectional else 1)
         self.drop = nn.Dropout(c.dropout)
         if head == "classify":
@@ -184,8 +193,10 @@ class SpeechModel(nn.Module):
 
     def check_streamable(self) -> None:
         if self.config.bidirectional or self.head_kind != "ctc":
-            raise ValueError("streaming needs a unidirectional CTC model (model.bidirectional "
-                             "false, task_kind connected)")  # fmt: skip
+            raise ValueError(
+                "streaming needs a unidirectional CTC model (model.bidirectional "
+                "false, task_kind connected)"
+            )
 
     def step(self, feats: Tensor, state=None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """A chunk of one stream: feats (T, 1, in_features) with T a multiple of ``subsample``
@@ -219,14 +230,15 @@ class SpeechEnsemble(nn.Module):
 
     head_kind = "classify"
 
-    def __init__(self, n_mels: int, num_classes: int, config: SpeechModelConfig,
-                 views: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self, n_mels: int, num_classes: int, config: SpeechModelConfig, views: int = 1
+    ) -> None:
         super().__init__()
         self.config, self.n_mels, self.in_features = config, n_mels, n_mels * views
         self.members = nn.ModuleList(
             SpeechModel(n_mels, num_classes, "classify", config, views)
             for _ in range(config.members)
-        )  # fmt: skip
+        )
 
     def forward_members(self, feats: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
         """Each member's logits (N, C) and the step lengths."""

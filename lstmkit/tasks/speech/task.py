@@ -122,14 +122,19 @@ class SpeechDataConfig:
     per_member: bool = False
 
     def __post_init__(self) -> None:
-        check_positive(self, "data", ("batch_size", "eval_batch_size", "train_utterances",
-                                      "val_utterances", "min_digits"))  # fmt: skip
+        check_positive(
+            self,
+            "data",
+            ("batch_size", "eval_batch_size", "train_utterances", "val_utterances", "min_digits"),
+        )
         if self.max_digits < self.min_digits:
-            raise ValueError(f"data.max_digits ({self.max_digits}) < data.min_digits "
-                             f"({self.min_digits})")  # fmt: skip
+            raise ValueError(
+                f"data.max_digits ({self.max_digits}) < data.min_digits ({self.min_digits})"
+            )
         if len(self.gap_ms) != 2 or not 0 <= self.gap_ms[0] <= self.gap_ms[1]:
-            raise ValueError(f"data.gap_ms must be [low, high] with 0 <= low <= high, got "
-                             f"{list(self.gap_ms)}")  # fmt: skip
+            raise ValueError(
+                f"data.gap_ms must be [low, high] with 0 <= low <= high, got {list(self.gap_ms)}"
+            )
         for name in ("noise_dbfs", "val_noise_dbfs"):
             value = getattr(self, name)
             if isinstance(value, list):
@@ -139,8 +144,9 @@ class SpeechDataConfig:
             if name == "noise_dbfs" and not levels:
                 raise ValueError("data.noise_dbfs: an empty list (give none for no noise)")
             if any(v is not None and not v < 0 for v in levels):
-                raise ValueError(f"data.{name} must be negative (dB below full scale) or none, "
-                                 f"got {value}")  # fmt: skip
+                raise ValueError(
+                    f"data.{name} must be negative (dB below full scale) or none, got {value}"
+                )
             if name == "val_noise_dbfs" and len(set(levels)) < len(levels):
                 raise ValueError(f"data.val_noise_dbfs: each level once, got {list(levels)}")
 
@@ -171,9 +177,7 @@ class SpeechConfig:
     model: SpeechModelConfig = field(default_factory=SpeechModelConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            lr=3e-3, epochs=60, schedule="cosine", warmup_steps=20
-        )  # fmt: skip
+        default_factory=lambda: TrainConfig(lr=3e-3, epochs=60, schedule="cosine", warmup_steps=20)
     )
     patience: int = 15
     keep: str = "best"
@@ -183,19 +187,23 @@ class SpeechConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.label_smoothing and self.task_kind == "connected":
-            raise ValueError("label_smoothing applies to task_kind digits (cross-entropy), "
-                             "not connected (CTC)")  # fmt: skip
+            raise ValueError(
+                "label_smoothing applies to task_kind digits (cross-entropy), not connected (CTC)"
+            )
         if self.model.members > 1 and self.task_kind == "connected":
-            raise ValueError("model.members > 1 applies to task_kind digits (averaged class "
-                             "probabilities), not connected (CTC)")  # fmt: skip
+            raise ValueError(
+                "model.members > 1 applies to task_kind digits (averaged class "
+                "probabilities), not connected (CTC)"
+            )
         if self.data.per_member and self.model.members < 2:
-            raise ValueError("data.per_member needs model.members > 1 (the members' own "
-                             f"batches), got model.members {self.model.members}")  # fmt: skip
+            raise ValueError(
+                "data.per_member needs model.members > 1 (the members' own "
+                f"batches), got model.members {self.model.members}"
+            )
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be best or last, got {self.keep!r}")
         if self.task_kind not in KINDS:
-            raise ValueError(f"task_kind must be one of {', '.join(KINDS)}; got "
-                             f"{self.task_kind!r}")  # fmt: skip
+            raise ValueError(f"task_kind must be one of {', '.join(KINDS)}; got {self.task_kind!r}")
         check_positive(self, "", ("patience",))
 
     @property
@@ -215,8 +223,9 @@ def load_config(data: dict[str, Any] | None = None) -> SpeechConfig:
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
-    return Batch(batch.feats.to(device), batch.lengths, batch.targets.to(device),
-                 batch.target_lengths)  # fmt: skip
+    return Batch(
+        batch.feats.to(device), batch.lengths, batch.targets.to(device), batch.target_lengths
+    )
 
 
 def split_targets(batch: Batch) -> list[list[int]]:
@@ -229,8 +238,9 @@ def split_targets(batch: Batch) -> list[list[int]]:
     return rows
 
 
-def isolated_step(model: nn.Module, batch: Batch | MemberBatches, state: Any = None,
-                  label_smoothing: float = 0.0) -> StepOutput:  # fmt: skip
+def isolated_step(
+    model: nn.Module, batch: Batch | MemberBatches, state: Any = None, label_smoothing: float = 0.0
+) -> StepOutput:
     """Cross-entropy and accuracy; an ensemble's loss is the mean of its members' own (each
     learns as it would alone) and its accuracy that of the averaged probabilities (members
     on their own batches, :class:`MemberBatches`: the mean of the members' accuracies)."""
@@ -239,9 +249,12 @@ def isolated_step(model: nn.Module, batch: Batch | MemberBatches, state: Any = N
     batch = _to(batch, next(model.parameters()).device)
     if isinstance(model, SpeechEnsemble):
         members, _ = model.forward_members(batch.feats, batch.lengths)
-        loss = torch.stack([F.cross_entropy(x.float(), batch.targets,
-                                            label_smoothing=label_smoothing)
-                            for x in members]).mean()  # fmt: skip
+        loss = torch.stack(
+            [
+                F.cross_entropy(x.float(), batch.targets, label_smoothing=label_smoothing)
+                for x in members
+            ]
+        ).mean()
         logits = average_probabilities(members)
     else:
         logits, _ = model(batch.feats, batch.lengths)
@@ -250,18 +263,20 @@ def isolated_step(model: nn.Module, batch: Batch | MemberBatches, state: Any = N
     return StepOutput(loss, batch.targets.numel(), {"accuracy": float(accuracy)})
 
 
-def per_member_step(model: nn.Module, batch: MemberBatches,
-                    label_smoothing: float) -> StepOutput:  # fmt: skip
+def per_member_step(model: nn.Module, batch: MemberBatches, label_smoothing: float) -> StepOutput:
     """Member k of the ensemble on ``batch.batches[k]``: the mean of the members' losses and
     accuracies."""
     if not isinstance(model, SpeechEnsemble) or len(model.members) != len(batch.batches):
         got = len(members_of(model))
         raise ValueError(f"{len(batch.batches)} members' batches for a model of {got} member(s)")
-    outs = [isolated_step(member, own, label_smoothing=label_smoothing)
-            for member, own in zip(model.members, batch.batches)]  # fmt: skip
+    outs = [
+        isolated_step(member, own, label_smoothing=label_smoothing)
+        for member, own in zip(model.members, batch.batches)
+    ]
     accuracy = sum(out.metrics["accuracy"] for out in outs) / len(outs)
-    return StepOutput(torch.stack([out.loss for out in outs]).mean(), outs[0].size,
-                      {"accuracy": accuracy})  # fmt: skip
+    return StepOutput(
+        torch.stack([out.loss for out in outs]).mean(), outs[0].size, {"accuracy": accuracy}
+    )
 
 
 def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
@@ -269,8 +284,9 @@ def ctc_step(model: nn.Module, batch: Batch, state: Any = None) -> StepOutput:
     the number of reference digits, so the epoch's WER is errors over all digits."""
     batch = _to(batch, next(model.parameters()).device)
     log_probs, steps = model(batch.feats, batch.lengths)
-    loss = F.ctc_loss(log_probs.float(), batch.targets, steps, batch.target_lengths, blank=0,
-                      zero_infinity=True)  # fmt: skip
+    loss = F.ctc_loss(
+        log_probs.float(), batch.targets, steps, batch.target_lengths, blank=0, zero_infinity=True
+    )
     best = log_probs.detach().argmax(-1).cpu()  # (T', N)
     errors = 0
     for n, ref in enumerate(split_targets(batch)):
@@ -301,8 +317,9 @@ def noise_name(dbfs: float | None) -> str:
 
 
 @torch.no_grad()
-def predict_batch(model: nn.Module, batch: Batch, ctc: bool,
-                  beam_width: int) -> list[tuple[list[int], float]]:  # fmt: skip
+def predict_batch(
+    model: nn.Module, batch: Batch, ctc: bool, beam_width: int
+) -> list[tuple[list[int], float]]:
     """(digits, confidence) per utterance of ``batch``."""
     batch = _to(batch, next(model.parameters()).device)
     out, steps = model(batch.feats, batch.lengths)
@@ -328,7 +345,7 @@ def isolated_scores(items: list[Item], preds: list[int]) -> dict[str, Any]:
         "confusion_matrix": matrix.tolist(),
         "per_speaker": {
             s: {"accuracy": float(np.mean(v)), "n": len(v)} for s, v in sorted(speakers.items())
-        },  # fmt: skip
+        },
         "n": len(labels),
     }
 
@@ -343,8 +360,10 @@ def connected_scores(items: list[Item], hyps: list[list[int]]) -> dict[str, Any]
     per_speaker = {}
     for s in sorted({it.speaker for it in items}):
         idx = [k for k, it in enumerate(items) if it.speaker == s]
-        per_speaker[s] = {"wer": float(jiwer.wer([refs[k] for k in idx], [outs[k] for k in idx])),
-                          "n": len(idx)}  # fmt: skip
+        per_speaker[s] = {
+            "wer": float(jiwer.wer([refs[k] for k in idx], [outs[k] for k in idx])),
+            "n": len(idx),
+        }
     return {
         "wer": float(jiwer.wer(refs, outs)),
         "cer": float(jiwer.cer(refs, outs)),
@@ -359,27 +378,34 @@ def format_report(result: dict[str, Any]) -> str:
     """The scores as text: confusion matrix or WER/CER, per speaker, a few examples."""
     lines = []
     if "accuracy" in result:
-        lines.append(f"accuracy {result['accuracy']:.4f} ({result['errors']} errors in "
-                     f"{result['n']})")  # fmt: skip
+        lines.append(
+            f"accuracy {result['accuracy']:.4f} ({result['errors']} errors in {result['n']})"
+        )
         lines.append("confusion matrix (rows true digit 0-9, columns predicted):")
         lines += ["  " + " ".join(f"{v:3d}" for v in row) for row in result["confusion_matrix"]]
         per = ", ".join(f"{s} {v['accuracy']:.4f}" for s, v in result["per_speaker"].items())
     else:
         floors = result.get("noise_floors", {})
         at = f" at noise {next(iter(floors))}" if floors else ""
-        lines.append(f"WER {result['wer']:.4f}  CER {result['cer']:.4f}  utterance error rate "
-                     f"{result['utterance_error_rate']:.4f} ({result['n']} utterances, "
-                     f"{result['words']} digits{at})")  # fmt: skip
+        lines.append(
+            f"WER {result['wer']:.4f}  CER {result['cer']:.4f}  utterance error rate "
+            f"{result['utterance_error_rate']:.4f} ({result['n']} utterances, "
+            f"{result['words']} digits{at})"
+        )
         for name, v in list(floors.items())[1:]:
-            lines.append(f"the same utterances at noise {name}: WER {v['wer']:.4f}  CER "
-                         f"{v['cer']:.4f}  utterance error rate "
-                         f"{v['utterance_error_rate']:.4f}")  # fmt: skip
+            lines.append(
+                f"the same utterances at noise {name}: WER {v['wer']:.4f}  CER "
+                f"{v['cer']:.4f}  utterance error rate "
+                f"{v['utterance_error_rate']:.4f}"
+            )
         per = ", ".join(f"{s} {v['wer']:.4f}" for s, v in result["per_speaker"].items())
     lines.append(f"per speaker: {per}")
     for ex in result.get("examples", []):
         mark = "" if ex["reference"] == ex["transcript"] else "   <- error"
-        lines.append(f"  {ex['name']}: {ex['transcript'] or '(empty)'!s:<16} (reference "
-                     f"{ex['reference']}){mark}")  # fmt: skip
+        lines.append(
+            f"  {ex['name']}: {ex['transcript'] or '(empty)'!s:<16} (reference "
+            f"{ex['reference']}){mark}"
+        )
     return "\n".join(lines)
 
 
@@ -403,8 +429,11 @@ def score(model: nn.Module, data: ScoreData) -> dict[str, Any]:
     if data.noise_floors:
         first = data.noise_floors[0][1]
         items, digits = items[:first], digits[:first]
-    result = (connected_scores(items, digits) if data.ctc
-              else isolated_scores(items, [d[0] for d in digits]))  # fmt: skip
+    result = (
+        connected_scores(items, digits)
+        if data.ctc
+        else isolated_scores(items, [d[0] for d in digits])
+    )
     if floors:
         result["noise_floors"] = floors
     result["examples"] = [
@@ -422,8 +451,9 @@ def _stats(artifacts: dict[str, Any]) -> Tensor | None:
     return None if stats is None else torch.tensor(stats, dtype=torch.float32)
 
 
-def eval_items(config: SpeechConfig, source: str | Path | None,
-               split: str) -> tuple[list[Item], tuple[tuple[str, int], ...]]:  # fmt: skip
+def eval_items(
+    config: SpeechConfig, source: str | Path | None, split: str
+) -> tuple[list[Item], tuple[tuple[str, int], ...]]:
     """The items of ``split`` and their noise floors' sets (see :class:`ScoreData`): the
     recordings (isolated), or ``val_utterances`` connected ones of the validation seed (the
     test split's is ``val_seed + 1000``), once per level of ``data.val_noise_dbfs``."""
@@ -442,13 +472,19 @@ def eval_items(config: SpeechConfig, source: str | Path | None,
     return items, tuple(floors)
 
 
-def make_score_data(config: SpeechConfig, split: str, source: Any, items: list[Item],
-                    stats: Tensor | None,
-                    noise_floors: tuple[tuple[str, int], ...] = ()) -> ScoreData:  # fmt: skip
+def make_score_data(
+    config: SpeechConfig,
+    split: str,
+    source: Any,
+    items: list[Item],
+    stats: Tensor | None,
+    noise_floors: tuple[tuple[str, int], ...] = (),
+) -> ScoreData:
     featurizer = Featurizer(config.features, stats, config.ctc)
     batches = SpeechBatches(lambda epoch: items, featurizer, config.data.eval_batch_size, 0)
-    return ScoreData(split, str(source), items, batches, config.ctc, config.decode.beam_width,
-                     noise_floors)  # fmt: skip
+    return ScoreData(
+        split, str(source), items, batches, config.ctc, config.decode.beam_width, noise_floors
+    )
 
 
 def build_model(config: SpeechConfig) -> SpeechModel | SpeechEnsemble:
@@ -489,28 +525,41 @@ class SpeechTask:
             source_fn = lambda epoch: fixed  # noqa: E731
             val_items, floors = isolated_items(val_recs), ()
         if data.per_member:
-            train_data = PerMemberBatches(config.model.members, source_fn, featurizer,
-                                          data.batch_size, seed, config.augment)  # fmt: skip
+            train_data = PerMemberBatches(
+                config.model.members, source_fn, featurizer, data.batch_size, seed, config.augment
+            )
         else:
-            train_data = SpeechBatches(source_fn, featurizer, data.batch_size, seed,
-                                       config.augment, shuffle=True)  # fmt: skip
+            train_data = SpeechBatches(
+                source_fn, featurizer, data.batch_size, seed, config.augment, shuffle=True
+            )
         score_data = make_score_data(config, "val", source, val_items, stats, floors)
         speakers = sorted({r.speaker for r in train_recs})
         levels = ", ".join(name for name, _ in floors)
         at = f" ({data.val_utterances} at noise {levels})" if floors else ""
-        what = (f"{data.train_utterances} connected utterances per epoch, {len(val_items)} for "
-                f"validation{at}") if config.ctc else "isolated digits"  # fmt: skip
-        print(f"{len(train_recs)} training and {len(val_recs)} validation recordings of "
-              f"{len(speakers)} speakers ({', '.join(speakers)}); {what}")  # fmt: skip
+        what = (
+            (
+                f"{data.train_utterances} connected utterances per epoch, {len(val_items)} for "
+                f"validation{at}"
+            )
+            if config.ctc
+            else "isolated digits"
+        )
+        print(
+            f"{len(train_recs)} training and {len(val_recs)} validation recordings of "
+            f"{len(speakers)} speakers ({', '.join(speakers)}); {what}"
+        )
         artifacts: dict[str, Any] = {"labels": [str(d) for d in range(NUM_DIGITS)]}
         if stats is not None:
             artifacts["feature_stats"] = stats.tolist()
         return Built(
-            build_model(config), train_data, score_data.batches, score_data=score_data,
+            build_model(config),
+            train_data,
+            score_data.batches,
+            score_data=score_data,
             artifacts=artifacts,
             facts={"train_recordings": len(train_recs), "val_recordings": len(val_recs)},
             per_step={"train_utterances": data.batch_size},
-        )  # fmt: skip
+        )
 
     def step_fn(self, config: SpeechConfig):
         if config.ctc:
@@ -524,8 +573,9 @@ class SpeechTask:
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score(model, data)
 
-    def eval_data(self, predictor: SpeechPredictor, path: str | None,
-                  split: str | None) -> ScoreData:  # fmt: skip
+    def eval_data(
+        self, predictor: SpeechPredictor, path: str | None, split: str | None
+    ) -> ScoreData:
         """``split`` (``val``, default, or ``test``: FSDD indices 0-4) of the recordings at
         ``path`` (``None``: the data the model trained on); connected utterances are
         generated from them with the config's validation seed."""
@@ -540,8 +590,10 @@ class SpeechTask:
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor:
         config, artifacts = read_config(model_dir, self, require=("labels",))
         if config.features.needs_stats and "feature_stats" not in artifacts:
-            raise ValueError(f"{model_dir}/config.json: global normalisation without "
-                             '"feature_stats" in its artifacts')  # fmt: skip
+            raise ValueError(
+                f"{model_dir}/config.json: global normalisation without "
+                '"feature_stats" in its artifacts'
+            )
         model = load_model(lambda: build_model(config), model_dir)
         return SpeechPredictor(self.name, config, model, artifacts, model_dir, device)
 
@@ -550,12 +602,16 @@ class SpeechTask:
             what = f"validation WER {results['wer']:.4f} on {results['n']} connected utterances"
             floors = results.get("noise_floors", {})
             if floors:
-                what += " (" + ", ".join(f"{v['wer']:.4f} at noise {name}"
-                                         for name, v in floors.items()) + ")"  # fmt: skip
+                what += (
+                    " ("
+                    + ", ".join(f"{v['wer']:.4f} at noise {name}" for name, v in floors.items())
+                    + ")"
+                )
         else:
             what = f"validation accuracy {results['accuracy']:.4f} on {results['n']} recordings"
-        return (f"{format_report(results)}\n{what}, {results['steps']} steps in "
-                f"{results['seconds']} s")  # fmt: skip
+        return (
+            f"{format_report(results)}\n{what}, {results['steps']} steps in {results['seconds']} s"
+        )
 
 
 class SpeechPredictor(Predictor):
@@ -579,13 +635,13 @@ class SpeechPredictor(Predictor):
         """The transcript of samples (S,) at the model's rate; all-silence gives an empty
         transcript and a warning."""
         if is_silent(audio):
-            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript", stacklevel=2)
             return {"transcript": "", "confidence": 0.0}
         batch = self.featurizer.batch([Item(audio, (0,), "", name)])
         batch = Batch(batch.feats.to(self.device), *batch[1:])
-        digits, confidence = predict_batch(self.model, batch, self.config.ctc,
-                                           self.config.decode.beam_width)[0]  # fmt: skip
+        digits, confidence = predict_batch(
+            self.model, batch, self.config.ctc, self.config.decode.beam_width
+        )[0]
         return {"transcript": transcript(digits), "confidence": round(confidence, 6)}
 
     def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
@@ -598,19 +654,24 @@ class SpeechPredictor(Predictor):
 
     def check_input(self, item: Any) -> None:
         # predict reads file paths: over HTTP the audio itself comes to /transcribe
-        raise InputError("a speech model reads WAV audio: POST the file's bytes to "
-                         "/v1/models/{name}/transcribe")  # fmt: skip
+        raise InputError(
+            "a speech model reads WAV audio: POST the file's bytes to /v1/models/{name}/transcribe"
+        )
 
     def check_streamable(self) -> None:
         """Raise a ValueError unless this model can run chunk by chunk: a unidirectional CTC
         model whose features look at no whole utterance (no per-utterance normalisation, no
         trimming of the ends)."""
         if self.config.features.whole_utterance:
-            raise ValueError(f"{self.model_dir} normalises each utterance as a whole; streaming "
-                             "needs features.normalize global or none")  # fmt: skip
+            raise ValueError(
+                f"{self.model_dir} normalises each utterance as a whole; streaming "
+                "needs features.normalize global or none"
+            )
         if self.config.features.trim_db:
-            raise ValueError(f"{self.model_dir} trims each utterance's ends (features.trim_db); "
-                             "streaming needs features.trim_db 0")  # fmt: skip
+            raise ValueError(
+                f"{self.model_dir} trims each utterance's ends (features.trim_db); "
+                "streaming needs features.trim_db 0"
+            )
         self.model.check_streamable()
 
     def open_stream(self) -> SpeechStream:
@@ -630,12 +691,12 @@ class SpeechPredictor(Predictor):
         _, outputs = stream.advance(np.zeros(0, np.float32), final=True)
         yield from outputs
 
-    def transcribe_stream(self, audio: np.ndarray, chunk_ms: float,
-                          name: str = "audio") -> dict[str, Any]:  # fmt: skip
+    def transcribe_stream(
+        self, audio: np.ndarray, chunk_ms: float, name: str = "audio"
+    ) -> dict[str, Any]:
         """:meth:`transcribe_audio` through :meth:`stream` (decoded at the end)."""
         if is_silent(audio):
-            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(f"{name} is silent (peak below -60 dBFS): empty transcript", stacklevel=2)
             return {"transcript": "", "confidence": 0.0}
         log_probs = torch.cat(list(self.stream(audio, chunk_ms)))
         digits, confidence = ctc_decode(log_probs, self.config.decode.beam_width)

@@ -25,15 +25,17 @@ class Batch(NamedTuple):
     index: Tensor
 
 
-def truncate_pairs(src: list[list[int]], tgt: list[list[int]],
-                   max_len: int) -> tuple[list[list[int]], list[list[int]], int]:  # fmt: skip
+def truncate_pairs(
+    src: list[list[int]], tgt: list[list[int]], max_len: int
+) -> tuple[list[list[int]], list[list[int]], int]:
     """Both sides cut to ``max_len`` tokens; the number of pairs that were cut."""
     cut = sum(1 for s, t in zip(src, tgt) if len(s) > max_len or len(t) > max_len)
     return [s[:max_len] for s in src], [t[:max_len] for t in tgt], cut
 
 
-def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None,
-               index: Sequence[int]) -> Batch:  # fmt: skip
+def make_batch(
+    src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None, index: Sequence[int]
+) -> Batch:
     """One padded :class:`Batch` (``tgt`` ``None``: a source-only batch for decoding)."""
     s, s_len = pad_batch(list(src), PAD_ID)
     if s.shape[1] == 0:  # all sources empty: one padding column to read
@@ -50,8 +52,14 @@ class PairBatches:
     """Re-iterable batches of ``batch_size`` pairs of similar length (reshuffled every epoch
     when ``shuffle``; else in order of length, for evaluation)."""
 
-    def __init__(self, src: list[list[int]], tgt: list[list[int]] | None, batch_size: int,
-                 shuffle: bool = False, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        src: list[list[int]],
+        tgt: list[list[int]] | None,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.src, self.tgt = src, tgt
         lengths = [max(len(s), len(t)) for s, t in zip(src, tgt)] if tgt else [len(s) for s in src]
         self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=seed)

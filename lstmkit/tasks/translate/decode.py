@@ -33,8 +33,10 @@ def check_beam(beam: int, vocab_size: int) -> None:
     vocabulary (a wider beam cannot fill at the first step, and each hypothesis costs a
     decoder row per sentence)."""
     if not 1 <= beam <= vocab_size:
-        raise ValueError(f"--beam must be in [1, {vocab_size}] (1: greedy; at most the target "
-                         f"vocabulary's {vocab_size} subwords), got {beam}")  # fmt: skip
+        raise ValueError(
+            f"--beam must be in [1, {vocab_size}] (1: greedy; at most the target "
+            f"vocabulary's {vocab_size} subwords), got {beam}"
+        )
 
 
 @dataclass
@@ -63,8 +65,9 @@ def _ban(log_probs: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def greedy(model, src: Tensor, lengths: Tensor, max_len_ratio: float = 1.5,
-           keep_weights: bool = False) -> list[Hypothesis]:  # fmt: skip
+def greedy(
+    model, src: Tensor, lengths: Tensor, max_len_ratio: float = 1.5, keep_weights: bool = False
+) -> list[Hypothesis]:
     """The most probable next token at every step, for each of the N sentences of ``src``."""
     memory = model.encode(src, lengths)
     n = src.shape[0]
@@ -99,21 +102,27 @@ def greedy(model, src: Tensor, lengths: Tensor, max_len_ratio: float = 1.5,
             alive = [alive[r] for r in keep]
         tokens = best
     return [
-        Hypothesis(
-            out[i], scores[i], scores[i], torch.stack(weights[i]) if keep_weights else None
-        )  # fmt: skip
+        Hypothesis(out[i], scores[i], scores[i], torch.stack(weights[i]) if keep_weights else None)
         for i in range(n)
     ]
 
 
 @torch.no_grad()
-def beam_search(model, src: Tensor, lengths: Tensor, beam: int = 5,
-                length_penalty_alpha: float = 0.6, max_len_ratio: float = 1.5,
-                n_best: int = 1, keep_weights: bool = False) -> list[list[Hypothesis]]:  # fmt: skip
+def beam_search(
+    model,
+    src: Tensor,
+    lengths: Tensor,
+    beam: int = 5,
+    length_penalty_alpha: float = 0.6,
+    max_len_ratio: float = 1.5,
+    n_best: int = 1,
+    keep_weights: bool = False,
+) -> list[list[Hypothesis]]:
     """The ``n_best`` best of ``beam`` hypotheses of each sentence of ``src``, best first."""
     if beam < 1 or not 1 <= n_best <= beam:
-        raise ValueError(f"need beam >= 1 and 1 <= n_best <= beam, got beam {beam}, n_best "
-                         f"{n_best}")  # fmt: skip
+        raise ValueError(
+            f"need beam >= 1 and 1 <= n_best <= beam, got beam {beam}, n_best {n_best}"
+        )
     n, device = src.shape[0], src.device
     memory = model.encode(src, lengths)
     memory = reorder(memory, torch.arange(n, device=device).repeat_interleave(beam))
@@ -133,7 +142,7 @@ def beam_search(model, src: Tensor, lengths: Tensor, beam: int = 5,
             Hypothesis(
                 toks,
                 score,
-                score / length_penalty(len(toks) + 1, length_penalty_alpha),  # fmt: skip
+                score / length_penalty(len(toks) + 1, length_penalty_alpha),
                 w[:, : int(lengths[i])].cpu() if keep_weights else None,
             )
         )
@@ -174,8 +183,9 @@ def beam_search(model, src: Tensor, lengths: Tensor, beam: int = 5,
                     weights = torch.cat([att[row], w[row : row + 1]]) if keep_weights else w
                     finish(i, seq, float(new_scores[i, k]), weights)
                 new_scores[i] = float("-inf")
-            if at_limit or _settled(finished[i], new_scores[i], beam, limit[i],
-                                    length_penalty_alpha):  # fmt: skip
+            if at_limit or _settled(
+                finished[i], new_scores[i], beam, limit[i], length_penalty_alpha
+            ):
                 done[i] = True
                 new_scores[i] = float("-inf")
         if all(done):
@@ -194,8 +204,9 @@ def beam_search(model, src: Tensor, lengths: Tensor, beam: int = 5,
     return results
 
 
-def _settled(finished: list[Hypothesis], alive: Tensor, beam: int, limit: int,
-             alpha: float) -> bool:  # fmt: skip
+def _settled(
+    finished: list[Hypothesis], alive: Tensor, beam: int, limit: int, alpha: float
+) -> bool:
     """``beam`` hypotheses have finished and no live one can outrank the best: a live
     log-probability only falls, and its penalty is at most ``lp(limit + 1)`` (alpha >= 0)."""
     top = float(alive.max())

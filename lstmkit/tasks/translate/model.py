@@ -60,8 +60,9 @@ class EncoderVariant:
     def __post_init__(self) -> None:
         for name in ("zoneout", "recurrent_dropout", "weight_drop"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"model.encoder.{name} must be in [0, 1), got "
-                                 f"{getattr(self, name)}")  # fmt: skip
+                raise ValueError(
+                    f"model.encoder.{name} must be in [0, 1), got {getattr(self, name)}"
+                )
 
 
 @dataclass
@@ -96,14 +97,19 @@ class TranslateModelConfig:
     encoder: EncoderVariant = field(default_factory=EncoderVariant)
 
     def __post_init__(self) -> None:
-        check_positive(self, "model", ("emb_size", "enc_hidden", "enc_layers", "dec_hidden",
-                                       "dec_layers"))  # fmt: skip
+        check_positive(
+            self, "model", ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers")
+        )
         if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"model.attention must be one of {', '.join(ATTENTION_KINDS)}; got "
-                             f"{self.attention!r}")  # fmt: skip
+            raise ValueError(
+                f"model.attention must be one of {', '.join(ATTENTION_KINDS)}; got "
+                f"{self.attention!r}"
+            )
         if self.attention == "dot" and self.dec_hidden != 2 * self.enc_hidden:
-            raise ValueError(f"model.attention dot needs dec_hidden ({self.dec_hidden}) == 2 * "
-                             f"enc_hidden ({2 * self.enc_hidden})")  # fmt: skip
+            raise ValueError(
+                f"model.attention dot needs dec_hidden ({self.dec_hidden}) == 2 * "
+                f"enc_hidden ({2 * self.enc_hidden})"
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -154,9 +160,15 @@ class Seq2Seq(nn.Module):
         c = self.config = config
         self.src_embed = nn.Embedding(src_vocab, c.emb_size, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(tgt_vocab, c.emb_size, padding_idx=PAD_ID)
-        self.encoder = LSTM(c.emb_size, c.enc_hidden, c.enc_layers, batch_first=True,
-                            bidirectional=True, dropout=c.dropout if c.enc_layers > 1 else 0.0,
-                            **dataclasses.asdict(c.encoder))  # fmt: skip
+        self.encoder = LSTM(
+            c.emb_size,
+            c.enc_hidden,
+            c.enc_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=c.dropout if c.enc_layers > 1 else 0.0,
+            **dataclasses.asdict(c.encoder),
+        )
         self.bridge_h = nn.Linear(2 * c.enc_hidden, c.dec_hidden)
         self.bridge_c = nn.Linear(2 * c.enc_hidden, c.dec_hidden)
         self.att_size = c.emb_size if c.tie_embeddings else c.dec_hidden
@@ -167,8 +179,13 @@ class Seq2Seq(nn.Module):
                 for k in range(c.dec_layers)
             )
         else:
-            self.decoder = LSTM(c.emb_size, c.dec_hidden, c.dec_layers, batch_first=True,
-                                dropout=c.dropout if c.dec_layers > 1 else 0.0)  # fmt: skip
+            self.decoder = LSTM(
+                c.emb_size,
+                c.dec_hidden,
+                c.dec_layers,
+                batch_first=True,
+                dropout=c.dropout if c.dec_layers > 1 else 0.0,
+            )
         self.attention = Attention(c.dec_hidden, 2 * c.enc_hidden, c.attention)
         self.combine = nn.Linear(2 * c.enc_hidden + c.dec_hidden, self.att_size, bias=False)
         self.out_bias = nn.Parameter(torch.zeros(tgt_vocab))

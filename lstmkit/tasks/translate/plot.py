@@ -29,9 +29,9 @@ def _html(source: list[str], target: list[str], weights: list[list[float]], titl
     rows = []
     for tok, row in zip(target, weights):
         cells = "".join(
-            f'<td style="background: rgba(31, 119, 180, {w:.3f})" title="{w:.3f}">'
-            f"{w:.2f}</td>" for w in row
-        )  # fmt: skip
+            f'<td style="background: rgba(31, 119, 180, {w:.3f})" title="{w:.3f}">{w:.2f}</td>'
+            for w in row
+        )
         rows.append(f"<tr><th>{html.escape(tok)}</th>{cells}</tr>")
     return (
         '<!doctype html>\n<html><head><meta charset="utf-8">'

@@ -131,7 +131,7 @@ class TranslateConfig:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             lr=3e-3, epochs=15, schedule="cosine", warmup_steps=50, weight_decay=0.0
-        )  # fmt: skip
+        )
     )
     label_smoothing: float = 0.1
     keep: str = "best"
@@ -161,14 +161,16 @@ def read_splits(data: TranslateDataConfig) -> Splits:
     if data.src is not None:
         train = read_parallel(data.src, data.tgt)
     else:
-        train = read_parallel(find_split(folder, "train", data.src_lang),
-                              find_split(folder, "train", data.tgt_lang))  # fmt: skip
+        train = read_parallel(
+            find_split(folder, "train", data.src_lang), find_split(folder, "train", data.tgt_lang)
+        )
     if data.val_src is not None:
         val = read_parallel(data.val_src, data.val_tgt)
         refs = read_lines(data.val_tgt, raw=True)
     elif data.src is None:
-        val = read_parallel(find_split(folder, "val", data.src_lang),
-                            find_split(folder, "val", data.tgt_lang))  # fmt: skip
+        val = read_parallel(
+            find_split(folder, "val", data.src_lang), find_split(folder, "val", data.tgt_lang)
+        )
         refs = read_lines(val.paths[1], raw=True)
     else:  # the last pairs of the training files
         n_val = max(1, round(len(train) * data.val_fraction))
@@ -185,8 +187,10 @@ def build_vocabs(data: TranslateDataConfig, train: Parallel) -> tuple[Subwords, 
     if data.joint:
         joint = Subwords.train(train.source + train.target, data.subwords, data.vocab_size)
         return joint, joint
-    return (Subwords.train(train.source, data.subwords, data.vocab_size),
-            Subwords.train(train.target, data.subwords, data.vocab_size))  # fmt: skip
+    return (
+        Subwords.train(train.source, data.subwords, data.vocab_size),
+        Subwords.train(train.target, data.subwords, data.vocab_size),
+    )
 
 
 def save_vocabs(out_dir: Path, src: Subwords, tgt: Subwords, joint: bool) -> dict[str, str]:
@@ -235,19 +239,30 @@ class ScoreData(NamedTuple):
     tgt_vocab: Subwords
 
 
-def translate_batches(model: nn.Module, batches: PairBatches, decode: DecodeConfig,
-                      n: int, keep_weights: bool = False) -> list[list[Hypothesis]]:  # fmt: skip
+def translate_batches(
+    model: nn.Module, batches: PairBatches, decode: DecodeConfig, n: int, keep_weights: bool = False
+) -> list[list[Hypothesis]]:
     """The ``n_best`` hypotheses of each of the ``n`` sources of ``batches``, in order."""
     device = next(model.parameters()).device
     out: list[list[Hypothesis]] = [[] for _ in range(n)]
     for batch in batches:
         src = batch.src.to(device)
         if decode.beam == 1:
-            hyps = [[h] for h in greedy(model, src, batch.src_lengths, decode.max_len_ratio,
-                                        keep_weights)]  # fmt: skip
+            hyps = [
+                [h]
+                for h in greedy(model, src, batch.src_lengths, decode.max_len_ratio, keep_weights)
+            ]
         else:
-            hyps = beam_search(model, src, batch.src_lengths, decode.beam, decode.length_penalty,
-                               decode.max_len_ratio, decode.n_best, keep_weights)  # fmt: skip
+            hyps = beam_search(
+                model,
+                src,
+                batch.src_lengths,
+                decode.beam,
+                decode.length_penalty,
+                decode.max_len_ratio,
+                decode.n_best,
+                keep_weights,
+            )
         for i, h, k in zip(batch.index.tolist(), hyps, batch.src_lengths.tolist()):
             out[i] = h if k else [Hypothesis([], 0.0, 0.0)]  # an empty source: empty output
     return out
@@ -282,7 +297,7 @@ def score(model: nn.Module, data: ScoreData) -> dict[str, Any]:
         {"source": s, "translation": o, **({"reference": r} if data.references else {})}
         for s, o, r in zip(
             data.sources[:EXAMPLES], outputs, (data.references or [None] * EXAMPLES)[:EXAMPLES]
-        )  # fmt: skip
+        )
     ]
     return result
 
@@ -319,8 +334,10 @@ class AverageCheckpoints(Callback):
         if len(self.saved) < 2:
             return
         model = unwrap(trainer.model)
-        average = {n: torch.stack([s[n].float() for s in self.saved]).mean(0).to(t.dtype)
-                   for n, t in model.state_dict().items()}  # fmt: skip
+        average = {
+            n: torch.stack([s[n].float() for s in self.saved]).mean(0).to(t.dtype)
+            for n, t in model.state_dict().items()
+        }
         model.load_state_dict(average)
         logs["averaged_epochs"] = len(self.saved)
 
@@ -332,9 +349,15 @@ def build_model(config: TranslateConfig, artifacts: dict[str, Any]) -> Seq2Seq:
     return Seq2Seq(artifacts["src_vocab_size"], artifacts["tgt_vocab_size"], config.model)
 
 
-def make_score_data(sources: list[str], references: list[str] | None, origin: str,
-                    src_vocab: Subwords, tgt_vocab: Subwords, config: TranslateConfig,
-                    decode: DecodeConfig | None = None) -> ScoreData:  # fmt: skip
+def make_score_data(
+    sources: list[str],
+    references: list[str] | None,
+    origin: str,
+    src_vocab: Subwords,
+    tgt_vocab: Subwords,
+    config: TranslateConfig,
+    decode: DecodeConfig | None = None,
+) -> ScoreData:
     """The data :func:`score` reads; ``decode`` (default: the config's) says how."""
     ids = src_vocab.encode_batch(sources)
     batches = PairBatches(ids, None, config.data.eval_batch_size)
@@ -356,30 +379,46 @@ class TranslateTask:
         splits = read_splits(data)
         src_vocab, tgt_vocab = build_vocabs(data, splits.train)
         files = save_vocabs(run.out_dir, src_vocab, tgt_vocab, data.joint)
-        src_ids, tgt_ids, cut = truncate_pairs(src_vocab.encode_batch(splits.train.source),
-                                               tgt_vocab.encode_batch(splits.train.target),
-                                               data.max_len)  # fmt: skip
-        val_src, val_tgt, _ = truncate_pairs(src_vocab.encode_batch(splits.val.source),
-                                             tgt_vocab.encode_batch(splits.val.target),
-                                             data.max_len)  # fmt: skip
+        src_ids, tgt_ids, cut = truncate_pairs(
+            src_vocab.encode_batch(splits.train.source),
+            tgt_vocab.encode_batch(splits.train.target),
+            data.max_len,
+        )
+        val_src, val_tgt, _ = truncate_pairs(
+            src_vocab.encode_batch(splits.val.source),
+            tgt_vocab.encode_batch(splits.val.target),
+            data.max_len,
+        )
         seed = config.train.seed
         train = PairBatches(src_ids, tgt_ids, data.batch_size, shuffle=True, seed=seed)
         val = PairBatches(val_src, val_tgt, data.eval_batch_size)
-        score_data = make_score_data(splits.val.source, splits.val_refs, "val", src_vocab,
-                                     tgt_vocab, config)  # fmt: skip
-        print(f"{len(splits.train)} training pairs ({splits.train.empty} with an empty side, "
-              f"{cut} cut to {data.max_len} subwords), {len(splits.val)} validation pairs; "
-              f"vocabularies {src_vocab.vocab_size} / {tgt_vocab.vocab_size} "
-              f"({data.subwords}{', joint' if data.joint else ''})")  # fmt: skip
-        artifacts = {"src_vocab_size": src_vocab.vocab_size,
-                     "tgt_vocab_size": tgt_vocab.vocab_size, **files}  # fmt: skip
+        score_data = make_score_data(
+            splits.val.source, splits.val_refs, "val", src_vocab, tgt_vocab, config
+        )
+        print(
+            f"{len(splits.train)} training pairs ({splits.train.empty} with an empty side, "
+            f"{cut} cut to {data.max_len} subwords), {len(splits.val)} validation pairs; "
+            f"vocabularies {src_vocab.vocab_size} / {tgt_vocab.vocab_size} "
+            f"({data.subwords}{', joint' if data.joint else ''})"
+        )
+        artifacts = {
+            "src_vocab_size": src_vocab.vocab_size,
+            "tgt_vocab_size": tgt_vocab.vocab_size,
+            **files,
+        }
         return Built(
-            build_model(config, artifacts), train, val, score_data=score_data,
+            build_model(config, artifacts),
+            train,
+            val,
+            score_data=score_data,
             artifacts=artifacts,
-            facts={"train_pairs": len(splits.train), "val_pairs": len(splits.val),
-                   "truncated_pairs": cut},
+            facts={
+                "train_pairs": len(splits.train),
+                "val_pairs": len(splits.val),
+                "truncated_pairs": cut,
+            },
             per_step={"pairs_seen": data.batch_size},
-        )  # fmt: skip
+        )
 
     def step_fn(self, config: TranslateConfig):
         return make_step(config.label_smoothing)
@@ -392,9 +431,15 @@ class TranslateTask:
     def score(self, model: nn.Module, data: ScoreData) -> dict[str, Any]:
         return score(model, data)
 
-    def eval_data(self, predictor: TranslatePredictor, path: str | None, split: str | None,
-                  src: str | None = None, ref: str | None = None,
-                  beam: int | None = None) -> ScoreData:  # fmt: skip
+    def eval_data(
+        self,
+        predictor: TranslatePredictor,
+        path: str | None,
+        split: str | None,
+        src: str | None = None,
+        ref: str | None = None,
+        beam: int | None = None,
+    ) -> ScoreData:
         """``--src F --ref F``: any two files; else ``split`` (``val``, default, or
         ``test``: Multi30k's test_2016_flickr) of the folder ``path`` (``None``: the
         model's training data) in the model's languages."""
@@ -409,8 +454,10 @@ class TranslateTask:
             data = config.data
             if path is None and data.src is not None:
                 if data.val_src is None:
-                    raise ValueError("this model trained on --src/--tgt files without "
-                                     "validation files: give --src and --ref")  # fmt: skip
+                    raise ValueError(
+                        "this model trained on --src/--tgt files without "
+                        "validation files: give --src and --ref"
+                    )
                 src, ref = data.val_src, data.val_tgt
             else:
                 folder = path if path is not None else (data.path or SAMPLE)
@@ -435,9 +482,11 @@ class TranslateTask:
         return TranslatePredictor(self.name, config, model, artifacts, model_dir, device)
 
     def summary(self, results: dict[str, Any]) -> str:
-        return (f"{format_report(results)}\nvalidation BLEU {results.get('bleu', 0):.2f} on "
-                f"{results['n']} sentences, {results['steps']} steps in "
-                f"{results['seconds']} s")  # fmt: skip
+        return (
+            f"{format_report(results)}\nvalidation BLEU {results.get('bleu', 0):.2f} on "
+            f"{results['n']} sentences, {results['steps']} steps in "
+            f"{results['seconds']} s"
+        )
 
 
 def _vocab(model_dir: Path, name: str, size: int) -> Subwords:
@@ -465,19 +514,25 @@ class TranslatePredictor(Predictor):
             raise ValueError("translate inputs must be a list of strings")
         ids = self.src_vocab.encode_batch([normalize(t) for t in texts])
         batches = PairBatches(ids, None, self.config.data.eval_batch_size) if ids else []
-        return translate_batches(self.model, batches, self.config.decode, len(texts),
-                                 keep_weights)  # fmt: skip
+        return translate_batches(self.model, batches, self.config.decode, len(texts), keep_weights)
 
     @torch.no_grad()
     def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
         out = []
         for hyps in self.hypotheses(inputs):
             best = hyps[0]
-            item = {"translation": self.tgt_vocab.decode(best.tokens),
-                    "score": round(best.normalized, 4)}  # fmt: skip
+            item = {
+                "translation": self.tgt_vocab.decode(best.tokens),
+                "score": round(best.normalized, 4),
+            }
             if self.config.decode.n_best > 1:
-                item["n_best"] = [{"translation": self.tgt_vocab.decode(h.tokens),
-                                   "score": round(h.normalized, 4)} for h in hyps]  # fmt: skip
+                item["n_best"] = [
+                    {
+                        "translation": self.tgt_vocab.decode(h.tokens),
+                        "score": round(h.normalized, 4),
+                    }
+                    for h in hyps
+                ]
             out.append(item)
         return out
 
@@ -492,8 +547,12 @@ class TranslatePredictor(Predictor):
         from lstmkit.tasks.translate.plot import attention_matrix
 
         source, target, weights, translation = attention_matrix(self, text)
-        return {"translation": translation, "source_tokens": source, "target_tokens": target,
-                "weights": [[round(w, 5) for w in row] for row in weights]}  # fmt: skip
+        return {
+            "translation": translation,
+            "source_tokens": source,
+            "target_tokens": target,
+            "weights": [[round(w, 5) for w in row] for row in weights],
+        }
 
 
 TASK = TranslateTask()

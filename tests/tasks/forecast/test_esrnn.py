@@ -37,8 +37,9 @@ def test_unknown_series_get_the_mean_coefficients():
         es.level_logit[:] = torch.tensor([0.0, 2.0])
         es.init_season[:] = torch.tensor([[0.0, 0.2, 0.4], [0.2, 0.4, 0.6]])
     alpha, _, e = es.coefficients(torch.tensor([-1, 1]))
-    assert alpha.tolist() == pytest.approx([torch.sigmoid(torch.tensor(1.0)).item(),
-                                            torch.sigmoid(torch.tensor(2.0)).item()])  # fmt: skip
+    assert alpha.tolist() == pytest.approx(
+        [torch.sigmoid(torch.tensor(1.0)).item(), torch.sigmoid(torch.tensor(2.0)).item()]
+    )
     assert e[0].tolist() == pytest.approx([0.1, 0.3, 0.5])
 
 
@@ -55,10 +56,13 @@ def test_normalised_window_of_a_seasonal_series_is_flat():
 
 
 def test_an_esrnn_model_directory_forecasts_with_its_series_coefficients(tmp_path):
-    config = from_dict(ForecastConfig, {
-        "model": {"kind": "esrnn", "hidden_size": 8, "num_layers": 1},
-        "train": {"max_steps": 3, "progress": False, "tensorboard": False},
-    })  # fmt: skip
+    config = from_dict(
+        ForecastConfig,
+        {
+            "model": {"kind": "esrnn", "hidden_size": 8, "num_layers": 1},
+            "train": {"max_steps": 3, "progress": False, "tensorboard": False},
+        },
+    )
     results = run.train(TASK, config, tmp_path / "m")
     raw = json.loads((tmp_path / "m" / "config.json").read_text())
     series = read_m4(SAMPLE)

@@ -47,8 +47,9 @@ def test_a_forecast_reads_nothing_at_or_after_its_origin():
 
 def test_training_windows_are_inside_the_training_part_and_seeded():
     series = [np.arange(1.0, 101.0), np.arange(1.0, 41.0)]
-    data = TrainWindows(series, 24, 6, 12, "log", 12, per_series=50, batch_size=32,
-                        min_history=12, seed=3)  # fmt: skip
+    data = TrainWindows(
+        series, 24, 6, 12, "log", 12, per_series=50, batch_size=32, min_history=12, seed=3
+    )
     batches = list(data)
     assert len(batches) == len(data) == 4
     target = torch.cat([b.target for b in batches])
@@ -111,12 +112,19 @@ def quiet(**train):
 
 
 def test_a_tiny_run_beats_seasonal_naive_on_trending_seasonal_series(tmp_path):
-    config = from_dict(ForecastConfig, {
-        "data": {"path": str(synthetic(tmp_path)), "horizon": 24, "input_size": 96,
-                 "windows_per_series": 64},
-        "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-        "train": quiet(epochs=20, lr=1e-2),
-    })  # fmt: skip
+    config = from_dict(
+        ForecastConfig,
+        {
+            "data": {
+                "path": str(synthetic(tmp_path)),
+                "horizon": 24,
+                "input_size": 96,
+                "windows_per_series": 64,
+            },
+            "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
+            "train": quiet(epochs=20, lr=1e-2),
+        },
+    )
     results = run.train(TASK, config, tmp_path / "m")
     methods = results["methods"]
     # the stated margins: at most 60% of seasonal naive's OWA, and 20% better than Naive2
@@ -133,13 +141,17 @@ def test_predictor_forecasts_any_series_and_rejects_bad_ones(tmp_path):
     out = predictor.predict([[5.0] * 10, list(np.linspace(1, 2, 500))])
     assert [len(o["forecast"]) for o in out] == [48, 48]
     assert set(out[0]["quantiles"]) == {"0.025", "0.5", "0.975"}
-    assert all(lo <= mid <= hi for lo, mid, hi in zip(out[1]["lower"], out[1]["forecast"],
-                                                      out[1]["upper"]))  # fmt: skip
+    assert all(
+        lo <= mid <= hi for lo, mid, hi in zip(out[1]["lower"], out[1]["forecast"], out[1]["upper"])
+    )
     json.dumps(out, allow_nan=False)
     assert predictor.parse_input("[1, 2.5, 3]") == [1, 2.5, 3] == predictor.parse_input("1,2.5 3")
-    for bad, message in [([], "no series"), ([[]], "input 1 must be a non-empty"),
-                         ([[1, float("nan")]], "input 1 holds NaN"),
-                         ([[1.0], [1.0, -2.0]], "series 'input 2' has the value -2")]:  # fmt: skip
+    for bad, message in [
+        ([], "no series"),
+        ([[]], "input 1 must be a non-empty"),
+        ([[1, float("nan")]], "input 1 holds NaN"),
+        ([[1.0], [1.0, -2.0]], "series 'input 2' has the value -2"),
+    ]:
         with pytest.raises(ValueError, match=message):
             predictor.predict(bad)
     with pytest.raises(ValueError, match="not a list of numbers"):
@@ -148,8 +160,17 @@ def test_predictor_forecasts_any_series_and_rejects_bad_ones(tmp_path):
 
 def test_cli_train_predict_evaluate_resume_on_the_sample(tmp_path, capsys):
     out = tmp_path / "m"
-    args = ["forecast", "train", "--out", str(out), "--no-progress", "--max-steps", "3",
-            "--train.tensorboard", "false"]  # fmt: skip
+    args = [
+        "forecast",
+        "train",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--max-steps",
+        "3",
+        "--train.tensorboard",
+        "false",
+    ]
     assert main(args) == 0
     assert "40 series (hourly, horizon 48" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
@@ -157,22 +178,54 @@ def test_cli_train_predict_evaluate_resume_on_the_sample(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 6
 
     forecasts = tmp_path / "f.csv"
-    assert main(["forecast", "predict", "--model", str(out), "--data", str(SAMPLE),
-                 "--out", str(forecasts), "--plot", str(tmp_path / "plots"),
-                 "--series", "H1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(out),
+                "--data",
+                str(SAMPLE),
+                "--out",
+                str(forecasts),
+                "--plot",
+                str(tmp_path / "plots"),
+                "--series",
+                "H1",
+            ]
+        )
+        == 0
+    )
     rows = read_m4(forecasts)
     assert [r.id for r in rows] == [s.id for s in read_m4(SAMPLE)]
     assert {len(r) for r in rows} == {48}
     assert (tmp_path / "plots" / "H1.png").stat().st_size > 10_000
     long = tmp_path / "f_long.csv"
-    assert main(["forecast", "predict", "--model", str(out), "--data", str(SAMPLE),
-                 "--out", str(long), "--format", "long"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(out),
+                "--data",
+                str(SAMPLE),
+                "--out",
+                str(long),
+                "--format",
+                "long",
+            ]
+        )
+        == 0
+    )
     lines = long.read_text().splitlines()
     assert lines[0] == "unique_id,ds,y_hat,q0.025,q0.5,q0.975" and len(lines) == 1 + 40 * 48
 
     capsys.readouterr()
-    assert main(["forecast", "evaluate", "--model", str(out), "--json",
-                 str(tmp_path / "e.json")]) == 0  # fmt: skip
+    assert (
+        main(["forecast", "evaluate", "--model", str(out), "--json", str(tmp_path / "e.json")]) == 0
+    )
     printed = capsys.readouterr().out
     scores = json.loads((tmp_path / "e.json").read_text())
     assert scores["methods"]["naive2"]["owa"] == 1.0 and scores["n"] == 40
@@ -183,17 +236,39 @@ def test_cli_train_predict_evaluate_resume_on_the_sample(tmp_path, capsys):
     # scored against a test file: the last 48 values of the sample as "test", the rest as train
     series = read_m4(SAMPLE)
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
-    train.write_text("V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[:-48]))}\n"
-                                      for s in series))  # fmt: skip
-    test.write_text("V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[-48:]))}\n"
-                                     for s in series))  # fmt: skip
-    assert main(["forecast", "evaluate", "--model", str(out), "--data", str(train),
-                 "--test", str(test), "--json", str(tmp_path / "t.json")]) == 0  # fmt: skip
+    train.write_text(
+        "V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[:-48]))}\n" for s in series)
+    )
+    test.write_text(
+        "V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[-48:]))}\n" for s in series)
+    )
+    assert (
+        main(
+            [
+                "forecast",
+                "evaluate",
+                "--model",
+                str(out),
+                "--data",
+                str(train),
+                "--test",
+                str(test),
+                "--json",
+                str(tmp_path / "t.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "t.json").read_text())["owa"] == pytest.approx(scores["owa"])
-    test.write_text("V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[-40:]))}\n"
-                                     for s in series))  # fmt: skip
-    assert main(["forecast", "evaluate", "--model", str(out), "--data", str(train),
-                 "--test", str(test)]) == 2  # fmt: skip
+    test.write_text(
+        "V1\n" + "".join(f"{s.id},{','.join(map(str, s.values[-40:]))}\n" for s in series)
+    )
+    assert (
+        main(
+            ["forecast", "evaluate", "--model", str(out), "--data", str(train), "--test", str(test)]
+        )
+        == 2
+    )
     assert (
         "series 'H1' has 40 test values, but the model's horizon is 48" in capsys.readouterr().err
     )
@@ -208,19 +283,37 @@ def test_sizes_round_the_window_up_to_whole_chunks():
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     out = tmp_path / "m"
-    assert main(["forecast", "train", "--out", str(out), "--no-progress", "--max-steps", "1",
-                 "--train.tensorboard", "false"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "train",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--max-steps",
+                "1",
+                "--train.tensorboard",
+                "false",
+            ]
+        )
+        == 0
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text('"V1","V2","V3"\n"H1",1,oops\n')
     capsys.readouterr()
     cases = [
-        (["--data", str(bad), "--out", str(tmp_path / "f.csv")],
-         "row 2 (series 'H1'), value 2: 'oops' is not a number"),
+        (
+            ["--data", str(bad), "--out", str(tmp_path / "f.csv")],
+            "row 2 (series 'H1'), value 2: 'oops' is not a number",
+        ),
         (["--out", str(tmp_path / "f.csv")], "--out and --plot forecast the series of --data"),
-        (["--data", str(SAMPLE), "--plot", str(tmp_path), "--series", "H9999"],
-         "has no series 'H9999' to plot"),
+        (
+            ["--data", str(SAMPLE), "--plot", str(tmp_path), "--series", "H9999"],
+            "has no series 'H9999' to plot",
+        ),
         (["[1, 2, -3]"], "series 'input 1' has the value -3"),
-    ]  # fmt: skip
+    ]
     for extra, message in cases:
         assert main(["forecast", "predict", "--model", str(out), *extra]) == 2
         err = capsys.readouterr().err
@@ -231,8 +324,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_tune_forecast_with_its_bundled_space(tmp_path, capsys):
     out = tmp_path / "tune"
-    argv = ["tune", "forecast", "--trials", "2", "--out", str(out), "--train.epochs", "2",
-            "--train.progress", "false", "--train.tensorboard", "false"]  # fmt: skip
+    argv = [
+        "tune",
+        "forecast",
+        "--trials",
+        "2",
+        "--out",
+        str(out),
+        "--train.epochs",
+        "2",
+        "--train.progress",
+        "false",
+        "--train.tensorboard",
+        "false",
+    ]
     assert main(argv) == 0
     best = (out / "best.yaml").read_text()
     assert "val_owa = " in best and "model:" in best and "hidden_size:" in best
@@ -245,9 +350,21 @@ def test_short_series_are_padded_or_left_unvalidated_and_counted(tmp_path, capsy
     rows = [f"{s.id},{','.join(map(str, s.values))}" for s in series]
     rows += ["tiny,5,6,7", "short," + ",".join(["9"] * 100)]  # 3 and 100 values
     path.write_text("V1\n" + "\n".join(rows) + "\n")
-    args = ["forecast", "train", "--out", str(tmp_path / "m"), "--no-progress", "--data",
-            str(path), "--max-steps", "2", "--train.tensorboard", "false",
-            "--data.input_size", "96"]  # fmt: skip
+    args = [
+        "forecast",
+        "train",
+        "--out",
+        str(tmp_path / "m"),
+        "--no-progress",
+        "--data",
+        str(path),
+        "--max-steps",
+        "2",
+        "--train.tensorboard",
+        "false",
+        "--data.input_size",
+        "96",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "7 series (hourly" in printed and "1 series shorter, padded" in printed
@@ -255,8 +372,21 @@ def test_short_series_are_padded_or_left_unvalidated_and_counted(tmp_path, capsy
     results = json.loads((tmp_path / "m" / "results.json").read_text())
     assert results["unvalidated_series"] == 1 and results["padded_series"] == 1
     out = tmp_path / "f.csv"
-    assert main(["forecast", "predict", "--model", str(tmp_path / "m"), "--data", str(path),
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "predict",
+                "--model",
+                str(tmp_path / "m"),
+                "--data",
+                str(path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "8 series forecast 48 steps ahead (1 shorter than the window of 96, padded)" in (
         capsys.readouterr().out
     )
@@ -265,8 +395,22 @@ def test_short_series_are_padded_or_left_unvalidated_and_counted(tmp_path, capsy
 
 def test_task_agnostic_evaluate_and_predict_read_a_forecast_directory(tmp_path, capsys):
     out = tmp_path / "m"
-    assert main(["forecast", "train", "--out", str(out), "--no-progress", "--max-steps", "1",
-                 "--train.tensorboard", "false"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "forecast",
+                "train",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--max-steps",
+                "1",
+                "--train.tensorboard",
+                "false",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out), "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["methods"]["naive2"]["owa"] == 1.0

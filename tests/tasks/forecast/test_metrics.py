@@ -25,8 +25,10 @@ def test_score_set_averages_per_series_and_owa_of_naive2_is_one():
     actuals = rng.uniform(1, 10, (5, 6))
     n2 = score_set(histories, actuals, bl.naive2(histories, 6, 4), 4)
     assert owa(n2, n2) == 1.0
-    one = [score_set([h], a[None], bl.naive(histories, 6)[k][None], 4)
-           for k, (h, a) in enumerate(zip(histories, actuals))]  # fmt: skip
+    one = [
+        score_set([h], a[None], bl.naive(histories, 6)[k][None], 4)
+        for k, (h, a) in enumerate(zip(histories, actuals))
+    ]
     both = score_set(histories, actuals, bl.naive(histories, 6), 4)
     assert both["smape"] == pytest.approx(np.mean([o["smape"] for o in one]))
     assert both["mase"] == pytest.approx(np.mean([o["mase"] for o in one]))
@@ -69,8 +71,9 @@ def test_seasonal_indices_match_statsmodels_decompose():
 def test_statsforecast_baselines_forecast_every_series():
     pytest.importorskip("statsforecast")
     rng = np.random.default_rng(3)
-    histories = [10 + np.sin(np.arange(n) * 2 * np.pi / 4) + rng.normal(0, 0.01, n)
-                 for n in (40, 52)]  # fmt: skip
+    histories = [
+        10 + np.sin(np.arange(n) * 2 * np.pi / 4) + rng.normal(0, 0.01, n) for n in (40, 52)
+    ]
     out = bl.statsforecast_models(histories, 4, 4, ("AutoETS",), n_jobs=1)
     assert out["AutoETS"].shape == (2, 4)
     expected = 10 + np.sin(np.arange(40, 44) * np.pi / 2)  # the first series' continuation

@@ -22,8 +22,11 @@ def _models():
 def _split_run(model, x, t):
     """States after step t as leaves, and the last hidden state computed from them."""
     _, state = model(x[: t + 1])
-    state = tuple(s.detach().requires_grad_(True) for s in state) if isinstance(state, tuple) \
-        else state.detach().requires_grad_(True)  # fmt: skip
+    state = (
+        tuple(s.detach().requires_grad_(True) for s in state)
+        if isinstance(state, tuple)
+        else state.detach().requires_grad_(True)
+    )
     if t == x.size(0) - 1:
         last = state[0] if isinstance(state, tuple) else state
     else:

@@ -5,8 +5,22 @@ from lstmkit.cli.main import main
 
 def test_vanishing_writes_results_and_shows_the_rnn_decaying_faster(tmp_path, capsys):
     out = tmp_path / "van"
-    args = ["lab", "vanishing", "--T", "10", "30", "--models", "rnn", "lstm", "--train-steps",
-            "3", "--train-T", "11", "--out", str(out)]  # fmt: skip
+    args = [
+        "lab",
+        "vanishing",
+        "--T",
+        "10",
+        "30",
+        "--models",
+        "rnn",
+        "lstm",
+        "--train-steps",
+        "3",
+        "--train-T",
+        "11",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"rnn", "lstm"}

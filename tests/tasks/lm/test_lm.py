@@ -424,15 +424,26 @@ HELLO = "hello world, " * 40  # 520 characters: 468 to train on, the last 52 to 
 def tiny_train_config(path: Path, **data) -> task.LMConfig:
     return task.load_config(
         {
-            "data": {"path": str(path), "batch_size": 4, "bptt": 16, "variable_bptt": False,
-                     "eval_batch_size": 1, **data},
+            "data": {
+                "path": str(path),
+                "batch_size": 4,
+                "bptt": 16,
+                "variable_bptt": False,
+                "eval_batch_size": 1,
+                **data,
+            },
             "model": {"embed_size": 16, "hidden_size": 32, "num_layers": 1, **NO_DROPOUT},
-            "train": {"lr": 0.01, "epochs": 40, "weight_decay": 0.0, "progress": False,
-                      "tensorboard": False},
+            "train": {
+                "lr": 0.01,
+                "epochs": 40,
+                "weight_decay": 0.0,
+                "progress": False,
+                "tensorboard": False,
+            },
             "ar": 0.0,
             "tar": 0.0,
         }
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -469,10 +480,22 @@ def test_a_tiny_model_overfits_a_repetitive_text(overfit):
 
 CAT = "the cat sat on the mat.\n" * 12  # 288 characters: 260 to train on, 28 to validate
 TINY_FLAGS = [
-    "--no-progress", "--data.batch_size", "2", "--data.bptt", "8", "--data.eval_batch_size",
-    "1", "--model.embed_size", "8", "--model.hidden_size", "16", "--model.num_layers", "1",
-    "--train.tensorboard", "false",
-]  # fmt: skip
+    "--no-progress",
+    "--data.batch_size",
+    "2",
+    "--data.bptt",
+    "8",
+    "--data.eval_batch_size",
+    "1",
+    "--model.embed_size",
+    "8",
+    "--model.hidden_size",
+    "16",
+    "--model.num_layers",
+    "1",
+    "--train.tensorboard",
+    "false",
+]
 
 
 def lm_train(data: Path, out: Path, *flags: str) -> int:
@@ -486,8 +509,14 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     assert lm_train(data, out, "--train.epochs", "2", "--seed", "3") == 0
     printed = capsys.readouterr().out
     files = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json",
-            "train_log.csv", "results.json"} <= files  # fmt: skip
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "train_log.csv",
+        "results.json",
+    } <= files
     results = json.loads((out / "results.json").read_text())
     config = json.loads((out / "config.json").read_text())
     # vocab: <pad> <unk> "\n" " " . a c e h m n o s t; 260 // 2 columns - 1 = 129 steps in
@@ -519,8 +548,20 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     assert (written["task"], written["model"], written["data"]) == ("lm", str(out), str(data))
     assert (written["split"], written["tokens"], written["chars"]) == ("test", 287, 287)
     # --split val --batch-size 1 reproduces the validation numbers of results.json
-    argv = ["lm", "evaluate", "--model", str(out), "--data", str(data), "--split", "val",
-            "--batch-size", "1", "--json", str(report)]  # fmt: skip
+    argv = [
+        "lm",
+        "evaluate",
+        "--model",
+        str(out),
+        "--data",
+        str(data),
+        "--split",
+        "val",
+        "--batch-size",
+        "1",
+        "--json",
+        str(report),
+    ]
     assert main(argv) == 0
     val = json.loads(report.read_text())
     for key in ("nats_per_char", "nats_per_token", "perplexity", "bits_per_char", "tokens"):
@@ -538,8 +579,19 @@ def test_cli_train_evaluate_generate_round_trip(tmp_path, capsys):
     sampled = capsys.readouterr().out
     assert sampled == "the " + text(model, tok, "the ", 15, seed=7, top_k=4) + "\n"
     assert len(sampled) == 4 + 15 + 1
-    argv = ["lm", "generate", "--model", str(out), "--prompt", "mat.\\nthe", "--escapes",
-            "--max-new", "5", "--beam", "2"]  # fmt: skip
+    argv = [
+        "lm",
+        "generate",
+        "--model",
+        str(out),
+        "--prompt",
+        "mat.\\nthe",
+        "--escapes",
+        "--max-new",
+        "5",
+        "--beam",
+        "2",
+    ]
     assert main(argv) == 0
     beamed = capsys.readouterr().out
     assert beamed.startswith("mat.\nthe") and len(beamed) == 8 + 5 + 1
@@ -559,8 +611,9 @@ def test_cli_resume_after_max_steps_continues_exactly(tmp_path, capsys):
     data.write_text(CAT)
     assert lm_train(data, tmp_path / "a", "--max-steps", "3", "--train.epochs", "3") == 0
     assert json.loads((tmp_path / "a" / "results.json").read_text())["steps"] == 3
-    assert lm_train(data, tmp_path / "a", "--max-steps", "6", "--train.epochs", "3",
-                    "--resume") == 0  # fmt: skip
+    assert (
+        lm_train(data, tmp_path / "a", "--max-steps", "6", "--train.epochs", "3", "--resume") == 0
+    )
     assert lm_train(data, tmp_path / "b", "--max-steps", "6", "--train.epochs", "3") == 0
     capsys.readouterr()
 
@@ -688,8 +741,7 @@ def test_each_process_reads_its_streams_and_too_few_streams_are_an_error(tmp_pat
         (tmp_path / name).mkdir()  # as the run makes the model directory
     config = task.load_config({"data": data})
     one = task.LMTask().build(config, RunContext(out_dir=tmp_path / "one"))
-    second = task.LMTask().build(config, RunContext(out_dir=tmp_path / "two", rank=1,
-                                                    world_size=2))  # fmt: skip
+    second = task.LMTask().build(config, RunContext(out_dir=tmp_path / "two", rank=1, world_size=2))
     whole, share = next(iter(one.train_data)), next(iter(second.train_data))
     assert torch.equal(share.x, whole.x[:, 1::2]) and torch.equal(share.y, whole.y[:, 1::2])
     narrow = task.load_config({"data": {**data, "batch_size": 1}})

@@ -49,9 +49,13 @@ def classifier(pooling: str, bidirectional: bool = True, num_layers: int = 1, se
     """A tiny float64 classifier in eval mode."""
     torch.manual_seed(seed)
     cfg = SentimentModelConfig(
-        embed_size=8, hidden_size=6, num_layers=num_layers, bidirectional=bidirectional,
-        pooling=pooling, head_hidden=5,
-    )  # fmt: skip
+        embed_size=8,
+        hidden_size=6,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        head_hidden=5,
+    )
     return SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).double().eval()
 
 
@@ -157,10 +161,14 @@ def test_masked_max_mean_attention_equal_hand_computations():
             valid = outputs[:length, n]  # (length, 4)
             scores = pool.attention(valid)[:, 0]
             weights = scores.exp() / scores.exp().sum()
-            expected = torch.cat([
-                valid.max(0).values, valid.sum(0) / length,
-                (weights.unsqueeze(1) * valid).sum(0), last[n],
-            ])  # fmt: skip
+            expected = torch.cat(
+                [
+                    valid.max(0).values,
+                    valid.sum(0) / length,
+                    (weights.unsqueeze(1) * valid).sum(0),
+                    last[n],
+                ]
+            )
             torch.testing.assert_close(got[n], expected, rtol=0, atol=TOL)
     # the hand values by example: review 1's first feature over its two valid steps
     a, b = outputs[0, 1, 0].item(), outputs[1, 1, 0].item()
@@ -173,8 +181,16 @@ def test_masked_max_mean_attention_equal_hand_computations():
 
 def tiny_lm(vocab: int = 20, seed: int = 0) -> LanguageModel:
     torch.manual_seed(seed)
-    cfg = LMModelConfig(embed_size=8, hidden_size=12, num_layers=2, dropout=0.0, dropouth=0.0,
-                        dropouti=0.0, dropoute=0.0, weight_drop=0.0)  # fmt: skip
+    cfg = LMModelConfig(
+        embed_size=8,
+        hidden_size=12,
+        num_layers=2,
+        dropout=0.0,
+        dropouth=0.0,
+        dropouti=0.0,
+        dropoute=0.0,
+        weight_drop=0.0,
+    )
     return LanguageModel(vocab, cfg)
 
 
@@ -239,8 +255,9 @@ def test_lm_encoder_gradients_reach_only_the_last_grad_chunks(steps):
 
 def test_adversarial_step_equals_a_hand_computation():
     torch.manual_seed(0)
-    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
-                               adversarial=2.5)  # fmt: skip
+    cfg = SentimentModelConfig(
+        embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0, adversarial=2.5
+    )
     model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).double().train()
     ids, lengths = batch([7, 3, 5])
     labels = torch.tensor([1, 0, 1])
@@ -270,8 +287,9 @@ def test_adversarial_step_equals_a_hand_computation():
 
 def test_adversarial_step_with_a_frozen_embedding_table():
     torch.manual_seed(0)
-    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
-                               freeze_embeddings=True)  # fmt: skip
+    cfg = SentimentModelConfig(
+        embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0, freeze_embeddings=True
+    )
     model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).train()
     assert not model.encoder.embedding.weight.requires_grad
     ids, lengths = batch([7, 3, 5])
@@ -289,8 +307,19 @@ def test_adversarial_step_with_a_frozen_embedding_table():
 
 def test_adversarial_training_through_the_cli(tmp_path):
     out = tmp_path / "adv"
-    rc, stdout, err = run(["sentiment", "train", "--out", str(out), *TINY, "--max-steps", "3",
-                           "--model.adversarial", "1.0"])  # fmt: skip
+    rc, stdout, err = run(
+        [
+            "sentiment",
+            "train",
+            "--out",
+            str(out),
+            *TINY,
+            "--max-steps",
+            "3",
+            "--model.adversarial",
+            "1.0",
+        ]
+    )
     assert rc == 0, err
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["model"]["adversarial"] == 1.0
@@ -340,8 +369,18 @@ def test_load_config_rejects_unknown_keys_and_keeps_defaults():
 
 # -- metrics ----------------------------------------------------------------------------------
 
-PROBS = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7],
-                      [0.45, 0.55], [0.8, 0.2], [0.1, 0.9], [0.7, 0.3]])  # fmt: skip
+PROBS = torch.tensor(
+    [
+        [0.9, 0.1],
+        [0.2, 0.8],
+        [0.6, 0.4],
+        [0.3, 0.7],
+        [0.45, 0.55],
+        [0.8, 0.2],
+        [0.1, 0.9],
+        [0.7, 0.3],
+    ]
+)
 LABELS = [0, 1, 1, 1, 0, 0, 1, 1]  # predicted: 0 1 0 1 1 0 1 0
 
 
@@ -377,8 +416,10 @@ def test_format_report_shows_the_numbers():
     assert lines[1].split() == ["neg", "0.5000", "0.6667", "0.5714", "3"]
     assert lines[2].split() == ["pos", "0.7500", "0.6000", "0.6667", "5"]
     assert next(x for x in lines if x.strip().startswith("accuracy")).split() == [
-        "accuracy", "0.6250", "8",
-    ]  # fmt: skip
+        "accuracy",
+        "0.6250",
+        "8",
+    ]
 
 
 # -- encoding and batches ---------------------------------------------------------------------
@@ -432,11 +473,28 @@ def test_loader_yields_every_review_once_per_epoch_time_major():
 # -- a tiny model on the bundled sample, through the CLI --------------------------------------
 
 TINY = [
-    "--no-progress", "--seed", "0", "--data.max_len", "64", "--data.batch_size", "16",
-    "--data.vocab_size", "5000", "--model.embed_size", "32", "--model.hidden_size", "16",
-    "--model.pooling", "mean", "--train.epochs", "2", "--train.lr", "1e-2",
-    "--train.tensorboard", "false",
-]  # fmt: skip
+    "--no-progress",
+    "--seed",
+    "0",
+    "--data.max_len",
+    "64",
+    "--data.batch_size",
+    "16",
+    "--data.vocab_size",
+    "5000",
+    "--model.embed_size",
+    "32",
+    "--model.hidden_size",
+    "16",
+    "--model.pooling",
+    "mean",
+    "--train.epochs",
+    "2",
+    "--train.lr",
+    "1e-2",
+    "--train.tensorboard",
+    "false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -461,8 +519,14 @@ def test_tiny_model_beats_chance_on_the_sample(trained):
 
 def test_model_directory(trained):
     names = {p.name for p in trained.iterdir()}
-    expected = {"config.json", "model.safetensors", "tokenizer.json", "metrics.json",
-                "train_log.csv", "results.json"}  # fmt: skip
+    expected = {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "train_log.csv",
+        "results.json",
+    }
     assert expected <= names
     config = json.loads((trained / "config.json").read_text())
     results = json.loads((trained / "results.json").read_text())
@@ -492,8 +556,18 @@ def test_model_directory(trained):
 
 def test_evaluate_val_reproduces_the_training_scores(trained, tmp_path):
     scores_file = tmp_path / "val.json"
-    rc, stdout, err = run(["sentiment", "evaluate", "--model", str(trained), "--split", "val",
-                           "--json", str(scores_file)])  # fmt: skip
+    rc, stdout, err = run(
+        [
+            "sentiment",
+            "evaluate",
+            "--model",
+            str(trained),
+            "--split",
+            "val",
+            "--json",
+            str(scores_file),
+        ]
+    )
     assert rc == 0, err
     results = json.loads((trained / "results.json").read_text())
     got = json.loads(scores_file.read_text())
@@ -514,8 +588,10 @@ def test_evaluate_test_split_missing_from_the_sample(trained):
 
 
 def test_predict_texts_prints_a_line_each(trained):
-    texts = ["A wonderful, moving film with great acting.", "Boring, awful and a waste of time. "
-             "The worst movie I have seen this year, by a long way."]  # fmt: skip
+    texts = [
+        "A wonderful, moving film with great acting.",
+        "Boring, awful and a waste of time. The worst movie I have seen this year, by a long way.",
+    ]
     expected = task.TASK.load(trained).predict(texts)
     rc, stdout, err = run(["sentiment", "predict", "--model", str(trained), *texts])
     assert rc == 0, err
@@ -596,8 +672,19 @@ def test_resume_of_a_finished_run_keeps_the_best_epochs_model(tmp_path, monkeypa
 
     monkeypatch.setattr(Trainer, "evaluate", scripted)
     out = tmp_path / "model"
-    args = ["sentiment", "train", "--out", str(out), *TINY, "--train.epochs", "4",
-            "--train.lr", "1e-1", "--train.schedule", "constant"]  # fmt: skip
+    args = [
+        "sentiment",
+        "train",
+        "--out",
+        str(out),
+        *TINY,
+        "--train.epochs",
+        "4",
+        "--train.lr",
+        "1e-1",
+        "--train.schedule",
+        "constant",
+    ]
     rc, _, err = run(args)
     assert rc == 0, err
     assert len(real) == 4
@@ -622,11 +709,31 @@ def test_resume_of_a_finished_run_keeps_the_best_epochs_model(tmp_path, monkeypa
 
 # -- the LM-pretrained path (ULMFiT) ----------------------------------------------------------
 
-POS = ["great", "wonderful", "superb", "brilliant", "loved", "delightful", "masterpiece",
-       "charming"]  # fmt: skip
+POS = [
+    "great",
+    "wonderful",
+    "superb",
+    "brilliant",
+    "loved",
+    "delightful",
+    "masterpiece",
+    "charming",
+]
 NEG = ["awful", "terrible", "boring", "dreadful", "hated", "dull", "waste", "horrible"]
-NEUTRAL = ["the", "movie", "film", "plot", "acting", "was", "and", "it", "this", "story", "cast",
-           "scene"]  # fmt: skip
+NEUTRAL = [
+    "the",
+    "movie",
+    "film",
+    "plot",
+    "acting",
+    "was",
+    "and",
+    "it",
+    "this",
+    "story",
+    "cast",
+    "scene",
+]
 
 
 def write_archive(path: Path, n: int = 40, seed: int = 0) -> Path:
@@ -647,14 +754,43 @@ def write_archive(path: Path, n: int = 40, seed: int = 0) -> Path:
 def test_lm_pretrained_classifier_end_to_end(tmp_path):
     archive = write_archive(tmp_path / "tiny_imdb.tar.gz")
     lm_dir, out = tmp_path / "lm", tmp_path / "clf"
-    rc, _, err = run([
-        "lm", "train", "--data", str(archive), "--out", str(lm_dir), "--no-progress",
-        "--data.source", "imdb", "--data.split", "random",  # the archive has no urls files
-        "--data.tokenizer", "bpe", "--data.vocab_size", "120",
-        "--data.val_size", "10", "--data.batch_size", "4", "--data.bptt", "16",
-        "--data.eval_batch_size", "2", "--model.embed_size", "8", "--model.hidden_size", "12",
-        "--model.num_layers", "2", "--train.epochs", "1", "--train.tensorboard", "false",
-    ])  # fmt: skip
+    rc, _, err = run(
+        [
+            "lm",
+            "train",
+            "--data",
+            str(archive),
+            "--out",
+            str(lm_dir),
+            "--no-progress",
+            "--data.source",
+            "imdb",
+            "--data.split",
+            "random",  # the archive has no urls files
+            "--data.tokenizer",
+            "bpe",
+            "--data.vocab_size",
+            "120",
+            "--data.val_size",
+            "10",
+            "--data.batch_size",
+            "4",
+            "--data.bptt",
+            "16",
+            "--data.eval_batch_size",
+            "2",
+            "--model.embed_size",
+            "8",
+            "--model.hidden_size",
+            "12",
+            "--model.num_layers",
+            "2",
+            "--train.epochs",
+            "1",
+            "--train.tensorboard",
+            "false",
+        ]
+    )
     assert rc == 0, err
     lm_predictor = lm_task.TASK.load(lm_dir)
     lm, lm_tok = lm_predictor.model, lm_predictor.tokenizer
@@ -670,12 +806,34 @@ def test_lm_pretrained_classifier_end_to_end(tmp_path):
         assert torch.equal(value, lm_weights[name]), name
 
     sentiment = [
-        "sentiment", "train", "--data", str(archive), "--out", str(out), "--no-progress",
-        "--model.pretrained", str(lm_dir), "--model.chunk_len", "8", "--model.grad_chunks", "2",
-        "--data.max_len", "32", "--data.val_size", "20", "--data.batch_size", "8",
-        "--data.split", "random", "--train.epochs", "2", "--train.tensorboard", "false",
-        "--finetune.gradual_unfreezing", "true",
-    ]  # fmt: skip
+        "sentiment",
+        "train",
+        "--data",
+        str(archive),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--model.pretrained",
+        str(lm_dir),
+        "--model.chunk_len",
+        "8",
+        "--model.grad_chunks",
+        "2",
+        "--data.max_len",
+        "32",
+        "--data.val_size",
+        "20",
+        "--data.batch_size",
+        "8",
+        "--data.split",
+        "random",
+        "--train.epochs",
+        "2",
+        "--train.tensorboard",
+        "false",
+        "--finetune.gradual_unfreezing",
+        "true",
+    ]
     rc, _, err = run(sentiment)
     assert rc == 0, err
     assert Tokenizer.load(out).hf.to_str() == lm_tok.hf.to_str()  # the LM's tokenizer
@@ -683,8 +841,12 @@ def test_lm_pretrained_classifier_end_to_end(tmp_path):
     stages = out / "stages"
     assert sorted(p.name for p in stages.iterdir()) == ["1", "2", "3"]
     # each stage unfroze one more group from the top: what it froze still is the LM's
-    frozen = {"1": ("embedding", "layers.0", "layers.1"), "2": ("embedding", "layers.0"),
-              "3": ("embedding",), "final": ()}  # fmt: skip
+    frozen = {
+        "1": ("embedding", "layers.0", "layers.1"),
+        "2": ("embedding", "layers.0"),
+        "3": ("embedding",),
+        "final": (),
+    }
     for stage, groups in frozen.items():
         directory = out if stage == "final" else stages / stage
         assert (directory / "metrics.json").is_file()
@@ -737,12 +899,39 @@ def test_word2vec_embeddings_learn_from_train_and_unsup_never_validation(tmp_pat
 
     monkeypatch.setattr(task, "sentiment_step", first_step)
     out = tmp_path / "w2v"
-    argv = ["sentiment", "train", "--data", str(archive), "--out", str(out), "--no-progress",
-            "--data.split", "random", "--data.val_size", "20", "--data.batch_size", "8",
-            "--model.embed_size", "8", "--model.hidden_size", "6", "--model.embeddings",
-            "word2vec", "--data.unsup", "true", "--word2vec.workers", "1",
-            "--word2vec.min_count", "1", "--model.freeze_embeddings", "true",
-            "--model.adversarial", "1.0", "--train.tensorboard", "false"]  # fmt: skip
+    argv = [
+        "sentiment",
+        "train",
+        "--data",
+        str(archive),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--data.split",
+        "random",
+        "--data.val_size",
+        "20",
+        "--data.batch_size",
+        "8",
+        "--model.embed_size",
+        "8",
+        "--model.hidden_size",
+        "6",
+        "--model.embeddings",
+        "word2vec",
+        "--data.unsup",
+        "true",
+        "--word2vec.workers",
+        "1",
+        "--word2vec.min_count",
+        "1",
+        "--model.freeze_embeddings",
+        "true",
+        "--model.adversarial",
+        "1.0",
+        "--train.tensorboard",
+        "false",
+    ]
     rc, stdout, err = run([*argv, "--max-steps", "2"])
     assert rc == 0, err
     reviews = list(load_imdb(archive, "train"))
@@ -769,8 +958,14 @@ def test_adversarial_step_gradients_equal_two_backward_passes(frozen):
     # backward of (clean + perturbed) with r from a separate gradient of the clean loss (the
     # step's cross-entropy is of float32 logits, so the reference's is too)
     torch.manual_seed(0)
-    cfg = SentimentModelConfig(embed_size=8, hidden_size=6, dropout=0.0, dropouti=0.0,
-                               freeze_embeddings=frozen, pooling="max+mean")  # fmt: skip
+    cfg = SentimentModelConfig(
+        embed_size=8,
+        hidden_size=6,
+        dropout=0.0,
+        dropouti=0.0,
+        freeze_embeddings=frozen,
+        pooling="max+mean",
+    )
     model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).double().train()
     ids, lengths = batch([7, 3, 5])
     labels = torch.tensor([1, 0, 1])
@@ -793,8 +988,9 @@ def test_adversarial_step_gradients_equal_two_backward_passes(frozen):
     assert ("encoder.embedding.weight" in got) == (not frozen)
     assert len(got) >= 8
     for name, grad in got.items():
-        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad,
-                                   rtol=1e-10, atol=1e-12, msg=name)  # fmt: skip
+        torch.testing.assert_close(
+            grad, dict(model.named_parameters())[name].grad, rtol=1e-10, atol=1e-12, msg=name
+        )
 
 
 def test_adversarial_step_refuses_ddp(tmp_path):
@@ -803,13 +999,15 @@ def test_adversarial_step_refuses_ddp(tmp_path):
     cfg = SentimentModelConfig(embed_size=8, hidden_size=6)
     model = SentimentClassifier(RecurrentEncoder(VOCAB, cfg), cfg).train()
     ids, lengths = batch([7, 3, 5])
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)  # fmt: skip
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     try:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         with pytest.raises(ValueError, match="model.adversarial is not supported with DDP"):
-            task.sentiment_step(ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])),
-                                adversarial=2.5)  # fmt: skip
+            task.sentiment_step(
+                ddp, task.Batch(ids, lengths, torch.tensor([1, 0, 1])), adversarial=2.5
+            )
         # without adversarial training the wrapped model steps as the bare one does
         labels = torch.tensor([1, 0, 1])
         torch.manual_seed(1)

@@ -20,10 +20,17 @@ def posteriors(rows: list[list[float]]) -> np.ndarray:
 
 def test_greedy_on_hand_made_posteriors():
     # classes: blank, "a", "b"; best path  a a - a b b -  ->  a a b
-    lp = posteriors([
-        [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.1, 0.6, 0.3],
-        [0.1, 0.2, 0.7], [0.3, 0.1, 0.6], [0.8, 0.1, 0.1],
-    ])  # fmt: skip
+    lp = posteriors(
+        [
+            [0.1, 0.8, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.9, 0.05, 0.05],
+            [0.1, 0.6, 0.3],
+            [0.1, 0.2, 0.7],
+            [0.3, 0.1, 0.6],
+            [0.8, 0.1, 0.1],
+        ]
+    )
     assert greedy(lp) == [1, 1, 2]
     assert greedy(posteriors([[0.9, 0.05, 0.05]] * 4)) == []
     assert collapse([2, 2, 2]) == [2] and collapse([]) == []

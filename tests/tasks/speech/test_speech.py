@@ -39,11 +39,16 @@ from lstmkit.tasks.speech.task import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0,
-         conv: int = 0):  # fmt: skip
+def tiny(head: str, bidirectional: bool = True, subsample: int = 2, seed: int = 0, conv: int = 0):
     torch.manual_seed(seed)
-    cfg = SpeechModelConfig(hidden_size=6, num_layers=2, bidirectional=bidirectional,
-                            subsample=subsample, dropout=0.0, conv_channels=conv)  # fmt: skip
+    cfg = SpeechModelConfig(
+        hidden_size=6,
+        num_layers=2,
+        bidirectional=bidirectional,
+        subsample=subsample,
+        dropout=0.0,
+        conv_channels=conv,
+    )
     return SpeechModel(5, 10, head, cfg).double().eval()
 
 
@@ -87,12 +92,17 @@ def test_frequency_conv_is_two_conv_relu_pool_layers_per_frame():
     c1, _, _, c2, _, _ = conv.layers
     # by hand for frame (t=2, n=1): zero-padded correlation, ReLU, max over band pairs
     h = torch.nn.functional.pad(x[2, 1], (2, 2))
-    h = torch.stack([c1.bias[c] + sum(c1.weight[c, 0, k] * h[k:k + 10] for k in range(5))
-                     for c in range(3)]).relu()  # fmt: skip
+    h = torch.stack(
+        [c1.bias[c] + sum(c1.weight[c, 0, k] * h[k : k + 10] for k in range(5)) for c in range(3)]
+    ).relu()
     h = h.view(3, 5, 2).amax(-1)  # (3, 5)
     h = torch.nn.functional.pad(h, (2, 2))
-    h = torch.stack([c2.bias[c] + sum((c2.weight[c, :, k, None] * h[:, k:k + 5]).sum(0)
-                                      for k in range(5)) for c in range(3)]).relu()  # fmt: skip
+    h = torch.stack(
+        [
+            c2.bias[c] + sum((c2.weight[c, :, k, None] * h[:, k : k + 5]).sum(0) for k in range(5))
+            for c in range(3)
+        ]
+    ).relu()
     h = h[:, :4].reshape(3, 2, 2).amax(-1)  # MaxPool1d drops the odd fifth band
     torch.testing.assert_close(out[2, 1], h.reshape(6))
     # every frame alone: changing one frame changes only its own output
@@ -161,8 +171,9 @@ def test_tiny_model_separates_two_tones_perfectly():
     # per-utterance normalisation would erase a stationary tone's spectrum (each band's mean
     # over time is removed): the tones are told apart by their unnormalised log-mel
     featurizer = Featurizer(FeatureConfig(n_mels=16, normalize="none"), None, ctc=False)
-    model = SpeechModel(16, 2, "classify", SpeechModelConfig(hidden_size=8, num_layers=1,
-                                                             subsample=4, dropout=0.0))  # fmt: skip
+    model = SpeechModel(
+        16, 2, "classify", SpeechModelConfig(hidden_size=8, num_layers=1, subsample=4, dropout=0.0)
+    )
     train = SpeechBatches(lambda e: tone_items(64, 0), featurizer, 16, 0, None, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=0.03)
     for epoch in range(5):
@@ -173,8 +184,11 @@ def test_tiny_model_separates_two_tones_perfectly():
             loss.backward()
             opt.step()
     test = tone_items(40, 1)
-    preds = [d[0] for batch in SpeechBatches(lambda e: test, featurizer, 20, 0)
-             for d, _ in task.predict_batch(model.eval(), batch, False, 1)]  # fmt: skip
+    preds = [
+        d[0]
+        for batch in SpeechBatches(lambda e: test, featurizer, 20, 0)
+        for d, _ in task.predict_batch(model.eval(), batch, False, 1)
+    ]
     assert preds == [it.labels[0] for it in test]
 
 
@@ -201,10 +215,18 @@ def test_time_masks_are_capped_by_the_fraction_of_the_utterance():
     featurizer = Featurizer(FeatureConfig(), None, ctc=False)
     masked = []
     for fraction in (0.1, 1.0):
-        aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, time_masks=1, time_mask_frames=50,
-                            time_mask_fraction=fraction, freq_masks=0)  # fmt: skip
-        widths = [int((featurizer.augmented(audio, aug, np.random.default_rng(k)) == 0)
-                      .all(1).sum()) for k in range(40)]  # fmt: skip
+        aug = AugmentConfig(
+            speeds=(1.0,),
+            noise_prob=0.0,
+            time_masks=1,
+            time_mask_frames=50,
+            time_mask_fraction=fraction,
+            freq_masks=0,
+        )
+        widths = [
+            int((featurizer.augmented(audio, aug, np.random.default_rng(k)) == 0).all(1).sum())
+            for k in range(40)
+        ]
         masked.append(max(widths))
     assert masked[0] <= 2 and masked[1] > 12  # int(0.1 * 24) = 2 frames at most
 
@@ -212,8 +234,9 @@ def test_time_masks_are_capped_by_the_fraction_of_the_utterance():
 def test_frequency_masks_span_all_of_a_frames_views():
     audio = tone_items(1, 0)[0].audio[:2000]
     featurizer = Featurizer(FeatureConfig(n_mels=20, normalize="utterance+none"), None, False)
-    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, time_masks=0, freq_masks=1,
-                        freq_mask_bands=6)  # fmt: skip
+    aug = AugmentConfig(
+        speeds=(1.0,), noise_prob=0.0, time_masks=0, freq_masks=1, freq_mask_bands=6
+    )
     widths, one_view_only = [], 0
     for k in range(40):
         feats = featurizer.augmented(audio, aug, np.random.default_rng(k))
@@ -230,8 +253,9 @@ def test_crop_cuts_at_most_its_fraction_from_the_ends():
     audio = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # 98 frames uncut
     featurizer = Featurizer(FeatureConfig(), None, ctc=False)
     aug = AugmentConfig(speeds=(1.0,), crop=0.3, noise_prob=0.0, time_masks=0, freq_masks=0)
-    frames = [featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0]
-              for k in range(50)]  # fmt: skip
+    frames = [
+        featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0] for k in range(50)
+    ]
     assert min(frames) >= 1 + (5600 - 200) // 80 and max(frames) <= 98
     assert min(frames) < 80 and len(set(frames)) > 10
 
@@ -250,8 +274,7 @@ def test_stretch_resamples_each_band_linearly_in_time():
 def test_tempo_changes_the_frame_count_within_its_range_and_keeps_the_spectrum():
     audio = (0.5 * np.sin(np.arange(8000) * 0.3)).astype(np.float32)  # 98 frames
     featurizer = Featurizer(FeatureConfig(), None, ctc=False)
-    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, tempo=(0.7, 1.3), time_masks=0,
-                        freq_masks=0)  # fmt: skip
+    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, tempo=(0.7, 1.3), time_masks=0, freq_masks=0)
     out = [featurizer.augmented(audio, aug, np.random.default_rng(k)) for k in range(40)]
     frames = [f.shape[0] for f in out]
     assert min(frames) >= round(98 * 0.7) and max(frames) <= round(98 * 1.3)
@@ -272,20 +295,23 @@ def test_training_trims_as_transcription_does():
     augmented = featurizer.augmented(audio.astype(np.float32), off, np.random.default_rng(0))
     assert torch.equal(augmented, plain)
     # noise is added after the trim, so it cannot keep the silence
-    noisy = AugmentConfig(speeds=(1.0,), noise_prob=1.0, noise_snr_db=(10, 10), time_masks=0,
-                          freq_masks=0)  # fmt: skip
-    assert featurizer.augmented(audio.astype(np.float32), noisy,
-                                np.random.default_rng(0)).shape == plain.shape  # fmt: skip
+    noisy = AugmentConfig(
+        speeds=(1.0,), noise_prob=1.0, noise_snr_db=(10, 10), time_masks=0, freq_masks=0
+    )
+    assert (
+        featurizer.augmented(audio.astype(np.float32), noisy, np.random.default_rng(0)).shape
+        == plain.shape
+    )
 
 
 def test_trim_augmentation_draws_the_threshold_per_example():
     alt = (-1.0) ** np.arange(2000)  # +-a: each window's power exact
     audio = np.r_[0.5 * alt, 0.5 * 10 ** (-25 / 20) * alt[:800]].astype(np.float32)
     featurizer = Featurizer(FeatureConfig(trim_db=40), None, ctc=False)
-    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, trim_db=(10, 40), time_masks=0,
-                        freq_masks=0)  # fmt: skip
-    frames = {featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0]
-              for k in range(30)}  # fmt: skip
+    aug = AugmentConfig(speeds=(1.0,), noise_prob=0.0, trim_db=(10, 40), time_masks=0, freq_masks=0)
+    frames = {
+        featurizer.augmented(audio, aug, np.random.default_rng(k)).shape[0] for k in range(30)
+    }
     # the -25 dB tail is kept above a 25 dB threshold and cut below it
     ex = FeatureExtractor(FeatureConfig())
     assert frames == {ex.n_frames(2000 + 120), ex.n_frames(2800)}
@@ -353,8 +379,12 @@ def test_config_errors(data, message):
 
 
 def test_noise_levels_and_floor_from_yaml_and_the_command_line_forms():
-    config = load_config({"data": {"noise_dbfs": [-60, "none"], "val_noise_dbfs": "[-60, null]"},
-                          "features": {"floor_dbfs": "-60"}})  # fmt: skip
+    config = load_config(
+        {
+            "data": {"noise_dbfs": [-60, "none"], "val_noise_dbfs": "[-60, null]"},
+            "features": {"floor_dbfs": "-60"},
+        }
+    )
     assert config.data.noise_dbfs == (-60.0, None) and config.data.val_noise_dbfs == (-60.0, None)
     assert config.features.floor_dbfs == -60.0
     plain = load_config({"data": {"noise_dbfs": -50}})
@@ -364,15 +394,26 @@ def test_noise_levels_and_floor_from_yaml_and_the_command_line_forms():
 
 
 def test_validation_is_the_same_utterances_at_each_noise_level():
-    config = load_config({"task_kind": "connected",
-                          "data": {"val_utterances": 6, "noise_dbfs": [-60, "none"],
-                                   "val_noise_dbfs": [-60, "none"]}})  # fmt: skip
+    config = load_config(
+        {
+            "task_kind": "connected",
+            "data": {
+                "val_utterances": 6,
+                "noise_dbfs": [-60, "none"],
+                "val_noise_dbfs": [-60, "none"],
+            },
+        }
+    )
     items, floors = task.eval_items(config, None, "val")  # the bundled sample
     assert floors == (("-60 dBFS", 6), ("none", 6)) and len(items) == 12
     noisy, silent = items[:6], items[6:]
     for a, b in zip(noisy, silent):
-        assert (a.labels, a.speaker, a.name, a.audio.size) == (b.labels, b.speaker, b.name,
-                                                               b.audio.size)  # fmt: skip
+        assert (a.labels, a.speaker, a.name, a.audio.size) == (
+            b.labels,
+            b.speaker,
+            b.name,
+            b.audio.size,
+        )
         rms = np.sqrt(np.mean((a.audio - b.audio).astype(np.float64) ** 2))
         assert 20 * np.log10(rms) == pytest.approx(-60.0, abs=0.5)
     # digital silence: every gap between recordings is exact zeros (at least 100 ms of them)
@@ -393,33 +434,57 @@ def test_scores_per_noise_floor(monkeypatch):
     featurizer = Featurizer(FeatureConfig(), None, ctc=True)
     batches = SpeechBatches(lambda epoch: items, featurizer, 2, 0)
     outputs = iter([(h, 1.0) for h in hyps])
-    monkeypatch.setattr(task, "predict_batch", lambda model, batch, ctc, beam: [
-        next(outputs) for _ in range(batch.lengths.numel())])  # fmt: skip
+    monkeypatch.setattr(
+        task,
+        "predict_batch",
+        lambda model, batch, ctc, beam: [next(outputs) for _ in range(batch.lengths.numel())],
+    )
     data = task.ScoreData("val", "x", items, batches, True, 4, (("-60 dBFS", 3), ("none", 3)))
     result = task.score(None, data)
     assert result["wer"] == 0.0 and result["n"] == 3 and result["words"] == 6
     assert [e["name"] for e in result["examples"]] == ["u0", "u1", "u2"]
     floors = result["noise_floors"]
     assert list(floors) == ["-60 dBFS", "none"]
-    assert floors["-60 dBFS"] == {"wer": 0.0, "cer": 0.0, "utterance_error_rate": 0.0,
-                                  "words": 6, "n": 3}  # fmt: skip
+    assert floors["-60 dBFS"] == {
+        "wer": 0.0,
+        "cer": 0.0,
+        "utterance_error_rate": 0.0,
+        "words": 6,
+        "n": 3,
+    }
     assert floors["none"]["wer"] == pytest.approx(2 / 6)  # a deletion and a substitution
     assert floors["none"]["utterance_error_rate"] == pytest.approx(2 / 3)
     report = task.format_report(result)
     assert "(3 utterances, 6 digits at noise -60 dBFS)" in report
     assert "the same utterances at noise none: WER 0.3333" in report
     summary = task.TASK.summary({**result, "steps": 1, "seconds": 1.0})
-    assert "validation WER 0.0000 on 3 connected utterances (0.0000 at noise -60 dBFS, " \
-        "0.3333 at noise none)" in summary  # fmt: skip
+    assert (
+        "validation WER 0.0000 on 3 connected utterances (0.0000 at noise -60 dBFS, "
+        "0.3333 at noise none)" in summary
+    )
 
 
-def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str = "global",
-                        floor_dbfs: float | None = None):  # fmt: skip
-    config = load_config({
-        "task_kind": "connected", "features": {"normalize": normalize, "floor_dbfs": floor_dbfs},
-        "model": {"hidden_size": 8, "num_layers": 2, "bidirectional": False,
-                  "subsample": subsample, "dropout": 0.0, "conv_channels": conv},
-    })  # fmt: skip
+def streaming_predictor(
+    tmp_path,
+    subsample: int,
+    conv: int = 0,
+    normalize: str = "global",
+    floor_dbfs: float | None = None,
+):
+    config = load_config(
+        {
+            "task_kind": "connected",
+            "features": {"normalize": normalize, "floor_dbfs": floor_dbfs},
+            "model": {
+                "hidden_size": 8,
+                "num_layers": 2,
+                "bidirectional": False,
+                "subsample": subsample,
+                "dropout": 0.0,
+                "conv_channels": conv,
+            },
+        }
+    )
     torch.manual_seed(0)
     model = task.build_model(config)
     rng = np.random.default_rng(0)
@@ -431,9 +496,15 @@ def streaming_predictor(tmp_path, subsample: int, conv: int = 0, normalize: str 
 
 @pytest.mark.parametrize(
     "subsample,conv,normalize,floor_dbfs",
-    [(1, 0, "global", None), (3, 0, "global", None), (3, 4, "global", None),
-     (2, 4, "global+none", None), (3, 0, "global", -60.0), (2, 4, "global+none", -60.0)],
-)  # fmt: skip
+    [
+        (1, 0, "global", None),
+        (3, 0, "global", None),
+        (3, 4, "global", None),
+        (2, 4, "global+none", None),
+        (3, 0, "global", -60.0),
+        (2, 4, "global+none", -60.0),
+    ],
+)
 @pytest.mark.parametrize("chunk_ms", [10, 37, 200, 5000])
 def test_stream_equals_one_shot(tmp_path, subsample, conv, normalize, floor_dbfs, chunk_ms):
     predictor = streaming_predictor(tmp_path, subsample, conv, normalize, floor_dbfs)
@@ -468,8 +539,9 @@ def test_silence_gives_an_empty_transcript_and_a_warning(tmp_path):
     predictor = streaming_predictor(tmp_path, 1)
     with pytest.warns(UserWarning, match="silent"):
         assert predictor.transcribe_audio(np.zeros(4000, np.float32), "quiet.wav") == {
-            "transcript": "", "confidence": 0.0,
-        }  # fmt: skip
+            "transcript": "",
+            "confidence": 0.0,
+        }
 
 
 def test_label_smoothing_step_against_the_formula_and_its_config_errors():
@@ -493,22 +565,29 @@ def test_label_smoothing_step_against_the_formula_and_its_config_errors():
 
 def test_ensemble_step_averages_the_members_losses_and_probabilities():
     torch.manual_seed(0)
-    config = load_config({"model": {"hidden_size": 6, "num_layers": 1, "members": 3},
-                          "features": {"n_mels": 5}, "label_smoothing": 0.1})  # fmt: skip
+    config = load_config(
+        {
+            "model": {"hidden_size": 6, "num_layers": 1, "members": 3},
+            "features": {"n_mels": 5},
+            "label_smoothing": 0.1,
+        }
+    )
     model = task.build_model(config).double().eval()  # no dropout: the same answers twice
     assert isinstance(model, SpeechEnsemble) and len(model.members) == 3
     assert all(k.startswith("members.") for k in model.state_dict())
     g = torch.Generator().manual_seed(3)
     feats = torch.randn(12, 4, 5, generator=g, dtype=torch.float64)
-    batch = Batch(feats, torch.tensor([12, 7, 9, 3]), torch.tensor([4, 0, 9, 2]),
-                  torch.ones(4).long())  # fmt: skip
+    batch = Batch(
+        feats, torch.tensor([12, 7, 9, 3]), torch.tensor([4, 0, 9, 2]), torch.ones(4).long()
+    )
     out = task.SpeechTask().step_fn(config)(model, batch)
     with torch.no_grad():
         alone = [m(feats, batch.lengths)[0] for m in model.members]
         mean_probs = torch.stack([x.softmax(-1) for x in alone]).mean(0)
         ensemble, _ = model(feats, batch.lengths)
-    losses = [torch.nn.functional.cross_entropy(x, batch.targets, label_smoothing=0.1)
-              for x in alone]  # fmt: skip
+    losses = [
+        torch.nn.functional.cross_entropy(x, batch.targets, label_smoothing=0.1) for x in alone
+    ]
     # each member learns on its own loss: the mean of theirs, not the averaged prediction's
     assert abs(float(out.loss.detach()) - float(torch.stack(losses).mean())) <= 1e-6
     assert (ensemble.exp() - mean_probs).abs().max() <= 1e-6
@@ -542,13 +621,24 @@ def test_per_member_batches_are_the_runs_of_seeds_seed_plus_k():
 
 def test_per_member_step_trains_each_member_on_its_own_batch():
     torch.manual_seed(0)
-    config = load_config({"model": {"hidden_size": 6, "num_layers": 1, "members": 2},
-                          "features": {"n_mels": 5}, "data": {"per_member": True}})  # fmt: skip
+    config = load_config(
+        {
+            "model": {"hidden_size": 6, "num_layers": 1, "members": 2},
+            "features": {"n_mels": 5},
+            "data": {"per_member": True},
+        }
+    )
     model = task.build_model(config).double().eval()
     g = torch.Generator().manual_seed(4)
-    own = [Batch(torch.randn(10, 3, 5, generator=g, dtype=torch.float64),
-                 torch.tensor([10, 6, 8]), torch.tensor(t), torch.ones(3).long())
-           for t in ([1, 2, 3], [7, 7, 0])]  # fmt: skip
+    own = [
+        Batch(
+            torch.randn(10, 3, 5, generator=g, dtype=torch.float64),
+            torch.tensor([10, 6, 8]),
+            torch.tensor(t),
+            torch.ones(3).long(),
+        )
+        for t in ([1, 2, 3], [7, 7, 0])
+    ]
     with torch.no_grad():  # member 0's batch labelled with its own answers: accuracy 1
         first = model.members[0](own[0].feats, own[0].lengths)[0].argmax(-1)
     own[0] = own[0]._replace(targets=first)
@@ -563,8 +653,10 @@ def test_per_member_step_trains_each_member_on_its_own_batch():
     out.loss.backward()  # member k's gradient: its own batch's loss over the 2 members
     for member, batch in zip(model.members, own):
         params = list(member.parameters())
-        loss = torch.nn.functional.cross_entropy(member(batch.feats, batch.lengths)[0],
-                                                 batch.targets) / 2  # fmt: skip
+        loss = (
+            torch.nn.functional.cross_entropy(member(batch.feats, batch.lengths)[0], batch.targets)
+            / 2
+        )
         for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):
             torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="3 members' batches for a model of 2"):

@@ -68,8 +68,9 @@ def test_train_on_the_bundled_sample(digits_model):
 
 def test_transcribe_prints_path_tab_digit_and_writes_json(digits_model, wavs, tmp_path):
     out, _ = digits_model
-    rc, stdout, _ = run(["speech", "transcribe", "--model", str(out), *wavs,
-                         "--json", str(tmp_path / "t.json")])  # fmt: skip
+    rc, stdout, _ = run(
+        ["speech", "transcribe", "--model", str(out), *wavs, "--json", str(tmp_path / "t.json")]
+    )
     assert rc == 0
     lines = stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == wavs
@@ -85,8 +86,18 @@ def test_transcribe_prints_path_tab_digit_and_writes_json(digits_model, wavs, tm
 
 def test_evaluate_val_reproduces_the_training_scores(digits_model, tmp_path):
     out, _ = digits_model
-    rc, stdout, _ = run(["speech", "evaluate", "--model", str(out), "--split", "val",
-                         "--json", str(tmp_path / "e.json")])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "speech",
+            "evaluate",
+            "--model",
+            str(out),
+            "--split",
+            "val",
+            "--json",
+            str(tmp_path / "e.json"),
+        ]
+    )
     assert rc == 0 and "val split of" in stdout and "60 utterances" in stdout
     scored = json.loads((tmp_path / "e.json").read_text())
     results = json.loads((out / "results.json").read_text())
@@ -141,15 +152,39 @@ def test_keep_last_with_ema_saves_the_final_average(tmp_path):
 
 def test_connected_ctc_and_streaming_round_trip(tmp_path, wavs):
     out = tmp_path / "connected"
-    rc, stdout, _ = run([
-        "speech", "train", "--preset", "fsdd-connected", "--out", str(out), *TINY,
-        "--train.epochs", "1", "--train.max_minutes", "none", "--train.schedule_by", "steps",
-        "--data.train_utterances", "24", "--data.val_utterances", "6", "--data.batch_size", "8",
-        "--model.bidirectional", "false", "--features.normalize", "global",
-    ])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "speech",
+            "train",
+            "--preset",
+            "fsdd-connected",
+            "--out",
+            str(out),
+            *TINY,
+            "--train.epochs",
+            "1",
+            "--train.max_minutes",
+            "none",
+            "--train.schedule_by",
+            "steps",
+            "--data.train_utterances",
+            "24",
+            "--data.val_utterances",
+            "6",
+            "--data.batch_size",
+            "8",
+            "--model.bidirectional",
+            "false",
+            "--features.normalize",
+            "global",
+        ]
+    )
     # the preset scores the 6 validation utterances twice: at -60 dBFS and in digital silence
-    assert rc == 0 and ("24 connected utterances per epoch, 12 for validation (6 at noise "
-                        "-60 dBFS, none)") in stdout  # fmt: skip
+    assert (
+        rc == 0
+        and ("24 connected utterances per epoch, 12 for validation (6 at noise -60 dBFS, none)")
+        in stdout
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == 6 and results["wer"] >= 0 and "cer" in results
     floors = results["noise_floors"]
@@ -165,15 +200,26 @@ def test_connected_ctc_and_streaming_round_trip(tmp_path, wavs):
     sf.write(str(joined), np.concatenate([a, np.zeros(1600, np.float32), b]), 8000)
     rc, once, _ = run(["speech", "transcribe", "--model", str(out), str(joined), *wavs])
     assert rc == 0 and once.startswith(f"{joined}\t")
-    rc, streamed, _ = run(["speech", "transcribe", "--model", str(out), str(joined), *wavs,
-                           "--stream-chunk-ms", "200"])  # fmt: skip
+    rc, streamed, _ = run(
+        [
+            "speech",
+            "transcribe",
+            "--model",
+            str(out),
+            str(joined),
+            *wavs,
+            "--stream-chunk-ms",
+            "200",
+        ]
+    )
     assert rc == 0 and streamed == once
     rc, stdout, _ = run(["speech", "evaluate", "--model", str(out)])
     assert rc == 0 and "WER" in stdout and "6 utterances" in stdout
     assert "the same utterances at noise none: WER" in stdout
     assert config["config"]["features"]["floor_dbfs"] == -60.0  # the preset's floor, stored
-    rc, stdout, _ = run(["speech", "plot", "--model", str(out), str(joined), "--out",
-                         str(tmp_path / "plots")])  # fmt: skip
+    rc, stdout, _ = run(
+        ["speech", "plot", "--model", str(out), str(joined), "--out", str(tmp_path / "plots")]
+    )
     assert rc == 0 and stdout.strip() == str(tmp_path / "plots" / "37.png")
     assert (tmp_path / "plots" / "37.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -197,8 +243,9 @@ def test_transcribe_errors_name_the_file(digits_model, tmp_path):
     ):
         rc, stdout, err = run(["speech", "transcribe", "--model", str(out), *args])
         assert rc == 2 and message in err and stdout == ""
-    rc, _, err = run(["speech", "transcribe", "--model", str(out), str(bad),
-                      "--stream-chunk-ms", "100"])  # fmt: skip
+    rc, _, err = run(
+        ["speech", "transcribe", "--model", str(out), str(bad), "--stream-chunk-ms", "100"]
+    )
     assert rc == 2 and "bad.wav" in err
     silent = tmp_path / "silent.wav"
     sf.write(str(silent), np.zeros(4000, np.float32), 8000)
@@ -209,8 +256,17 @@ def test_transcribe_errors_name_the_file(digits_model, tmp_path):
 
 def test_ensemble_trains_transcribes_evaluates_and_plots(wavs, tmp_path):
     out = tmp_path / "ensemble"
-    args = ["--model.members", "2", "--model.conv_channels", "2", "--max-steps", "4",
-            "--features.normalize", "utterance+global", *TINY]  # fmt: skip
+    args = [
+        "--model.members",
+        "2",
+        "--model.conv_channels",
+        "2",
+        "--max-steps",
+        "4",
+        "--features.normalize",
+        "utterance+global",
+        *TINY,
+    ]
     rc, stdout, _ = run(["speech", "train", "--out", str(out), *args])
     assert rc == 0 and "confusion matrix" in stdout
     weights = load_file(out / "model.safetensors")
@@ -219,8 +275,9 @@ def test_ensemble_trains_transcribes_evaluates_and_plots(wavs, tmp_path):
     rc, _, _ = run(["speech", "evaluate", "--model", str(out), "--json", str(tmp_path / "e.json")])
     assert rc == 0
     assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == results["accuracy"]
-    rc, stdout, _ = run(["speech", "transcribe", "--model", str(out), wavs[1],
-                         "--json", str(tmp_path / "t.json")])  # fmt: skip
+    rc, stdout, _ = run(
+        ["speech", "transcribe", "--model", str(out), wavs[1], "--json", str(tmp_path / "t.json")]
+    )
     (row,) = json.loads((tmp_path / "t.json").read_text())
     assert rc == 0 and stdout.startswith(f"{wavs[1]}\t") and 0.1 <= row["confidence"] <= 1.0
     rc, stdout, _ = run(["speech", "plot", "--model", str(out), wavs[1], "--out", str(tmp_path)])

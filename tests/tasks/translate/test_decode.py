@@ -68,15 +68,25 @@ class Scripted:
     (0.4) ends at once, so the best sequence is B </s> (0.4 > 0.6 * 0.32)."""
 
     V, A, B = 12, 5, 6
-    table = {BOS_ID: {5: 0.6, 6: 0.4}, 5: {7: 0.32, 8: 0.32, 9: 0.32, EOS_ID: 0.04},
-             6: {EOS_ID: 1.0}, 7: {EOS_ID: 1.0}, 8: {EOS_ID: 1.0}, 9: {EOS_ID: 1.0}}  # fmt: skip
+    table = {
+        BOS_ID: {5: 0.6, 6: 0.4},
+        5: {7: 0.32, 8: 0.32, 9: 0.32, EOS_ID: 0.04},
+        6: {EOS_ID: 1.0},
+        7: {EOS_ID: 1.0},
+        8: {EOS_ID: 1.0},
+        9: {EOS_ID: 1.0},
+    }
 
     def encode(self, src, lengths):
         n = src.shape[0]
         zeros = torch.zeros(1, n, 1)
         mask = torch.ones(n, src.shape[1], dtype=torch.bool)
-        return Memory(src[..., None].float(), mask, src[..., None].float(),
-                      DecoderState(zeros, zeros, torch.zeros(n, 1)))  # fmt: skip
+        return Memory(
+            src[..., None].float(),
+            mask,
+            src[..., None].float(),
+            DecoderState(zeros, zeros, torch.zeros(n, 1)),
+        )
 
     def step(self, tokens, memory):
         probs = torch.full((tokens.shape[0], self.V), 1e-9)
@@ -92,8 +102,9 @@ def test_beam_finds_a_better_sequence_than_greedy():
     src, lengths = torch.tensor([[4, 4, 4]]), torch.tensor([3])
     g = greedy(Scripted(), src, lengths)[0]
     assert g.tokens == [Scripted.A, 7] and g.score == pytest.approx(math.log(0.6 * 0.32))
-    best, second = beam_search(Scripted(), src, lengths, beam=3, length_penalty_alpha=0.0,
-                               n_best=2)[0]  # fmt: skip
+    best, second = beam_search(
+        Scripted(), src, lengths, beam=3, length_penalty_alpha=0.0, n_best=2
+    )[0]
     assert best.tokens == [Scripted.B] and best.score == pytest.approx(math.log(0.4))
     assert second.tokens == [Scripted.A, 7] or second.tokens == [Scripted.A, 8]
     assert best.normalized > second.normalized
@@ -132,8 +143,12 @@ def test_a_tiny_model_learns_to_reverse_sequences():
     g = torch.Generator().manual_seed(0)
 
     def data(n):
-        seqs = [torch.randint(4, 14, (int(torch.randint(2, 7, (1,), generator=g)),),
-                              generator=g).tolist() for _ in range(n)]  # fmt: skip
+        seqs = [
+            torch.randint(
+                4, 14, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g
+            ).tolist()
+            for _ in range(n)
+        ]
         return seqs, [s[::-1] for s in seqs]
 
     config = TranslateModelConfig(emb_size=32, enc_hidden=48, dec_hidden=64, dropout=0.0)
@@ -143,8 +158,9 @@ def test_a_tiny_model_learns_to_reverse_sequences():
         src, tgt = data(64)
         batch = make_batch(src, tgt, range(64))
         logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, 14), batch.tgt_out.reshape(-1),
-                               ignore_index=PAD_ID)  # fmt: skip
+        loss = F.cross_entropy(
+            logits.reshape(-1, 14), batch.tgt_out.reshape(-1), ignore_index=PAD_ID
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

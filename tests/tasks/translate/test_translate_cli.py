@@ -17,8 +17,17 @@ from lstmkit.data.parallel import read_lines
 from lstmkit.tasks.translate.batches import make_batch
 from lstmkit.tasks.translate.task import SAMPLE
 
-TINY = ["--model.emb_size", "16", "--model.enc_hidden", "16", "--model.dec_hidden", "24",
-        "--data.vocab_size", "300", "--no-progress"]  # fmt: skip
+TINY = [
+    "--model.emb_size",
+    "16",
+    "--model.enc_hidden",
+    "16",
+    "--model.dec_hidden",
+    "24",
+    "--data.vocab_size",
+    "300",
+    "--no-progress",
+]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,8 +42,21 @@ def run(argv: list[str], stdin: str | None = None, monkeypatch=None) -> tuple[in
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     out = tmp_path_factory.mktemp("translate") / "model"
-    rc, stdout, _ = run(["translate", "train", "--out", str(out), "--max-steps", "12",
-                         "--train.epochs", "2", "--decode.beam", "2", *TINY])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "translate",
+            "train",
+            "--out",
+            str(out),
+            "--max-steps",
+            "12",
+            "--train.epochs",
+            "2",
+            "--decode.beam",
+            "2",
+            *TINY,
+        ]
+    )
     assert rc == 0, stdout
     return out, stdout
 
@@ -63,13 +85,26 @@ def test_run_keeps_order_and_empty_lines(model, tmp_path):
     rc, stdout, _ = run(["translate", "run", "--model", str(out), "--file", str(src)])
     lines = stdout.split("\n")
     assert rc == 0 and len(lines) == 4 and lines[1] == "" and lines[3] == ""
-    rc, js, _ = run(["translate", "run", "--model", str(out), "--json", "--beam", "2",
-                     "--n-best", "2", "Ein Mann fährt Fahrrad."])  # fmt: skip
+    rc, js, _ = run(
+        [
+            "translate",
+            "run",
+            "--model",
+            str(out),
+            "--json",
+            "--beam",
+            "2",
+            "--n-best",
+            "2",
+            "Ein Mann fährt Fahrrad.",
+        ]
+    )
     (item,) = json.loads(js)
     assert item["source"] == "Ein Mann fährt Fahrrad." and item["translation"] == lines[0]
     assert len(item["n_best"]) == 2 and item["n_best"][0]["score"] >= item["n_best"][1]["score"]
-    rc, greedy, _ = run(["translate", "run", "--model", str(out), "--beam", "1",
-                         "Ein Mann fährt Fahrrad."])  # fmt: skip
+    rc, greedy, _ = run(
+        ["translate", "run", "--model", str(out), "--beam", "1", "Ein Mann fährt Fahrrad."]
+    )
     from lstmkit.tasks import run as runner
     from lstmkit.tasks.translate.decode import greedy as greedy_search
 
@@ -82,17 +117,40 @@ def test_run_keeps_order_and_empty_lines(model, tmp_path):
 def test_evaluate_with_src_and_ref(model, tmp_path):
     out, _ = model
     report = tmp_path / "eval.json"
-    rc, stdout, _ = run(["translate", "evaluate", "--model", str(out), "--src",
-                         str(SAMPLE / "val.de.gz"), "--ref", str(SAMPLE / "val.en.gz"),
-                         "--beam", "1", "--json", str(report)])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "translate",
+            "evaluate",
+            "--model",
+            str(out),
+            "--src",
+            str(SAMPLE / "val.de.gz"),
+            "--ref",
+            str(SAMPLE / "val.en.gz"),
+            "--beam",
+            "1",
+            "--json",
+            str(report),
+        ]
+    )
     assert rc == 0 and "BLEU" in stdout
     result = json.loads(report.read_text())
     assert result["n"] == 100 and result["beam"] == 1 and "tok:13a" in result["signature"]["bleu"]
     # the same sentences through `run` score the same BLEU
     from sacrebleu.metrics import BLEU
 
-    rc, stdout, _ = run(["translate", "run", "--model", str(out), "--beam", "1", "--file",
-                         str(SAMPLE / "val.de.gz")])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "translate",
+            "run",
+            "--model",
+            str(out),
+            "--beam",
+            "1",
+            "--file",
+            str(SAMPLE / "val.de.gz"),
+        ]
+    )
     hyps = stdout.split("\n")[:-1]
     refs = read_lines(SAMPLE / "val.en.gz", raw=True)
     assert BLEU().corpus_score(hyps, [refs]).score == pytest.approx(result["bleu"], abs=0.01)
@@ -113,8 +171,17 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_attention_files(model, tmp_path):
     out, _ = model
-    rc, stdout, _ = run(["translate", "attention", "--model", str(out), "Ein Mann fährt Fahrrad.",
-                         "--out", str(tmp_path / "att")])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "translate",
+            "attention",
+            "--model",
+            str(out),
+            "Ein Mann fährt Fahrrad.",
+            "--out",
+            str(tmp_path / "att"),
+        ]
+    )
     assert rc == 0
     png, page = stdout.split()
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -127,8 +194,9 @@ def test_bad_input(model, tmp_path):
     src, tgt = tmp_path / "s.de.gz", tmp_path / "t.en"
     src.write_bytes(gzip.compress(b"a\nb\nc\n"))
     tgt.write_text("x\ny\n")
-    rc, _, err = run(["translate", "evaluate", "--model", str(out), "--src", str(src), "--ref",
-                      str(tgt)])  # fmt: skip
+    rc, _, err = run(
+        ["translate", "evaluate", "--model", str(out), "--src", str(src), "--ref", str(tgt)]
+    )
     assert rc == 2 and "has 3 lines" in err and "has 2" in err
     bad = tmp_path / "bad.de"
     bad.write_bytes(b"ok\n\xff\n")
@@ -149,14 +217,26 @@ def test_run_refuses_empty_texts_and_beams_wider_than_the_vocabulary(model, tmp_
     size = json.loads((out / "config.json").read_text())["artifacts"]["tgt_vocab_size"]
     assert 100 < size <= 300  # --data.vocab_size 300
     for beam in (0, size + 1, 100000):
-        refused = (f"lstmkit: error: --beam must be in [1, {size}] (1: greedy; at most the target "
-                   f"vocabulary's {size} subwords), got {beam}\n")  # fmt: skip
+        refused = (
+            f"lstmkit: error: --beam must be in [1, {size}] (1: greedy; at most the target "
+            f"vocabulary's {size} subwords), got {beam}\n"
+        )
         assert run([*translate, "--beam", str(beam), "Ein Mann."]) == (2, "", refused)
-        rc, stdout, err = run(["translate", "attention", "--model", str(out), "--out",
-                               str(tmp_path), "--beam", str(beam), "Ein Mann."])  # fmt: skip
+        rc, stdout, err = run(
+            [
+                "translate",
+                "attention",
+                "--model",
+                str(out),
+                "--out",
+                str(tmp_path),
+                "--beam",
+                str(beam),
+                "Ein Mann.",
+            ]
+        )
         assert (rc, stdout, err) == (2, "", refused)
-        rc, stdout, err = run(["translate", "evaluate", "--model", str(out), "--beam",
-                               str(beam)])  # fmt: skip
+        rc, stdout, err = run(["translate", "evaluate", "--model", str(out), "--beam", str(beam)])
         assert (rc, stdout, err) == (2, "", refused)
     rc, stdout, err = run([*translate, "--json", "--beam", str(size), "--n-best", "3", "Ein Mann."])
     assert (rc, err) == (0, "") and len(json.loads(stdout)[0]["n_best"]) == 3
@@ -166,11 +246,31 @@ def test_options_joint_unigram_feeding_additive_variant(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("label_smoothing: 0.0\nkeep: last\n")
     out = tmp_path / "m"
-    rc, stdout, _ = run(["translate", "train", "--config", str(config), "--out", str(out),
-                         "--max-steps", "3", "--data.joint", "true", "--data.subwords", "unigram",
-                         "--model.input_feeding", "true", "--model.attention", "additive",
-                         "--model.encoder.layer_norm", "true", "--decode.beam", "2",
-                         *TINY])  # fmt: skip
+    rc, stdout, _ = run(
+        [
+            "translate",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--data.joint",
+            "true",
+            "--data.subwords",
+            "unigram",
+            "--model.input_feeding",
+            "true",
+            "--model.attention",
+            "additive",
+            "--model.encoder.layer_norm",
+            "true",
+            "--decode.beam",
+            "2",
+            *TINY,
+        ]
+    )
     assert rc == 0 and "(unigram, joint)" in stdout
     config = json.loads((out / "config.json").read_text())
     assert config["artifacts"]["src_vocab"] == config["artifacts"]["tgt_vocab"] == "vocab.json"
