@@ -34,7 +34,10 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-TUNE_ALIASES = {"lab-adding": "lab"}  # the space tune-lab-adding.yaml searches the lab task
+def bundled_spaces() -> list[str]:
+    """The names of the bundled search spaces (``lstmkit/presets/tune-NAME.yaml``); a space
+    names the task it searches when its name is not the task's."""
+    return sorted(p.stem.removeprefix("tune-") for p in PRESETS.glob("tune-*.yaml"))
 
 
 def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -43,16 +46,19 @@ def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
     from lstmkit.tasks.tuning import check_space, run_trial
     from lstmkit.train.tuning import BEST_FILE, STUDY_FILE, TRIALS_FILE, load_space, trial_dir, tune
 
-    task = get_task(TUNE_ALIASES.get(args.task, args.task))
     default_space = PRESETS / f"tune-{args.task}.yaml"
     if args.space is None and not default_space.is_file():
         raise ValueError(f"no bundled search space for {args.task}; give --space FILE")
-    space = load_space(args.space or default_space)
+    # the bundled space of this name says which task and command it stands for, also when
+    # --space gives the ranges
+    named = load_space(default_space) if default_space.is_file() else None
+    space = load_space(args.space) if args.space else named
+    task = get_task(space.task or (named and named.task) or args.task)
+    command = space.command or (named and named.command) or f"{task.name} train"
     base = _merge(space.base, load_yaml(args.config) if args.config else {})
     base = apply_overrides(base, overrides)
     check_space(task, space, base)
     out = Path(args.out or f"runs/tune-{args.task}")
-    command = "lab adding" if args.task == "lab-adding" else f"{task.name} train"
     run_command = f"lstmkit {command} --config {out / BEST_FILE}"
     study = tune(
         space,
@@ -102,7 +108,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     tune.add_argument(
         "task",
-        choices=[*TUNE_ALIASES, *TASKS],
+        choices=sorted({*bundled_spaces(), *TASKS}),
         help="the task to tune (lab-adding: the lab task with the bundled adding-problem space)",
     )
     tune.add_argument(

@@ -25,7 +25,7 @@ and, optionally, what makes it exportable and servable, each read only where it 
   eager answers to them, the onnxruntime module, the headline scores), or the name of the
   module holding it as ``ONNX`` (imported when used): ``lstmkit export`` and ``lstmkit
   serve --runtime onnx|int8``;
-- ``card``: a :class:`~lstmkit.tasks.card.TaskCard` for the model card (else a generic one);
+- ``card``: a :class:`TaskCard` for the model card (else a generic one);
 - ``widget``: the name of the web page's widget for its models (else ``generic``);
 - ``shards``: ``False`` for a task whose batches are not sharded across processes, which
   :func:`lstmkit.tasks.run.train` then refuses to run under torchrun (else ``True``).
@@ -146,6 +146,28 @@ class Task(Protocol):
     def load(self, model_dir: str | Path, device: torch.device | None = None) -> Predictor: ...
 
     def summary(self, results: dict[str, Any]) -> str: ...
+
+
+LSTM_CITATION = """@article{hochreiter1997lstm,
+  title = {Long Short-Term Memory},
+  author = {Hochreiter, Sepp and Schmidhuber, J{\\"u}rgen},
+  journal = {Neural Computation}, volume = {9}, number = {8}, pages = {1735--1780},
+  year = {1997}
+}"""
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """What lstmkit knows of a task for its cards."""
+
+    title: str
+    pipeline_tag: str | None
+    data: str
+    citation: str
+    intended_use: str
+    limits: str
+    headline: tuple[str, ...]  # the results.json numbers to show first
+    datasets: tuple[str, ...] = ()
 
 
 class InputError(ValueError):

@@ -1,7 +1,7 @@
 """Model cards: the ``README.md`` every model directory gets (Mitchell et al. 2019).
 
 A card is written from what the directory holds (``config.json``, ``results.json``, the
-weights' header) plus what the task declares of itself (its ``card``, a :class:`TaskCard`:
+weights' header) plus what the task declares of itself (its ``card``, a :class:`~lstmkit.tasks.base.TaskCard`:
 its data, their citation, what the model is for and where it fails). It has the Hub's YAML
 header, so a folder pushed with :mod:`lstmkit.tasks.hub` shows it as the model page. A task
 that declares no card gets a generic one with the same sections.
@@ -14,35 +14,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lstmkit.tasks import TASKS, get_task
-from lstmkit.tasks.base import CONFIG_FILE, ModelDir
+from lstmkit.tasks.base import CONFIG_FILE, LSTM_CITATION, ModelDir, TaskCard
 
 CARD_FILE = "README.md"
-
-LSTM_CITATION = """@article{hochreiter1997lstm,
-  title = {Long Short-Term Memory},
-  author = {Hochreiter, Sepp and Schmidhuber, J{\\"u}rgen},
-  journal = {Neural Computation}, volume = {9}, number = {8}, pages = {1735--1780},
-  year = {1997}
-}"""
-
-
-@dataclass(frozen=True)
-class TaskCard:
-    """What lstmkit knows of a task for its cards."""
-
-    title: str
-    pipeline_tag: str | None
-    data: str
-    citation: str
-    intended_use: str
-    limits: str
-    headline: tuple[str, ...]  # the results.json numbers to show first
-    datasets: tuple[str, ...] = ()
 
 
 def _generic(task: str) -> TaskCard:

@@ -138,6 +138,8 @@ class SearchSpace:
             ``n_startup_trials``). Default: 2
         prune_from_epoch: the first epoch at which a trial can be pruned (Optuna's
             ``n_warmup_steps``; epochs count from 1). Default: 2
+        task: the registered task the space searches. Default: the name it is tuned as
+        command: the ``lstmkit`` command that trains the best config. Default: ``TASK train``
     """
 
     metric: str
@@ -146,6 +148,8 @@ class SearchSpace:
     base: dict[str, Any] = field(default_factory=dict)
     prune_after_trials: int = 2
     prune_from_epoch: int = 2
+    task: str | None = None
+    command: str | None = None
 
     def __post_init__(self) -> None:
         if not self.metric:

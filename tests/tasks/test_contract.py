@@ -17,8 +17,15 @@ from lstmkit.cli.main import main
 from lstmkit.export.graph import F32, Graph, info, linear
 from lstmkit.export.runtime import OnnxExport, OrtModule, session
 from lstmkit.tasks import TASKS, get_task, register, run
-from lstmkit.tasks.base import Built, InputError, ModelDirError, Predictor, read_model_dir
-from lstmkit.tasks.card import LSTM_CITATION, TaskCard
+from lstmkit.tasks.base import (
+    LSTM_CITATION,
+    Built,
+    InputError,
+    ModelDirError,
+    Predictor,
+    TaskCard,
+    read_model_dir,
+)
 from lstmkit.train import StepOutput, TrainConfig, from_dict
 from lstmkit.train.checkpoint import MODEL_FILE, load_weights
 

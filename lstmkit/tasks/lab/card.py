@@ -1,6 +1,6 @@
-"""What the model card of a lab model says of the task (:mod:`lstmkit.tasks.card`)."""
+"""What the model card of a lab model says of the task (a TaskCard)."""
 
-from lstmkit.tasks.card import LSTM_CITATION, TaskCard
+from lstmkit.tasks.base import LSTM_CITATION, TaskCard
 
 CARD = TaskCard(
     "long-time-lag experiment",

@@ -1,6 +1,6 @@
-"""What the model card of a speech model says of the task (:mod:`lstmkit.tasks.card`)."""
+"""What the model card of a speech model says of the task (a TaskCard)."""
 
-from lstmkit.tasks.card import TaskCard
+from lstmkit.tasks.base import TaskCard
 
 CARD = TaskCard(
     "spoken-digit recogniser",
