@@ -309,8 +309,9 @@ class ModelDir:
         """``config.json``, checked (:func:`read_model_dir`)."""
         return read_model_dir(self.path, task, require)
 
-    def write_config(self, task: str, config: dict[str, Any], artifacts: dict[str, Any]) -> None:
-        write_json(self.path / CONFIG_FILE, model_dir_config(task, config, artifacts))
+    def write_config(self, raw: dict[str, Any]) -> None:
+        """Write ``config.json`` (``raw``: :func:`model_dir_config`'s)."""
+        write_json(self.path / CONFIG_FILE, raw)
 
     def results(self) -> dict[str, Any]:
         """``results.json`` (empty before the model is scored)."""

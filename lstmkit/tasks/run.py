@@ -153,10 +153,10 @@ def train(
             out_dir.rmdir()
         raise
     built.model.to(run.device)
+    run_config = model_dir_config(task.name, to_dict(config), built.artifacts)
     model_dir = ModelDir(out_dir)
     if dist.is_main:  # before the first step: an interrupted run can be resumed
-        model_dir.write_config(task.name, to_dict(config), built.artifacts)
-    run_config = model_dir_config(task.name, to_dict(config), built.artifacts)
+        model_dir.write_config(run_config)
     trainer = _fit(task, config, built, out_dir, resume, run_config, list(callbacks))
     distributed.barrier()
     load_weights(built.model, out_dir / MODEL_FILE)  # the kept (best or last) weights
