@@ -1,8 +1,8 @@
 """Model cards: the ``README.md`` every model directory gets (Mitchell et al. 2019).
 
 A card is written from what the directory holds (``config.json``, ``results.json``, the
-weights' header) plus what the task declares of itself (its ``card``, a :class:`~lstmkit.tasks.base.TaskCard`:
-its data, their citation, what the model is for and where it fails). It has the Hub's YAML
+weights' header) plus what the task declares of itself (its ``card``, a
+:class:`~lstmkit.tasks.base.TaskCard`: its data, their citation, what the model is for and where it fails). It has the Hub's YAML
 header, so a folder pushed with :mod:`lstmkit.tasks.hub` shows it as the model page. A task
 that declares no card gets a generic one with the same sections.
 
