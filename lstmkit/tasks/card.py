@@ -2,9 +2,10 @@
 
 A card is written from what the directory holds (``config.json``, ``results.json``, the
 weights' header) plus what the task declares of itself (its ``card``, a
-:class:`~lstmkit.tasks.base.TaskCard`: its data, their citation, what the model is for and where it fails). It has the Hub's YAML
-header, so a folder pushed with :mod:`lstmkit.tasks.hub` shows it as the model page. A task
-that declares no card gets a generic one with the same sections.
+:class:`~lstmkit.tasks.base.TaskCard`: its data, their citation, what the model is for and
+where it fails). It has the Hub's YAML header, so a folder pushed with
+:mod:`lstmkit.tasks.hub` shows it as the model page. A task that declares no card gets a
+generic one with the same sections.
 
 :func:`lstmkit.tasks.run.train` writes the card after ``results.json``, with the command
 that made the model when its caller gives one (the CLI gives its command line).
